@@ -1,0 +1,38 @@
+# Everything a fresh machine with only Python needs: `make demo`, `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Pinned CPU-friendly torch, installed before the project so pip never pulls a multi-GB CUDA build.
+# Override on a GPU machine, e.g. `make TORCH="torch==2.13.0 --index-url ..." install`.
+TORCH ?= torch==2.13.0
+DEMO ?= demo
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	rm -rf $(DEMO) && mkdir -p $(DEMO)
+	$(BIN)/datakit synth acdc $(DEMO)/acdc --patients 8
+	$(BIN)/datakit convert acdc $(DEMO)/acdc --out $(DEMO)/acdc.h5 --overwrite
+	$(BIN)/datakit validate $(DEMO)/acdc.h5
+	$(BIN)/datakit info $(DEMO)/acdc.h5
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check datakit train tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/convert_acdc.py
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -1,0 +1,55 @@
+"""``datakit convert <format> SRC --out STORE.h5``: one sub-command per source format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from datakit.cli.common import (
+    OnErrorOpt,
+    OutOpt,
+    OverwriteOpt,
+    RatiosOpt,
+    SeedOpt,
+    WorkersOpt,
+    cli_errors,
+    command_line,
+    default_workers,
+    report,
+)
+
+app = typer.Typer(help="Convert a source dataset into a datakit store.", no_args_is_help=True)
+
+
+@app.command("acdc")
+@cli_errors
+def convert_acdc(
+    src: Path = typer.Argument(..., help="ACDC root, its training/ folder, or a folder of patient folders."),
+    out: Path = OutOpt,
+    scribbles: str = typer.Option("auto", help="auto (manual *_scribble.nii.gz beside the frames), "
+                                  "none, a folder of scribble files, or synth:ALGO."),
+    spacing: float = typer.Option(1.51, help="In-plane pixel spacing of the store, mm."),
+    size: int = typer.Option(224, help="Stored image size (square), pixels.", min=8),
+    norm: str = typer.Option("percentile-iqr", help="Per-volume intensity normalisation: percentile-iqr "
+                             "(clip 5th-95th percentile, (x - median) / IQR), zscore, minmax, none."),
+    split: str = typer.Option("stratified", help="stratified[:column] (by Group), random, kfold:K/FOLD, "
+                              "or file:PATH (JSON split name -> patient ids)."),
+    ratios: str = RatiosOpt,
+    seed: int = SeedOpt,
+    workers: int = WorkersOpt,
+    on_error: str = OnErrorOpt,
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """ACDC cine MRI: ED/ES frames, `_gt` masks, Valvano scribbles, Info.cfg."""
+    from datakit.cli.scribble_opts import parse_scribbles
+    from datakit.pipeline import ConvertOptions, convert
+    from datakit.sources.acdc import AcdcSource
+    from datakit.splits import parse_ratios
+
+    mode, synth = parse_scribbles(scribbles, seed)
+    source = AcdcSource(src, scribbles=mode, spacing=spacing, size=size, norm=norm)
+    opts = ConvertOptions(out=out, overwrite=overwrite, workers=workers or default_workers(),
+                          on_error=on_error, split=split, ratios=tuple(parse_ratios(ratios)), seed=seed,
+                          synth=synth, command=command_line())
+    report(convert(source, opts, log=lambda m: typer.echo(m, err=True)))

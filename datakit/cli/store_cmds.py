@@ -1,0 +1,49 @@
+"""Commands that read a store: ``info`` and ``validate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from datakit.cli.common import cli_errors
+
+
+@cli_errors
+def info(store: Path = typer.Argument(..., help="Store file (.h5)."),
+         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text.")) -> None:
+    """A short summary: samples, patients, classes, splits, size on disk."""
+    from datakit.store import store_info
+
+    d = store_info(store)
+    if as_json:
+        typer.echo(json.dumps(d, indent=2))
+        return
+    spacing = "unknown" if d["spacing_mm"] is None else " x ".join(f"{x:g}" for x in d["spacing_mm"])
+    lines = [
+        f"{d['path']}  ({d['size']})",
+        f"  samples   {d['samples']} from {d['patients']} patients ({', '.join(d['datasets'])})",
+        f"  images    {d['channels']} x {d['image_size'][0]} x {d['image_size'][1]}, spacing {spacing} mm, "
+        f"normalisation {d['normalization'] or 'unnamed'}",
+        f"  classes   {', '.join(f'{i} {c}' for i, c in enumerate(d['classes']))}",
+        f"  scribbles {', '.join(d['scribble_sources'])}",
+        f"  splits    {d['split_method'] or 'none'}: " + (", ".join(
+            f"{k} {v['samples']} samples / {v['patients']} patients" for k, v in d["splits"].items()) or "none"),
+        f"  created   {d['created']} by: {d['command']}",
+    ]
+    typer.echo("\n".join(lines))
+
+
+@cli_errors
+def validate(store: Path = typer.Argument(..., help="Store file (.h5).")) -> None:
+    """Check every clause of the store contract; list each violation; exit 1 if any."""
+    from datakit.store import validate_store
+
+    violations = validate_store(store)
+    for v in violations:
+        typer.echo(f"  {v}", err=True)
+    if violations:
+        typer.echo(f"{store}: {len(violations)} violation(s) of the store contract", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{store}: valid (datakit store contract v1)")

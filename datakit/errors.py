@@ -1,0 +1,17 @@
+"""The one exception type for user-facing errors: the CLI prints it and exits 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DatakitError(Exception):
+    """A problem with the user's input, worded for the user.
+
+    ``where`` names the file (or JSON key, or store location) the problem is in.
+    """
+
+    def __init__(self, message: str, where: str | Path | None = None):
+        self.where = str(where) if where is not None else None
+        self.reason = message
+        super().__init__(f"{self.where}: {message}" if self.where else message)

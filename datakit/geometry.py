@@ -1,0 +1,132 @@
+"""In-plane geometry shared by converters: resampling to a spacing, centre crop/pad, letterbox.
+
+Resampling is separable: each axis gets a sparse weight matrix (Keys cubic convolution, a = -0.5,
+the "bicubic" of image libraries; or nearest neighbour for labels). A whole volume is resampled
+with two sparse products, and the centre crop is folded into the matrices so that no pixel
+outside the output is ever computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage, sparse
+
+
+def resampled_shape(shape: tuple[int, int], spacing: tuple[float, float], target: float) -> tuple[int, int]:
+    return tuple(max(1, int(round(n * s / target))) for n, s in zip(shape, spacing, strict=True))
+
+
+def _keys_cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
+    x = np.abs(x)
+    return np.where(x <= 1, (a + 2) * x**3 - (a + 3) * x**2 + 1,
+                    np.where(x < 2, a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a, 0.0))
+
+
+def _centres(n_out: int, scale: float) -> np.ndarray:
+    """Input coordinate of each output pixel centre (pixel o covers [o, o+1) output pixels)."""
+    return (np.arange(n_out) + 0.5) * scale - 0.5
+
+
+def _cubic_matrix(n_in: int, coords: np.ndarray) -> sparse.csr_matrix:
+    base = np.floor(coords).astype(np.int64)
+    taps = base[:, None] + np.arange(-1, 3)[None, :]
+    weights = _keys_cubic(coords[:, None] - taps)
+    weights /= weights.sum(axis=1, keepdims=True)
+    rows = np.repeat(np.arange(len(coords)), 4)
+    cols = np.clip(taps, 0, n_in - 1).ravel()  # edge pixels replicate outward
+    return sparse.csr_matrix((weights.ravel().astype(np.float32), (rows, cols)), shape=(len(coords), n_in))
+
+
+def _nearest_index(n_in: int, coords: np.ndarray) -> np.ndarray:
+    return np.clip(np.floor(coords + 0.5).astype(np.int64), 0, n_in - 1)
+
+
+@dataclass
+class _Axis:
+    coords: np.ndarray  # input coordinates of the kept output pixels
+    dest: slice  # where they land in the output axis
+
+
+def _axis(n_in: int, spacing: float, target: float, size: int) -> _Axis:
+    n_res = max(1, int(round(n_in * spacing / target)))
+    coords = _centres(n_res, target / spacing)
+    if n_res >= size:  # centre crop
+        start = (n_res - size) // 2
+        return _Axis(coords[start:start + size], slice(0, size))
+    start = (size - n_res) // 2  # centre pad
+    return _Axis(coords, slice(start, start + n_res))
+
+
+class SliceGrid:
+    """In-plane resampling of (H, W, ...) arrays to ``target`` mm, centre cropped/padded to ``size``.
+
+    Spacing of the result is exactly ``target``: output pixel centres map to input coordinates
+    (o + 0.5) * target / s - 0.5. Images and labels share the mapping, so labels never drift.
+    """
+
+    def __init__(self, shape: tuple[int, int], spacing: tuple[float, float], target: float,
+                 size: tuple[int, int]):
+        self.shape = tuple(shape)
+        self.size = tuple(size)
+        self.rows = _axis(shape[0], spacing[0], target, size[0])
+        self.cols = _axis(shape[1], spacing[1], target, size[1])
+        self._ry = _cubic_matrix(shape[0], self.rows.coords)
+        self._rx = _cubic_matrix(shape[1], self.cols.coords)
+
+    def image(self, a: np.ndarray, fill: float) -> np.ndarray:
+        """Bicubic (Keys) resampling of (H, W, *rest) float data; padding takes ``fill``."""
+        h, w = a.shape[:2]
+        rest = a.shape[2:]
+        flat = np.ascontiguousarray(a, dtype=np.float32).reshape(h, -1)
+        t = (self._ry @ flat).reshape(self._ry.shape[0], w, -1)  # rows done: (h', w, r)
+        t = np.ascontiguousarray(t.transpose(1, 0, 2)).reshape(w, -1)
+        t = (self._rx @ t).reshape(self._rx.shape[0], self._ry.shape[0], -1).transpose(1, 0, 2)
+        out = np.full(self.size + rest, fill, np.float32)
+        out[self.rows.dest, self.cols.dest] = t.reshape(t.shape[:2] + rest)
+        return out
+
+    def labels(self, a: np.ndarray, fill: int) -> np.ndarray:
+        """Nearest-neighbour resampling of (H, W, *rest) label data; padding takes ``fill``."""
+        ri = _nearest_index(a.shape[0], self.rows.coords)
+        ci = _nearest_index(a.shape[1], self.cols.coords)
+        out = np.full(self.size + a.shape[2:], fill, a.dtype)
+        out[self.rows.dest, self.cols.dest] = a[ri[:, None], ci[None, :]]
+        return out
+
+
+def crop_or_pad(a: np.ndarray, size: tuple[int, int], fill: float) -> np.ndarray:
+    """Centre crop or pad the last two axes to ``size``."""
+    h, w = a.shape[-2:]
+    th, tw = size
+    out = np.full(a.shape[:-2] + (th, tw), fill, dtype=a.dtype)
+    sy, sx = max(0, (h - th) // 2), max(0, (w - tw) // 2)  # source start (crop)
+    dy, dx = max(0, (th - h) // 2), max(0, (tw - w) // 2)  # destination start (pad)
+    ch, cw = min(h, th), min(w, tw)
+    out[..., dy:dy + ch, dx:dx + cw] = a[..., sy:sy + ch, sx:sx + cw]
+    return out
+
+
+def letterbox(a: np.ndarray, size: int, order: int, fill: float) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Resize the last two axes to fit ``size`` x ``size`` keeping aspect, pad the rest with ``fill``.
+
+    ``order`` 0 is nearest (labels), otherwise linear/cubic spline. Returns the array, the scale
+    (output px per input px) and the (row, col) offset of the content: a point at input pixel
+    coordinate p (pixel centres at integers) lands at ``(p + 0.5) * scale - 0.5 + offset``.
+    """
+    h, w = a.shape[-2:]
+    scale = size / max(h, w)
+    nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    if order == 0:
+        rows = _nearest_index(h, _centres(nh, h / nh))
+        cols = _nearest_index(w, _centres(nw, w / nw))
+        resized = a[..., rows[:, None], cols[None, :]]
+    else:
+        zoom = [1.0] * (a.ndim - 2) + [nh / h, nw / w]
+        resized = ndimage.zoom(a.astype(np.float32, copy=False), zoom, order=order, mode="nearest",
+                               grid_mode=True)
+    out = np.full(a.shape[:-2] + (size, size), fill, dtype=resized.dtype)
+    oy, ox = (size - nh) // 2, (size - nw) // 2
+    out[..., oy:oy + nh, ox:ox + nw] = resized
+    return out, scale, (oy, ox)

@@ -1,0 +1,72 @@
+"""Intensity normalisation, computed per volume (or per image for 2D sources).
+
+Each method has a name recorded in the store (images.attrs["normalization"]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from datakit.errors import DatakitError
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """``apply(x)`` maps raw intensities with statistics fitted on one volume."""
+
+    name: str
+    apply: Callable[[np.ndarray], np.ndarray]
+    background: float  # normalised value of the darkest intensity: padding level
+
+
+def _percentile_iqr(volume: np.ndarray) -> Normalizer:
+    # Clipping is monotonic, so quantiles between the 5th and 95th are those of the clipped volume:
+    # one partition gives all five.
+    lo, q1, clipped_median, q3, hi = np.percentile(volume, [5, 25, 50, 75, 95])
+    iqr = float(q3 - q1) or 1.0
+
+    def apply(x: np.ndarray) -> np.ndarray:
+        return ((np.clip(x, lo, hi) - clipped_median) / iqr).astype(np.float32)
+
+    return Normalizer("percentile_iqr:5-95", apply, float((lo - clipped_median) / iqr))
+
+
+def _zscore(volume: np.ndarray) -> Normalizer:
+    mean, std = float(volume.mean()), float(volume.std()) or 1.0
+    return Normalizer("zscore", lambda x: ((x - mean) / std).astype(np.float32),
+                      float((volume.min() - mean) / std))
+
+
+def _minmax(volume: np.ndarray) -> Normalizer:
+    lo, hi = float(volume.min()), float(volume.max())
+    span = (hi - lo) or 1.0
+    return Normalizer("minmax", lambda x: ((x - lo) / span).astype(np.float32), 0.0)
+
+
+def _scale255(volume: np.ndarray) -> Normalizer:
+    """8-bit images to [0, 1] with a fixed scale (keeps absolute echo brightness)."""
+    return Normalizer("scale:1/255", lambda x: (x / 255.0).astype(np.float32), 0.0)
+
+
+def _none(volume: np.ndarray) -> Normalizer:
+    return Normalizer("none", lambda x: x.astype(np.float32), float(volume.min()))
+
+
+NORMALIZERS: dict[str, Callable[[np.ndarray], Normalizer]] = {
+    "percentile-iqr": _percentile_iqr,
+    "zscore": _zscore,
+    "minmax": _minmax,
+    "scale255": _scale255,
+    "none": _none,
+}
+
+
+def fit_normalizer(method: str, volume: np.ndarray) -> Normalizer:
+    """Fit normaliser ``method`` on ``volume`` (finite values only)."""
+    if method not in NORMALIZERS:
+        raise DatakitError(f"unknown normalisation {method!r}; choose one of {', '.join(NORMALIZERS)}")
+    v = np.asarray(volume, np.float32)
+    return NORMALIZERS[method](v[np.isfinite(v)] if not np.isfinite(v).all() else v)

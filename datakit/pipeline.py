@@ -1,0 +1,199 @@
+"""The conversion pipeline every converter shares: read items in parallel, synthesise scribbles
+from the stored masks, compress in the workers, write with one writer, split by patient.
+
+Errors: a :class:`DatakitError` from one item stops the conversion (nothing is left behind: the
+writer's temporary file is removed) unless ``on_error="skip"``, which records the patient and the
+reason in the output and in the store's ``skipped`` attribute.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from datakit.errors import DatakitError
+from datakit.scribbles import get_algorithm, sample_seed, synthesize
+from datakit.sources.base import ItemResult, Source
+from datakit.splits import SplitResult, make_splits
+from datakit.store.writer import EncodedSample, StoreWriter, _check_writable, encode_sample
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    """``--scribbles synth:ALGO``: scribbles drawn from each stored mask."""
+
+    algo: str
+    seed: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"synthetic:{self.algo}"
+
+
+@dataclass
+class ConvertOptions:
+    out: Path
+    overwrite: bool = False
+    workers: int = 0  # 0: one per CPU
+    on_error: str = "stop"  # or "skip"
+    split: str | None = None  # None: the source's default
+    ratios: tuple[float, ...] = (0.7, 0.15, 0.15)
+    seed: int = 0
+    synth: SynthSpec | None = None
+    command: str = ""
+    progress: bool | None = None  # None: when stderr is a terminal
+
+
+@dataclass
+class ConversionReport:
+    out: Path
+    samples: int
+    patients: int
+    seconds: float
+    skipped: list[dict[str, str]]
+    splits: dict[str, int]
+    notes: list[str]
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{k} {v}" for k, v in self.splits.items())
+        return (f"wrote {self.out}: {self.samples} samples, {self.patients} patients"
+                f"{f' ({parts})' if parts else ''}, {len(self.skipped)} skipped, {self.seconds:.1f} s")
+
+
+def process_item(source: Source, item: Any, synth: SynthSpec | None) -> tuple[ItemResult, list[EncodedSample]]:
+    """Worker body: read one item, add synthetic scribbles, compress its chunks."""
+    result = source.read(item)
+    if synth is not None:
+        k = len(source.classes)
+        for s in result.samples:
+            seed = sample_seed(synth.seed, s.dataset, s.patient, s.view, s.frame, s.slice, s.source)
+            s.scribble = synthesize(s.mask, k, synth.algo, seed, **synth.params)
+            s.scribble_source = synth.label
+    encoded = [encode_sample(s) for s in result.samples]
+    samples, result.samples = result.samples, []  # arrays travel compressed, not twice
+    del samples
+    return result, encoded
+
+
+def _safe_process(source: Source, item: Any, synth: SynthSpec | None):
+    try:
+        return process_item(source, item, synth), None
+    except DatakitError as e:
+        return None, str(e)
+    except Exception as e:  # noqa: BLE001 - an unexpected failure still names the patient
+        return None, f"unexpected {type(e).__name__}: {e}"
+
+
+def _results(source: Source, items: list[Any], synth: SynthSpec | None,
+             workers: int) -> Iterator[tuple[Any, Any, str | None]]:
+    """(item, result, error) in item order; at most 2 x workers items in flight (bounded memory)."""
+    if workers <= 1 or len(items) <= 1:
+        for item in items:
+            yield (item, *_safe_process(source, item, synth))
+        return
+    # fork: workers inherit the imported modules (fast start); they never touch the store file
+    ctx = get_context("fork") if sys.platform.startswith("linux") else None
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pending: deque[tuple[Any, Future]] = deque()
+        it = iter(items)
+        for item in it:
+            pending.append((item, pool.submit(_safe_process, source, item, synth)))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            item, fut = pending.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(_safe_process, source, nxt, synth)))
+            yield (item, *fut.result())
+
+
+def _progress(enabled: bool | None):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    on = console.is_terminal if enabled is None else enabled
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=console, disable=not on, transient=True)
+
+
+def _patient_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    keys: list[str] = ["id"]
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    return {k: [r.get(k) for r in rows] for k in keys}
+
+
+def convert(source: Source, opts: ConvertOptions, log=print) -> ConversionReport:
+    """Run a conversion end to end; returns a report, raises DatakitError on bad input."""
+    t0 = time.perf_counter()
+    _check_writable(opts.out, opts.overwrite)
+    if opts.on_error not in ("stop", "skip"):
+        raise DatakitError(f"--on-error must be stop or skip, not {opts.on_error!r}")
+    if opts.synth is not None:
+        get_algorithm(opts.synth.algo)  # fail fast on an unknown name, before any work
+    items = source.items()
+    if not items:
+        raise DatakitError(f"no {source.name} patients found")
+    workers = opts.workers or os.cpu_count() or 1
+    skipped: list[dict[str, str]] = []
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    with StoreWriter(opts.out, classes=source.classes, image_size=source.image_size,
+                     channels=source.channels, command=opts.command, overwrite=opts.overwrite,
+                     normalization=source.normalization, keypoint_names=source.keypoint_names,
+                     attrs={"source_dataset": source.name}) as writer, _progress(opts.progress) as bar:
+        task = bar.add_task(f"converting {source.name}", total=len(items))
+        for item, res, err in _results(source, items, opts.synth, min(workers, len(items))):
+            bar.advance(task)
+            if err is not None:
+                if opts.on_error == "stop":
+                    raise DatakitError(err if item.patient in err else f"patient {item.patient}: {err}")
+                skipped.append({"patient": item.patient, "reason": err})
+                log(f"skipped {item.patient}: {err}")
+                continue
+            result, encoded = res
+            if not encoded:
+                skipped.append({"patient": item.patient, "reason": "no samples"})
+                log(f"skipped {item.patient}: no samples")
+                continue
+            notes += result.warnings
+            writer.append(encoded)
+            rows.append(result.patient)
+        if writer.n == 0:
+            raise DatakitError(f"no sample converted ({len(skipped)} patient(s) skipped)", opts.out)
+        split = _split(source, opts, rows)
+        notes += split.notes
+        indices = split.sample_indices(writer.patients_of_samples)
+        writer.set_patients(_patient_columns(rows))
+        writer.set_splits(indices, method=split.method, seed=split.seed, ratios=split.ratios)
+        writer.set_attr("skipped", skipped)
+        writer.set_attr("notes", notes)
+        if opts.synth is not None:
+            writer.set_attr("scribble_synthesis", {"algo": opts.synth.algo, "seed": opts.synth.seed,
+                                                   **opts.synth.params})
+        n, n_patients = writer.n, len(rows)
+    for note in notes:
+        log(note)
+    return ConversionReport(opts.out, n, n_patients, time.perf_counter() - t0, skipped,
+                            {k: len(v) for k, v in indices.items()}, notes)
+
+
+def _split(source: Source, opts: ConvertOptions, rows: list[dict[str, Any]]) -> SplitResult:
+    spec = opts.split or source.default_split()
+    ids = [r["id"] for r in rows]
+    strata = {k: ["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+                  for v in col] for k, col in _patient_columns(rows).items()}
+    return make_splits(spec, ids, strata=strata, default_column=source.stratify_column,
+                       ratios=opts.ratios, seed=opts.seed)

@@ -1,0 +1,43 @@
+"""One 2D sample on its way into a store: arrays plus a small metadata record."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+IGNORE = 255  # "unknown / not labelled" in masks and scribbles (STORE.md: ignore_index)
+
+
+@dataclass
+class Sample:
+    image: np.ndarray  # (C, H, W) float32, normalised
+    mask: np.ndarray  # (H, W) uint8, class indices, 255 unknown
+    scribble: np.ndarray  # (H, W) uint8, class indices, 255 unlabelled
+    label_state: np.ndarray  # (K,) int8: 1 present, 0 known absent, -1 unknown
+    dataset: str
+    patient: str
+    frame: str = ""
+    view: str = ""
+    slice: int = -1
+    spacing: tuple[float, float] = (math.nan, math.nan)
+    slice_spacing: float = math.nan
+    source: str = ""
+    scribble_source: str = "none"
+    keypoints: np.ndarray | None = None  # (P, 3) float32: x, y, visibility
+    # Optional extra per-sample columns (same keys for every sample of a store), e.g. source_shape.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def label_state_from_mask(mask: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-class state of a dense mask: 1 if the class occurs, 0 if not, -1 if the mask is unknown."""
+    if (mask == IGNORE).all():
+        return np.full(n_classes, -1, np.int8)
+    counts = np.bincount(mask[mask != IGNORE].ravel(), minlength=n_classes)[:n_classes]
+    return (counts > 0).astype(np.int8)
+
+
+def unknown_labels(shape: tuple[int, int]) -> np.ndarray:
+    return np.full(shape, IGNORE, np.uint8)

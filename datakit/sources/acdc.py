@@ -1,0 +1,222 @@
+"""ACDC cine-MRI (short axis): ED and ES frames with `_gt` masks, optional Valvano scribbles.
+
+Layout (docs FORMATS.md): ``<root>/{training,testing}/patientXXX/`` (older copies under
+``database/``); the root, ``training/``, or any folder of patient folders is accepted.
+Each slice of each ED/ES volume becomes one sample, resampled in-plane to ``spacing`` mm and centre
+cropped/padded to ``size``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from datakit.errors import DatakitError
+from datakit.geometry import SliceGrid
+from datakit.nifti import load_nifti, nifti_array
+from datakit.normalize import fit_normalizer
+from datakit.sample import IGNORE, Sample, label_state_from_mask
+from datakit.sources.base import ItemResult
+
+MANIFEST = Path(__file__).resolve().parents[2] / "manifests" / "acdc.json"
+PATIENT_DIR = re.compile(r"^patient\d{3}$")
+VALVANO_UNLABELLED = 4
+
+
+def load_manifest() -> dict[str, Any]:
+    return json.loads(MANIFEST.read_text())
+
+
+def find_patient_dirs(root: Path) -> list[Path]:
+    """Patient folders under an ACDC root, its training/ or testing/, or a folder of patients."""
+    if not root.is_dir():
+        raise DatakitError("not a folder", root)
+    if PATIENT_DIR.match(root.name):
+        return [root]
+    direct = sorted(p for p in root.iterdir() if p.is_dir() and PATIENT_DIR.match(p.name))
+    if direct:
+        return direct
+    found: list[Path] = []
+    for parent in (root, root / "database"):
+        for sub in ("training", "testing"):
+            d = parent / sub
+            if d.is_dir():
+                found += sorted(p for p in d.iterdir() if p.is_dir() and PATIENT_DIR.match(p.name))
+    return found
+
+
+def parse_info_cfg(path: Path) -> dict[str, str]:
+    """``Key: Value`` lines, no section header."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise DatakitError("Info.cfg not found", path) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatakitError(f"cannot read Info.cfg ({e})", path) from None
+    out: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition(":")
+        if not sep or not key.strip():
+            raise DatakitError(f"line {n} is not 'Key: Value': {line.strip()[:60]!r}", path)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _number(info: dict[str, str], key: str, path: Path) -> float | None:
+    if key not in info or info[key] == "":
+        return None
+    try:
+        return float(info[key])
+    except ValueError:
+        raise DatakitError(f"{key} is not a number: {info[key]!r}", path) from None
+
+
+def _frame_number(info: dict[str, str], key: str, path: Path) -> int:
+    value = _number(info, key, path)
+    if value is None:
+        raise DatakitError(f"no {key} frame number", path)
+    if value != int(value) or value < 1:
+        raise DatakitError(f"{key} must be a 1-based frame number, not {info[key]!r}", path)
+    return int(value)
+
+
+@dataclass(frozen=True)
+class AcdcItem:
+    patient: str
+    folder: Path
+
+
+@dataclass
+class AcdcSource:
+    root: Path
+    scribbles: str | Path = "auto"  # "auto", "none", or a folder of *_scribble.nii.gz
+    spacing: float = 1.51
+    size: int = 224
+    norm: str = "percentile-iqr"
+    name: str = "acdc"
+    channels: int = 1
+    stratify_column: str | None = "group"
+    keypoint_names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        manifest = load_manifest()
+        self.classes = manifest["classes"]
+        self.image_size = (self.size, self.size)
+        self.normalization = {"percentile-iqr": "percentile_iqr:5-95"}.get(self.norm, self.norm)
+        if self.spacing <= 0:
+            raise DatakitError(f"--spacing must be positive, not {self.spacing}")
+        if isinstance(self.scribbles, Path) and not self.scribbles.is_dir():
+            raise DatakitError("scribble folder not found", self.scribbles)
+
+    def default_split(self) -> str:
+        return "stratified"
+
+    def items(self) -> list[AcdcItem]:
+        return [AcdcItem(d.name, d) for d in find_patient_dirs(self.root)]
+
+    # -- one patient ----------------------------------------------------------------------------
+    def read(self, item: AcdcItem) -> ItemResult:
+        info_path = item.folder / "Info.cfg"
+        info = parse_info_cfg(info_path)
+        ed = _frame_number(info, "ED", info_path)
+        es = _frame_number(info, "ES", info_path)
+        samples: list[Sample] = []
+        for label, number in (("ED", ed), ("ES", es)):
+            samples += self._read_frame(item, label, number)
+        group = info.get("Group", "")
+        row = {"id": item.patient, "group": group,
+               "height": _number(info, "Height", info_path), "weight": _number(info, "Weight", info_path),
+               "nb_frames": _number(info, "NbFrame", info_path), "ed_frame": float(ed), "es_frame": float(es)}
+        return ItemResult(samples, row)
+
+    def _scribble_path(self, item: AcdcItem, stem: str) -> Path | None:
+        if self.scribbles == "none":
+            return None
+        if self.scribbles == "auto":
+            p = item.folder / f"{stem}_scribble.nii.gz"
+            return p if p.exists() else None
+        folder = Path(self.scribbles)
+        for p in (folder / f"{stem}_scribble.nii.gz", folder / item.patient / f"{stem}_scribble.nii.gz"):
+            if p.exists():
+                return p
+        return None
+
+    def _relative(self, path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(self.root.resolve()))
+        except ValueError:
+            return str(path)
+
+    def _read_frame(self, item: AcdcItem, label: str, number: int) -> list[Sample]:
+        stem = f"{item.patient}_frame{number:02d}"
+        image_path = item.folder / f"{stem}.nii.gz"
+        gt_path = item.folder / f"{stem}_gt.nii.gz"
+        for p in (image_path, gt_path):
+            if not p.exists():
+                raise DatakitError(f"missing {label} frame file (Info.cfg says {label}: {number})", p)
+        img = load_nifti(image_path)
+        gt = load_nifti(gt_path)
+        volume = nifti_array(img, image_path, np.float32)
+        mask = nifti_array(gt, gt_path)
+        _check_same_grid(volume, img, mask, gt, gt_path)
+        if volume.ndim != 3:
+            raise DatakitError(f"expected a 3D volume, found shape {volume.shape}", image_path)
+        if mask.dtype.kind not in "iu" or mask.min() < 0 or mask.max() >= len(self.classes):
+            if mask.dtype.kind not in "iu":  # float-typed label files exist; accept whole numbers
+                if not np.array_equal(mask, np.round(mask)):
+                    raise DatakitError("label values are not whole numbers", gt_path)
+            if mask.min() < 0 or mask.max() >= len(self.classes):
+                raise DatakitError(f"label values {np.unique(mask).tolist()} outside "
+                                   f"0-{len(self.classes) - 1}", gt_path)
+        mask = mask.astype(np.uint8)
+        scribble = None
+        scribble_path = self._scribble_path(item, stem)
+        if scribble_path is not None:
+            sc = load_nifti(scribble_path)
+            scribble = nifti_array(sc, scribble_path)
+            _check_same_grid(volume, img, scribble, sc, scribble_path)
+            if scribble.min() < 0 or scribble.max() > VALVANO_UNLABELLED:
+                raise DatakitError(f"scribble values {np.unique(scribble).tolist()} outside 0-4 "
+                                   f"(4 = unlabelled)", scribble_path)
+            scribble = scribble.astype(np.uint8)
+            scribble[scribble == VALVANO_UNLABELLED] = IGNORE
+        zooms = [float(z) for z in img.header.get_zooms()[:3]]
+        if not all(np.isfinite(zooms)) or min(zooms[:2]) <= 0:
+            raise DatakitError(f"invalid voxel spacing {zooms} in the header", image_path)
+        norm = fit_normalizer(self.norm, volume)
+        grid = SliceGrid(volume.shape[:2], (zooms[0], zooms[1]), self.spacing, (self.size, self.size))
+        images = norm.apply(grid.image(volume, np.nan))
+        images[np.isnan(images)] = norm.background  # padding: the normalised background level
+        masks = grid.labels(mask, 0)
+        scribbles = grid.labels(scribble, IGNORE) if scribble is not None else None
+        k = len(self.classes)
+        extra = {"source_shape": np.array(volume.shape[:2], np.int32),
+                 "source_spacing": np.array(zooms[:2], np.float32)}
+        out = []
+        for z in range(volume.shape[2]):
+            m = np.ascontiguousarray(masks[:, :, z])
+            sc2 = np.ascontiguousarray(scribbles[:, :, z]) if scribbles is not None \
+                else np.full(m.shape, IGNORE, np.uint8)
+            out.append(Sample(
+                image=np.ascontiguousarray(images[None, :, :, z]), mask=m, scribble=sc2,
+                label_state=label_state_from_mask(m, k),
+                dataset=self.name, patient=item.patient, frame=label, view="SAX", slice=z,
+                spacing=(self.spacing, self.spacing), slice_spacing=zooms[2],
+                source=self._relative(image_path),
+                scribble_source="manual" if scribble is not None else "none", extra=extra,
+            ))
+        return out
+
+
+def _check_same_grid(volume: np.ndarray, img, labels: np.ndarray, lab_img, lab_path: Path) -> None:
+    if labels.shape != volume.shape:
+        raise DatakitError(f"shape {labels.shape} differs from its image's {volume.shape}", lab_path)
+    if not np.allclose(lab_img.affine, img.affine, atol=1e-3, rtol=1e-4):
+        raise DatakitError("affine differs from its image's (the label is on another grid)", lab_path)

@@ -1,0 +1,42 @@
+"""The small interface every source format implements, and the options they share.
+
+A source lists its items (one per patient / subject: the unit splits never cut) and reads one
+item into samples plus one row of patient facts. Everything after that (scribble synthesis,
+compression, writing, splits) is the shared pipeline in :mod:`datakit.pipeline`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from datakit.sample import Sample
+
+
+@dataclass
+class ItemResult:
+    samples: list[Sample]
+    patient: dict[str, Any]  # one row of patients/: must hold "id"
+    warnings: list[str] = field(default_factory=list)
+
+
+class Item(Protocol):
+    """Anything picklable with a ``patient`` id; read by :meth:`Source.read` in a worker."""
+
+    patient: str
+
+
+class Source(Protocol):
+    name: str  # dataset name in meta/dataset, e.g. "acdc"
+    classes: list[str]
+    image_size: tuple[int, int]
+    channels: int
+    normalization: str  # recorded in images.attrs["normalization"]
+    stratify_column: str | None  # default column for --split stratified
+    keypoint_names: list[str] | None
+
+    def items(self) -> list[Any]: ...
+
+    def read(self, item: Any) -> ItemResult: ...
+
+    def default_split(self) -> str: ...

@@ -1,0 +1,212 @@
+"""Patient-level train/valid/test splits, shared by every converter.
+
+Methods (``--split``):
+- ``random``: patients shuffled with ``--seed``, cut by ``--ratios``.
+- ``stratified`` or ``stratified:<column>``: the same, but each stratum (e.g. ACDC Group) is spread
+  over the splits in proportion to the ratios.
+- ``kfold:K/FOLD``: K stratified folds of patients; fold FOLD (0-based) is ``valid``, the rest
+  ``train`` (cross-validation, as nnU-Net does it); no ``test``.
+- ``file:PATH``: a JSON object mapping split name -> list of patient ids (e.g.
+  manifests/acdc_maag_split.json). Listed patients absent from the data are reported, not fatal.
+
+Patients are never cut across splits. With at least as many patients as splits, every split gets one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from datakit.errors import DatakitError
+
+SPLIT_NAMES = ("train", "valid", "test")
+
+
+@dataclass
+class SplitResult:
+    patients: dict[str, list[str]]  # split name -> patient ids
+    method: str
+    seed: int | None
+    ratios: list[float]
+    notes: list[str] = field(default_factory=list)  # e.g. listed-but-absent patients
+
+    def sample_indices(self, sample_patients: Sequence[str]) -> dict[str, np.ndarray]:
+        where = {}
+        for name, ids in self.patients.items():
+            for pid in ids:
+                where[pid] = name
+        out: dict[str, list[int]] = {name: [] for name in self.patients}
+        for i, pid in enumerate(sample_patients):
+            if pid in where:
+                out[where[pid]].append(i)
+        return {name: np.asarray(idx, np.int64) for name, idx in out.items()}
+
+
+def parse_ratios(text: str | Sequence[float]) -> list[float]:
+    try:
+        ratios = [float(x) for x in (text.split(",") if isinstance(text, str) else text)]
+    except ValueError:
+        raise DatakitError(f"--ratios must be comma-separated numbers, not {text!r}") from None
+    if len(ratios) not in (2, 3) or any(r < 0 for r in ratios) or sum(ratios) <= 0:
+        raise DatakitError(f"--ratios needs 2 or 3 non-negative numbers (train,valid[,test]), not {text!r}")
+    total = sum(ratios)
+    return [r / total for r in ratios]
+
+
+def _quotas(n: int, ratios: Sequence[float]) -> list[int]:
+    """Largest-remainder apportionment of n patients, at least one per split when n allows."""
+    raw = [r * n for r in ratios]
+    q = [int(np.floor(x)) for x in raw]
+    for i in sorted(range(len(raw)), key=lambda i: raw[i] - q[i], reverse=True)[: n - sum(q)]:
+        q[i] += 1
+    if n >= len(ratios):
+        for i in range(len(q)):
+            while q[i] == 0:
+                donor = max(range(len(q)), key=lambda j: q[j])
+                q[donor] -= 1
+                q[i] += 1
+    return q
+
+
+def _spread(order: Sequence[str], quotas: Sequence[int]) -> list[int]:
+    """Assign positions of ``order`` to splits so that each split's share is spread evenly.
+
+    Patients come grouped by stratum, so an even spread gives each stratum its proportional share.
+    """
+    n = len(order)
+    assigned = [0] * len(quotas)
+    labels = []
+    for j in range(n):
+        s = max(range(len(quotas)), key=lambda i: (quotas[i] * (j + 1) / n - assigned[i], -i))
+        assigned[s] += 1
+        labels.append(s)
+    return labels
+
+
+def _stratified_order(ids: Sequence[str], strata: Sequence[str] | None, rng: np.random.Generator) -> list[str]:
+    ids = list(ids)
+    if strata is None:
+        return [ids[i] for i in rng.permutation(len(ids))]
+    groups: dict[str, list[str]] = {}
+    for pid, s in zip(ids, strata, strict=True):
+        groups.setdefault(str(s), []).append(pid)
+    order = []
+    for key in sorted(groups):
+        members = groups[key]
+        order += [members[i] for i in rng.permutation(len(members))]
+    return order
+
+
+def _normalise_id(x: object) -> str:
+    return str(x).strip()
+
+
+def _match_ids(listed: Sequence[object], known: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Map listed ids to known ones: exact, else by number (``4`` matches ``patient004``)."""
+    by_number: dict[int, str] = {}
+    for k in known:
+        m = re.search(r"(\d+)$", k)
+        if m:
+            by_number.setdefault(int(m.group(1)), k)
+    known_set = set(known)
+    found, missing = [], []
+    for x in listed:
+        key = _normalise_id(x)
+        if key in known_set:
+            found.append(key)
+        elif re.fullmatch(r"\d+", key) and int(key) in by_number:
+            found.append(by_number[int(key)])
+        else:
+            m = re.search(r"(\d+)$", key)
+            if m and int(m.group(1)) in by_number and not known_set & {key}:
+                found.append(by_number[int(m.group(1))])
+            else:
+                missing.append(key)
+    return found, missing
+
+
+def split_from_file(path: str | Path, patient_ids: Sequence[str]) -> SplitResult:
+    path = Path(path)
+    try:
+        spec = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DatakitError("split file not found", path) from None
+    except (OSError, ValueError) as e:
+        raise DatakitError(f"split file is not valid JSON ({e})", path) from None
+    if not isinstance(spec, dict) or not all(isinstance(v, list) for v in spec.values()):
+        raise DatakitError("expected a JSON object mapping split name -> list of patient ids", path)
+    out: dict[str, list[str]] = {}
+    notes: list[str] = []
+    seen: dict[str, str] = {}
+    for name, listed in spec.items():
+        found, missing = _match_ids(listed, patient_ids)
+        for pid in found:
+            if pid in seen:
+                raise DatakitError(f"patient {pid} is listed in both {seen[pid]!r} and {name!r}",
+                                   f"{path}#{name}")
+            seen[pid] = name
+        out[name] = found
+        if missing:
+            notes.append(f"split file {path.name}: {len(missing)} patient(s) of {name!r} absent from the "
+                         f"data: {', '.join(missing)}")
+    unlisted = sorted(set(patient_ids) - set(seen))
+    if unlisted:
+        notes.append(f"split file {path.name}: {len(unlisted)} patient(s) in no split: "
+                     f"{', '.join(unlisted[:10])}{' ...' if len(unlisted) > 10 else ''}")
+    return SplitResult(out, f"file:{path.name}", None, [], notes)
+
+
+def make_splits(
+    spec: str,
+    patient_ids: Sequence[str],
+    *,
+    strata: dict[str, Sequence[str]] | None = None,
+    default_column: str | None = None,
+    ratios: Sequence[float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+) -> SplitResult:
+    """Split ``patient_ids`` by ``spec`` (see module docstring).
+
+    ``strata`` maps column name -> one value per patient (the ``patients/`` table);
+    ``default_column`` is the column plain ``stratified`` uses.
+    """
+    ids = list(patient_ids)
+    ratios = list(ratios)
+    rng = np.random.default_rng(seed)
+    names = list(SPLIT_NAMES[: len(ratios)])
+    if spec.startswith("file:"):
+        return split_from_file(spec[5:], ids)
+    if spec == "random":
+        order, method = _stratified_order(ids, None, rng), "random"
+    elif spec == "stratified" or spec.startswith("stratified:"):
+        column = spec.partition(":")[2] or default_column
+        if column is None:
+            raise DatakitError("this dataset has no default stratification column; use stratified:<column>")
+        if strata is None or column not in strata:
+            raise DatakitError(f"cannot stratify on {column!r}: patient columns are "
+                               f"{sorted(strata or {}) or 'none'}")
+        order, method = _stratified_order(ids, strata[column], rng), f"stratified:{column}"
+    elif spec.startswith("kfold:"):
+        m = re.fullmatch(r"kfold:(\d+)/(\d+)", spec)
+        if not m or not (int(m.group(1)) >= 2 and 0 <= int(m.group(2)) < int(m.group(1))):
+            raise DatakitError(f"--split {spec!r}: expected kfold:K/FOLD with K >= 2 and 0 <= FOLD < K")
+        k, fold = int(m.group(1)), int(m.group(2))
+        column = default_column if strata and default_column in (strata or {}) else None
+        order = _stratified_order(ids, strata[column] if column else None, rng)
+        labels = _spread(order, _quotas(len(order), [1 / k] * k))
+        out = {"train": [p for p, f in zip(order, labels, strict=True) if f != fold],
+               "valid": [p for p, f in zip(order, labels, strict=True) if f == fold]}
+        return SplitResult({n: sorted(v) for n, v in out.items()}, f"kfold:{k}/{fold}", seed,
+                           [1 - 1 / k, 1 / k])
+    else:
+        raise DatakitError(f"unknown --split {spec!r}; choose random, stratified[:column], "
+                           f"kfold:K/FOLD or file:PATH")
+    labels = _spread(order, _quotas(len(order), ratios))
+    out = {name: sorted(p for p, lab in zip(order, labels, strict=True) if lab == i)
+           for i, name in enumerate(names)}
+    return SplitResult(out, method, seed, ratios)

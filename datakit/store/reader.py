@@ -1,0 +1,155 @@
+"""Store reader: O(1) random access to one sample, chunked streaming, splits and tables.
+
+The HDF5 handle is opened lazily and re-opened after a fork or unpickling, so each DataLoader
+worker holds its own (h5py handles must not cross processes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from datakit.errors import DatakitError
+from datakit.store.contract import SCHEMA
+
+
+def _decode(a: np.ndarray) -> np.ndarray:
+    if a.dtype.kind in "OS":
+        return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in a], dtype=object)
+    return a
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DatakitError("no such store file", self.path)
+        self._f: h5py.File | None = None
+        self._pid: int | None = None
+        try:
+            schema = self.file.attrs.get("schema")
+        except OSError as e:
+            raise DatakitError(f"not a readable HDF5 file ({e})", self.path) from None
+        if schema != SCHEMA:
+            raise DatakitError(f"not a datakit store (attr schema={schema!r})", self.path)
+
+    # -- handle ---------------------------------------------------------------------------------
+    @property
+    def file(self) -> h5py.File:
+        if self._f is None or self._pid != os.getpid():
+            self._f = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._f
+
+    def close(self) -> None:
+        if self._f is not None and self._pid == os.getpid():
+            self._f.close()
+        self._f = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_f"] = None
+        state["_pid"] = None
+        return state
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- attributes -----------------------------------------------------------------------------
+    @cached_property
+    def attrs(self) -> dict[str, Any]:
+        return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in self.file.attrs.items()}
+
+    @cached_property
+    def classes(self) -> list[str]:
+        return json.loads(self.attrs["classes"])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        h, w = self.attrs["image_size"]
+        return int(h), int(w)
+
+    @property
+    def channels(self) -> int:
+        return int(self.file["images"].shape[1])
+
+    def __len__(self) -> int:
+        return int(self.file["images"].shape[0])
+
+    @property
+    def has_keypoints(self) -> bool:
+        return "keypoints" in self.file
+
+    @cached_property
+    def keypoint_names(self) -> list[str]:
+        return json.loads(self.file["keypoints"].attrs["names"]) if self.has_keypoints else []
+
+    # -- tables (small; read once) --------------------------------------------------------------
+    @cached_property
+    def meta(self) -> dict[str, np.ndarray]:
+        return {k: _decode(d[()]) for k, d in self.file["meta"].items()}
+
+    @cached_property
+    def patients(self) -> dict[str, np.ndarray]:
+        g = self.file.get("patients")
+        return {k: _decode(d[()]) for k, d in g.items()} if g is not None else {}
+
+    @cached_property
+    def splits(self) -> dict[str, np.ndarray]:
+        g = self.file.get("splits")
+        return {k: d[()].astype(np.int64) for k, d in g.items()} if g is not None else {}
+
+    @cached_property
+    def split_attrs(self) -> dict[str, Any]:
+        g = self.file.get("splits")
+        return dict(g.attrs) if g is not None else {}
+
+    def indices(self, split: str | None) -> np.ndarray:
+        """Sample indices of a split; ``None`` or ``"all"`` is every sample."""
+        if split in (None, "all"):
+            return np.arange(len(self))
+        if split not in self.splits:
+            raise DatakitError(f"no split {split!r}; the store has {sorted(self.splits) or 'none'}",
+                               self.path)
+        return self.splits[split]
+
+    # -- samples --------------------------------------------------------------------------------
+    def sample(self, i: int) -> dict[str, Any]:
+        """One sample: arrays read from one chunk each, plus its metadata row."""
+        f = self.file
+        out: dict[str, Any] = {
+            "index": int(i),
+            "image": f["images"][i],
+            "mask": f["masks"][i],
+            "scribble": f["scribbles"][i],
+            "label_state": f["label_state"][i],
+        }
+        if self.has_keypoints:
+            out["keypoints"] = f["keypoints"][i]
+        for k, v in self.meta.items():
+            out[k] = v[i]
+        return out
+
+    __getitem__ = sample
+
+    def iter_chunks(self, name: str, indices: np.ndarray | None = None,
+                    chunk: int = 256) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(indices, array)`` blocks of a sample dataset, in order; memory bounded by ``chunk``."""
+        d = self.file[name]
+        idx = np.arange(d.shape[0]) if indices is None else np.sort(np.asarray(indices))
+        for start in range(0, len(idx), chunk):
+            part = idx[start:start + chunk]
+            if len(part) and part[-1] - part[0] + 1 == len(part):  # contiguous: one slice read
+                yield part, d[part[0]:part[-1] + 1]
+            else:
+                yield part, d[part]

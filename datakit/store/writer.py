@@ -1,0 +1,281 @@
+"""Streaming store writer: samples appended in batches, memory bounded by a batch.
+
+The file is built as ``.<name>.<random>.tmp`` next to the destination and renamed into place only
+when complete, so a failed or interrupted conversion leaves no store (or the previous one).
+
+Chunks are one sample each and compressed with h5py's own filters (gzip, shuffle). Compression
+is the costly part of writing, so :func:`encode_sample` can run in worker processes and the writer
+stores the ready chunks with ``write_direct_chunk``: the file is byte-for-byte what h5py itself
+would write, readable by any h5py.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from datakit import __version__
+from datakit.errors import DatakitError
+from datakit.sample import Sample
+from datakit.store.contract import (
+    IGNORE_INDEX,
+    IMAGE_GZIP_LEVEL,
+    LABEL_GZIP_LEVEL,
+    META_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    STR,
+)
+
+try:  # ISA-L's deflate is several times faster than zlib's and writes the same zlib stream
+    from isal import isal_zlib as _zlib
+except ImportError:  # pragma: no cover - isal is a dependency, but stay readable without it
+    import zlib as _zlib
+
+
+def _deflate(raw: bytes, level: int) -> bytes:
+    # isal accepts levels 0-3 only; its level 1-2 compress like zlib's 4-6 at a fraction of the time
+    if _zlib.__name__.endswith("isal_zlib"):
+        level = min(level, 3)
+    return _zlib.compress(raw, level)
+
+
+def _shuffled(a: np.ndarray) -> bytes:
+    """HDF5's shuffle filter: byte k of every element, for k = 0..itemsize-1."""
+    b = np.ascontiguousarray(a).view(np.uint8).reshape(-1, a.dtype.itemsize)
+    return b.T.tobytes()
+
+
+@dataclass
+class EncodedSample:
+    """A sample whose chunks are already compressed (cheap to pickle between processes)."""
+
+    image: bytes
+    mask: bytes
+    scribble: bytes
+    image_shape: tuple[int, ...]
+    label_state: np.ndarray
+    keypoints: np.ndarray | None
+    meta: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def encode_sample(s: Sample) -> EncodedSample:
+    image = np.ascontiguousarray(s.image, dtype=np.float32)
+    if image.ndim != 3:
+        raise ValueError(f"image must be (C, H, W), not {image.shape}")
+    meta = {
+        "dataset": s.dataset, "patient": s.patient, "frame": s.frame, "view": s.view,
+        "slice": int(s.slice), "spacing": np.asarray(s.spacing, np.float32),
+        "slice_spacing": float(s.slice_spacing), "source": s.source,
+        "scribble_source": s.scribble_source,
+    }
+    return EncodedSample(
+        image=_deflate(_shuffled(image), IMAGE_GZIP_LEVEL),
+        mask=_deflate(np.ascontiguousarray(s.mask, np.uint8).tobytes(), LABEL_GZIP_LEVEL),
+        scribble=_deflate(np.ascontiguousarray(s.scribble, np.uint8).tobytes(), LABEL_GZIP_LEVEL),
+        image_shape=image.shape,
+        label_state=np.asarray(s.label_state, np.int8),
+        keypoints=None if s.keypoints is None else np.asarray(s.keypoints, np.float32),
+        meta=meta,
+        extra=dict(s.extra),
+    )
+
+
+def _check_writable(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise DatakitError("already exists; pass --overwrite to replace it", path)
+    if path.exists() and path.is_dir():
+        raise DatakitError("is a directory, expected a .h5 file path", path)
+    if not path.parent.exists():
+        raise DatakitError("output folder does not exist", path.parent)
+
+
+class StoreWriter:
+    """Write a store. Use as a context manager; on an exception the temporary file is removed.
+
+    >>> with StoreWriter(out, classes=["background", "LV"], image_size=(224, 224)) as w:
+    ...     w.append(samples)
+    ...     w.set_patients({"id": ["p1"], "group": ["NOR"]})
+    ...     w.set_splits({"train": [0, 1]}, method="random", seed=0, ratios=[1.0])
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        classes: Sequence[str],
+        image_size: tuple[int, int],
+        channels: int = 1,
+        command: str = "",
+        overwrite: bool = False,
+        normalization: str = "",
+        keypoint_names: Sequence[str] | None = None,
+        attrs: dict[str, Any] | None = None,
+    ):
+        self.path = Path(path)
+        _check_writable(self.path, overwrite)
+        self.classes = list(classes)
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.channels = int(channels)
+        self.keypoint_names = list(keypoint_names) if keypoint_names else None
+        self.n = 0
+        self.patients_of_samples: list[str] = []
+        self._extra_keys: list[str] | None = None
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self.tmp_path = Path(tmp)
+        self.f = h5py.File(self.tmp_path, "w")
+        self._create(command, normalization, attrs or {})
+
+    # -- layout -------------------------------------------------------------------------------
+    def _create(self, command: str, normalization: str, attrs: dict[str, Any]) -> None:
+        f, (h, w), c, k = self.f, self.image_size, self.channels, len(self.classes)
+        f.attrs["schema"] = SCHEMA
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["datakit_version"] = __version__
+        f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        f.attrs["command"] = command
+        f.attrs["classes"] = json.dumps(self.classes)
+        f.attrs["ignore_index"] = IGNORE_INDEX
+        f.attrs["image_size"] = np.array([h, w], np.int64)
+        for key, value in attrs.items():
+            self.set_attr(key, value)
+        img = f.create_dataset("images", (0, c, h, w), np.float32, maxshape=(None, c, h, w),
+                               chunks=(1, c, h, w), compression="gzip",
+                               compression_opts=IMAGE_GZIP_LEVEL, shuffle=True)
+        img.attrs["normalization"] = normalization
+        for name in ("masks", "scribbles"):
+            f.create_dataset(name, (0, h, w), np.uint8, maxshape=(None, h, w), chunks=(1, h, w),
+                             compression="gzip", compression_opts=LABEL_GZIP_LEVEL, fillvalue=IGNORE_INDEX)
+        f.create_dataset("label_state", (0, k), np.int8, maxshape=(None, k), chunks=(4096, k))
+        if self.keypoint_names:
+            p = len(self.keypoint_names)
+            kp = f.create_dataset("keypoints", (0, p, 3), np.float32, maxshape=(None, p, 3),
+                                  chunks=(1024, p, 3), fillvalue=math.nan)
+            kp.attrs["names"] = json.dumps(self.keypoint_names)
+        meta = f.create_group("meta")
+        for name, (dtype, tail) in META_COLUMNS.items():
+            meta.create_dataset(name, (0, *tail), dtype, maxshape=(None, *tail), chunks=(4096, *tail))
+
+    def set_attr(self, key: str, value: Any) -> None:
+        """Root attribute; dicts and lists of non-numbers are stored as JSON text."""
+        if isinstance(value, dict) or (isinstance(value, (list, tuple)) and value
+                                      and not all(isinstance(v, (int, float)) for v in value)):
+            value = json.dumps(value)
+        self.f.attrs[key] = value
+
+    # -- samples ------------------------------------------------------------------------------
+    def append(self, samples: Iterable[Sample | EncodedSample]) -> None:
+        batch = [s if isinstance(s, EncodedSample) else encode_sample(s) for s in samples]
+        if not batch:
+            return
+        f, n0, n = self.f, self.n, self.n + len(batch)
+        (h, w), c, k = self.image_size, self.channels, len(self.classes)
+        for s in batch:
+            if tuple(s.image_shape) != (c, h, w):
+                raise ValueError(f"sample image shape {s.image_shape} != store's {(c, h, w)}")
+            if s.label_state.shape != (k,):
+                raise ValueError(f"label_state shape {s.label_state.shape} != ({k},)")
+        for name in ("images", "masks", "scribbles", "label_state"):
+            f[name].resize(n, axis=0)
+        for i, s in enumerate(batch, start=n0):
+            f["images"].id.write_direct_chunk((i, 0, 0, 0), s.image)
+            f["masks"].id.write_direct_chunk((i, 0, 0), s.mask)
+            f["scribbles"].id.write_direct_chunk((i, 0, 0), s.scribble)
+        f["label_state"][n0:n] = np.stack([s.label_state for s in batch])
+        if self.keypoint_names:
+            p = len(self.keypoint_names)
+            kp = np.full((len(batch), p, 3), np.nan, np.float32)
+            for j, s in enumerate(batch):
+                if s.keypoints is not None:
+                    kp[j] = s.keypoints
+            f["keypoints"].resize(n, axis=0)
+            f["keypoints"][n0:n] = kp
+        for name in META_COLUMNS:
+            d = f["meta"][name]
+            d.resize(n, axis=0)
+            d[n0:n] = np.array([s.meta[name] for s in batch], dtype=object if d.dtype == STR else d.dtype)
+        self._append_extra(batch, n0, n)
+        self.patients_of_samples.extend(s.meta["patient"] for s in batch)
+        self.n = n
+
+    def _append_extra(self, batch: list[EncodedSample], n0: int, n: int) -> None:
+        keys = sorted(batch[0].extra)
+        if self._extra_keys is None:
+            self._extra_keys = keys
+            for key in keys:
+                v = np.asarray(batch[0].extra[key])
+                dtype = STR if v.dtype.kind in "US" else v.dtype
+                self.f["meta"].create_dataset(key, (0, *v.shape), dtype, maxshape=(None, *v.shape),
+                                              chunks=(4096, *v.shape))
+        for s in batch:
+            if sorted(s.extra) != self._extra_keys:
+                raise ValueError(f"extra meta keys {sorted(s.extra)} != {self._extra_keys}")
+        for key in self._extra_keys:
+            d = self.f["meta"][key]
+            d.resize(n, axis=0)
+            d[n0:n] = np.array([s.extra[key] for s in batch], dtype=object if d.dtype == STR else d.dtype)
+
+    # -- tables -------------------------------------------------------------------------------
+    def set_patients(self, columns: dict[str, Sequence[Any]]) -> None:
+        """``patients/``: one column per key (``id`` required); numbers float64, text UTF-8."""
+        if "id" not in columns:
+            raise ValueError("patients table needs an 'id' column")
+        g = self.f.require_group("patients")
+        n = len(columns["id"])
+        for key, values in columns.items():
+            if len(values) != n:
+                raise ValueError(f"patients column {key!r} has {len(values)} rows, expected {n}")
+            if key in g:
+                del g[key]
+            if key != "id" and all(v is None or isinstance(v, (int, float, np.number)) for v in values) \
+                    and not all(v is None for v in values):
+                g.create_dataset(key, data=np.array([np.nan if v is None else v for v in values], np.float64))
+            else:
+                g.create_dataset(key, data=np.array(["" if v is None else str(v) for v in values], object),
+                                 dtype=STR)
+
+    def set_splits(self, splits: dict[str, Sequence[int]], *, method: str, seed: int | None,
+                   ratios: Sequence[float]) -> None:
+        g = self.f.require_group("splits")
+        for name in list(g):
+            del g[name]
+        for name, idx in splits.items():
+            g.create_dataset(name, data=np.sort(np.asarray(idx, np.int64)))
+        g.attrs["method"] = method
+        g.attrs["seed"] = -1 if seed is None else int(seed)
+        g.attrs["ratios"] = np.asarray(ratios, np.float64)
+
+    # -- life cycle ---------------------------------------------------------------------------
+    def commit(self) -> Path:
+        """Close the file and move it into place (replacing any previous store atomically)."""
+        self.f.attrs["n_samples"] = self.n
+        self.f.close()
+        os.replace(self.tmp_path, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            self.f.close()
+        finally:
+            self.tmp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()

@@ -1,0 +1,132 @@
+"""ACDC phantoms in the exact ACDC layout, for the demo and the tests.
+
+``training/patientXXX/``: ``Info.cfg`` (ED, ES, Group, Height, NbFrame, Weight), the 4D cine
+``patientXXX_4d.nii.gz`` (int16), ``patientXXX_frameYY.nii.gz`` for ED and ES, their ``_gt`` masks
+(uint8: 0 background, 1 RV, 2 MYO, 3 LV) and Valvano-format ``_scribble.nii.gz`` (uint16, 4 =
+unlabelled). Geometry as ACDC: (x, y, z) volumes, in-plane 1.25-1.8 mm, 5-10 mm slices, affine
+diag(-sx, -sy, sz). The heart: an LV blood pool in a myocardial ring, an RV crescent beside it,
+both shrinking from base to apex and contracting from ED to ES.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+from skimage.morphology import skeletonize
+
+from datakit.errors import DatakitError
+
+GROUPS = ("DCM", "HCM", "MINF", "NOR", "RV")
+
+
+def _heart(shape: tuple[int, int], spacing: float, centre: tuple[float, float], lv_r_mm: float,
+           wall_mm: float, rv_scale: float) -> np.ndarray:
+    """One short-axis slice of labels (0 BG, 1 RV, 2 MYO, 3 LV)."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
+    dy, dx = (yy - centre[0]) * spacing, (xx - centre[1]) * spacing
+    r = np.hypot(dy, dx)
+    lab = np.zeros(shape, np.uint8)
+    epi = lv_r_mm + wall_mm
+    # RV: an ellipse beside the septum, minus the LV and its wall
+    if rv_scale > 0:
+        rv_c = (0.0, -(epi + 0.55 * lv_r_mm * rv_scale))
+        rv = ((dy - rv_c[0]) / (1.25 * lv_r_mm * rv_scale)) ** 2 \
+            + ((dx - rv_c[1]) / (0.8 * lv_r_mm * rv_scale)) ** 2 < 1
+        lab[rv & (r > epi)] = 1
+    lab[r <= epi] = 2
+    lab[r <= lv_r_mm] = 3
+    return lab
+
+
+def _scribble(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Valvano-style scribbles: a thin line inside each structure and some background; 4 elsewhere."""
+    out = np.full(labels.shape, 4, np.uint16)
+    for c in (1, 2, 3):
+        region = ndimage.binary_erosion(labels == c, iterations=2)
+        if region.sum() < 10:
+            continue
+        line = skeletonize(region)
+        out[line] = c
+    bg = labels == 0
+    ring = bg & ndimage.binary_dilation(labels > 0, iterations=8) & ~ndimage.binary_dilation(labels > 0, iterations=6)
+    keep = ring & (rng.random(labels.shape) < 0.6)
+    out[keep] = 0
+    return out
+
+
+def _image(labels: np.ndarray, tissue: np.ndarray, rng: np.random.Generator, gain: float) -> np.ndarray:
+    """MRI-like intensities (bright blood, dark muscle, textured tissue), int16."""
+    means = np.array([90.0, 380.0, 140.0, 400.0], np.float32)
+    img = means[labels]
+    img = np.where(labels == 0, img + tissue, img)
+    img = ndimage.uniform_filter(img, 3) + rng.normal(0, 12, labels.shape).astype(np.float32)
+    return np.clip(img * gain, 0, 4000).astype(np.int16)
+
+
+def write_patient(folder: Path, number: int, rng: np.random.Generator, cine: bool = True) -> None:
+    pid = f"patient{number:03d}"
+    d = folder / pid
+    d.mkdir(parents=True, exist_ok=True)
+    group = GROUPS[(number - 1) // 20 % len(GROUPS)] if number <= 100 else GROUPS[number % len(GROUPS)]
+    nb_frames = int(rng.integers(12, 31))
+    ed, es = 1, int(rng.integers(nb_frames // 3, nb_frames // 2 + 2))
+    sp = float(rng.choice([1.25, 1.3672, 1.4844, 1.5625, 1.7188]))
+    thick = float(rng.choice([5.0, 6.5, 10.0]))
+    shape = (int(rng.integers(18, 24)) * 10 + (0 if rng.random() < 0.5 else 6), 256)
+    nz = int(rng.integers(6, 11)) if thick == 10 else int(rng.integers(10, 16))
+    centre = (shape[0] / 2 + rng.uniform(-10, 10), shape[1] / 2 + rng.uniform(-15, 15))
+    lv_ed = rng.uniform(22, 30) * (1.25 if group == "DCM" else 1.0)
+    wall = rng.uniform(7, 10) * (1.5 if group == "HCM" else 1.0)
+    rv_scale = 1.3 if group == "RV" else 1.0
+    gain = rng.uniform(0.8, 1.5)
+    affine = np.diag([-sp, -sp, thick, 1.0])
+    cine_volume = np.zeros((*shape, nz, nb_frames), np.int16)
+    # static tissue texture, one per slice (the anatomy outside the heart does not beat)
+    tissue = [(ndimage.gaussian_filter(rng.normal(0, 1, shape), 3) * 60 * 4 + 40).astype(np.float32)
+              for _ in range(nz)]
+    frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for t in range(nb_frames):
+        # contraction: the LV radius shrinks from ED to ES and back (cosine cycle)
+        phase = 0.5 - 0.5 * np.cos(np.pi * min(t, es - 1) / max(es - 1, 1)) if t < es else \
+            0.5 + 0.5 * np.cos(np.pi * (t - es + 1) / max(nb_frames - es + 1, 1))
+        lv_r = lv_ed * (1 - 0.35 * phase)
+        labels = np.zeros((*shape, nz), np.uint8)
+        for z in range(nz):
+            taper = 1.0 - 0.6 * z / max(nz - 1, 1)  # base (z = 0) to apex
+            labels[:, :, z] = _heart(shape, sp, centre, lv_r * taper, wall * (1 + 0.2 * phase),
+                                     rv_scale * (1.0 if z < nz - 2 else 0.0))
+        vol = np.stack([_image(labels[:, :, z], tissue[z], rng, gain) for z in range(nz)], axis=-1)
+        cine_volume[..., t] = vol
+        if t + 1 in (ed, es):
+            frames[t + 1] = (vol, labels)
+    if cine:
+        nib.save(nib.Nifti1Image(cine_volume, affine), d / f"{pid}_4d.nii.gz")
+    for f, (vol, labels) in frames.items():
+        stem = f"{pid}_frame{f:02d}"
+        nib.save(nib.Nifti1Image(vol, affine), d / f"{stem}.nii.gz")
+        nib.save(nib.Nifti1Image(labels, affine), d / f"{stem}_gt.nii.gz")
+        sc = np.stack([_scribble(labels[:, :, z], rng) for z in range(labels.shape[2])], axis=-1)
+        nib.save(nib.Nifti1Image(sc, affine), d / f"{stem}_scribble.nii.gz")
+    height = round(float(rng.uniform(155, 195)), 1)
+    weight = round(float(rng.uniform(50, 110)), 1)
+    (d / "Info.cfg").write_text(f"ED: {ed}\nES: {es}\nGroup: {group}\nHeight: {height}\n"
+                                f"NbFrame: {nb_frames}\nWeight: {weight}\n")
+
+
+def write_acdc_phantoms(out: str | Path, patients: int = 10, seed: int = 0, overwrite: bool = False,
+                        start: int = 1, cine: bool = True) -> list[Path]:
+    """Write ``patients`` phantom patients under ``out/training/``; returns their folders."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise DatakitError("folder exists and is not empty; pass --overwrite to write into it", out)
+    training = out / "training"
+    training.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(patients):
+        number = start + i
+        write_patient(training, number, np.random.default_rng([seed, number]), cine=cine)
+        paths.append(training / f"patient{number:03d}")
+    return paths
