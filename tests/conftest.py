@@ -1,0 +1,48 @@
+"""Shared fixtures: generated phantoms in exact source layouts, and the real data in ../shared/data."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_data(name: str) -> Path:
+    """Path to a real dataset in ../shared/data, or skip the test with the reason."""
+    p = SHARED_DATA / name
+    if not p.is_dir():
+        pytest.skip(f"real data {p} is absent (it lives beside the repo, never inside it)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def acdc_phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four ACDC phantom patients (no 4D cine: faster), read-only for the tests: copy to modify."""
+    from datakit.synth.acdc import write_acdc_phantoms
+
+    root = tmp_path_factory.mktemp("acdc") / "ACDC"
+    write_acdc_phantoms(root, patients=4, seed=1, cine=False)
+    return root
+
+
+@pytest.fixture
+def acdc_copy(acdc_phantoms: Path, tmp_path: Path) -> Path:
+    """A private, modifiable copy of the ACDC phantoms."""
+    dst = tmp_path / "ACDC"
+    shutil.copytree(acdc_phantoms, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def acdc_store(acdc_phantoms: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A converted store of the ACDC phantoms (read-only)."""
+    from datakit.pipeline import ConvertOptions, convert
+    from datakit.sources.acdc import AcdcSource
+
+    out = tmp_path_factory.mktemp("store") / "acdc.h5"
+    convert(AcdcSource(acdc_phantoms), ConvertOptions(out=out, workers=1, progress=False))
+    return out
