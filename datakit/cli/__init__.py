@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from datakit import __version__
-from datakit.cli import convert, store_cmds, synth
+from datakit.cli import convert, preview, scribble, stats, store_cmds, synth
 
 app = typer.Typer(help="Medical-image segmentation datasets to one HDF5 store.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -16,6 +16,9 @@ app.add_typer(convert.app, name="convert")
 app.add_typer(synth.app, name="synth")
 app.command("info")(store_cmds.info)
 app.command("validate")(store_cmds.validate)
+app.command("scribble")(scribble.scribble)
+app.command("stats")(stats.stats)
+app.command("preview")(preview.preview)
 
 
 def _version(value: bool) -> None:
