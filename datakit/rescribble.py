@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from datakit.errors import DatakitError
 from datakit.sample import Sample
 from datakit.scribbles import check_params, sample_seed, synthesize

@@ -21,30 +21,49 @@ BACKGROUND_BAND = 15  # px: background scribbles stay this close to the labelled
 NEIGHBOURS = np.array([(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)])
 
 
-def class_regions(mask: np.ndarray, n_classes: int, min_area: int = MIN_AREA,
-                  band: int = BACKGROUND_BAND) -> Iterator[tuple[int, np.ndarray]]:
-    """``(class, boolean region)`` for each 8-connected region of each class present in ``mask``.
+def class_regions(mask: np.ndarray, n_classes: int, margin: int = 0, min_area: int = MIN_AREA,
+                  band: int = BACKGROUND_BAND) -> Iterator[tuple[int, tuple[slice, slice], np.ndarray]]:
+    """``(class, box, region)`` for each 8-connected region of each class present in ``mask``:
+    ``region`` is the boolean region cropped to ``box``, its bounding box grown by ``margin`` px.
 
     Label 0 is the background. Like an annotator, who marks background next to the structures
-    rather than across the whole field of view, its region is the band of background within
-    ``band`` px of the other classes (all of it on a slice with no other class).
+    rather than across the whole field of view, a background region is cut to the band within
+    ``band`` px of the other classes (unless it has no pixel there: then all of it).
     """
     from scipy import ndimage
 
     present = np.unique(mask)
+    eight = np.ones((3, 3), bool)
     for c in present[present < n_classes]:
-        where = mask == c
-        if c == 0:
-            fg = (mask != 0) & (mask != IGNORE)
-            if fg.any():
-                where &= ndimage.distance_transform_edt(~fg) <= band
-        labels, n = ndimage.label(where, structure=np.ones((3, 3), bool))
-        if n == 0:
-            continue
-        sizes = np.bincount(labels.ravel(), minlength=n + 1)
-        for k in range(1, n + 1):
-            if sizes[k] >= min_area:
-                yield int(c), labels == k
+        labels, n = ndimage.label(mask == c, structure=eight)
+        near = _band(mask, band) if c == 0 else None
+        for k, found in enumerate(ndimage.find_objects(labels), start=1):
+            if found is None:
+                continue
+            box = _grow(found, margin, mask.shape)
+            region = labels[box] == k
+            if near is not None and (region & near[box]).sum() >= min_area:
+                region &= near[box]  # a background piece far from every structure keeps all of itself
+            if region.sum() >= min_area:
+                yield int(c), box, region
+
+
+def _band(mask: np.ndarray, band: int) -> np.ndarray | None:
+    """Pixels within ``band`` px of a labelled structure (None on a slice without one)."""
+    from scipy import ndimage
+
+    fg = (mask != 0) & (mask != IGNORE)
+    if not fg.any():
+        return None
+    box = crop_box(fg, band + 1)  # the band lies inside the structures' box grown by it
+    near = np.zeros(mask.shape, bool)
+    near[box] = ndimage.distance_transform_edt(~fg[box]) <= band
+    return near
+
+
+def _grow(box: tuple[slice, ...], margin: int, shape: tuple[int, ...]) -> tuple[slice, slice]:
+    return (slice(max(box[0].start - margin, 0), min(box[0].stop + margin, shape[0])),
+            slice(max(box[1].start - margin, 0), min(box[1].stop + margin, shape[1])))
 
 
 def crop_box(region: np.ndarray, margin: int) -> tuple[slice, slice]:

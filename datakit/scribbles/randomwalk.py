@@ -14,7 +14,6 @@ from datakit.scribbles._regions import (
     check_fraction,
     check_thickness,
     class_regions,
-    crop_box,
     empty_like,
     innermost,
     stroke,
@@ -59,8 +58,6 @@ def randomwalk(mask: np.ndarray, n_classes: int, rng: np.random.Generator, *, th
     thickness = check_thickness(thickness)
     coverage = check_fraction("coverage", coverage)
     out = empty_like(mask)
-    for c, region in class_regions(mask, n_classes):
-        box = crop_box(region, thickness + 2)
-        reg = region[box]
+    for c, box, reg in class_regions(mask, n_classes, margin=thickness + 2):
         out[box][stroke(thin(walk(reg, coverage, rng)), reg, thickness)] = c
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from datakit.scribbles import register
-from datakit.scribbles._regions import check_thickness, class_regions, crop_box, empty_like, stroke, thin
+from datakit.scribbles._regions import check_thickness, class_regions, empty_like, stroke, thin
 
 
 @register("skeleton")
@@ -22,9 +22,7 @@ def skeleton(mask: np.ndarray, n_classes: int, rng: np.random.Generator, *, thic
 
     thickness = check_thickness(thickness)
     out = empty_like(mask)
-    for c, region in class_regions(mask, n_classes):
-        box = crop_box(region, thickness + 2)
-        reg = region[box]
+    for c, box, reg in class_regions(mask, n_classes, margin=thickness + 2):
         # closing joins the one-pixel gaps thinning leaves at sharp corners
         line = ndimage.binary_closing(thin(reg), structure=np.ones((3, 3), bool)) & reg
         out[box][stroke(line, reg, thickness)] = c

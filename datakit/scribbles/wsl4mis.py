@@ -15,7 +15,6 @@ from datakit.scribbles._regions import (
     NEIGHBOURS,
     check_thickness,
     class_regions,
-    crop_box,
     empty_like,
     stroke,
     thin,
@@ -49,21 +48,23 @@ def skeleton_path(sk: np.ndarray, rng: np.random.Generator, tries: int = 3) -> n
     return max(paths, key=lambda p: int(p.sum()))
 
 
-def _walk_skeleton(sk: np.ndarray, pos: np.ndarray, rng: np.random.Generator, limit: int) -> np.ndarray:
-    h, w = sk.shape
-    n = 1
+def _walk_skeleton(sk: np.ndarray, start: np.ndarray, rng: np.random.Generator, limit: int) -> np.ndarray:
+    # plain Python sets: a step looks at 8 pixels, far too few for numpy to pay off
+    pixels = set(map(tuple, np.argwhere(sk).tolist()))
+    pos = (int(start[0]), int(start[1]))
+    seen = {pos}
+    offsets = [tuple(o) for o in NEIGHBOURS.tolist()]
+    while len(seen) < limit:
+        nxt = [(pos[0] + dr, pos[1] + dc) for dr, dc in offsets]
+        nxt = [p for p in nxt if p in pixels and p not in seen]
+        if not nxt:
+            break
+        pos = nxt[int(rng.integers(len(nxt)))]
+        seen.add(pos)
     path = np.zeros_like(sk)
-    path[pos[0], pos[1]] = True
-    while True:
-        nxt = pos + NEIGHBOURS
-        ok = (nxt >= 0).all(axis=1) & (nxt[:, 0] < h) & (nxt[:, 1] < w)
-        nxt = nxt[ok]
-        nxt = nxt[sk[nxt[:, 0], nxt[:, 1]] & ~path[nxt[:, 0], nxt[:, 1]]]
-        if not len(nxt) or n >= limit:
-            return path
-        n += 1
-        pos = nxt[rng.integers(len(nxt))]
-        path[pos[0], pos[1]] = True
+    rows, cols = zip(*seen, strict=True)
+    path[list(rows), list(cols)] = True
+    return path
 
 
 @register("wsl4mis")
@@ -71,9 +72,7 @@ def wsl4mis(mask: np.ndarray, n_classes: int, rng: np.random.Generator, *, thick
     """Per class region: erode, skeletonise, prune to one random path, draw ``thickness`` px wide."""
     thickness = check_thickness(thickness)
     out = empty_like(mask)
-    for c, region in class_regions(mask, n_classes):
-        box = crop_box(region, thickness + 2)
-        reg = region[box]
+    for c, box, reg in class_regions(mask, n_classes, margin=thickness + 2):
         path = skeleton_path(thin(eroded(reg, rng)), rng)
         out[box][stroke(path, reg, thickness)] = c
     return out
