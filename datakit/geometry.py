@@ -92,7 +92,7 @@ class SliceGrid:
         ri = _nearest_index(a.shape[0], self.rows.coords)
         ci = _nearest_index(a.shape[1], self.cols.coords)
         out = np.full(self.size + a.shape[2:], fill, a.dtype)
-        out[self.rows.dest, self.cols.dest] = a[ri[:, None], ci[None, :]]
+        out[self.rows.dest, self.cols.dest] = np.take(np.take(a, ri, axis=0), ci, axis=1)
         return out
 
 
