@@ -66,6 +66,7 @@ class ConversionReport:
     notes: list[str]
 
     def summary(self) -> str:
+        """One line for the terminal (skipped patients are listed separately, one line each)."""
         parts = ", ".join(f"{k} {v}" for k, v in self.splits.items())
         return (f"wrote {self.out}: {self.samples} samples, {self.patients} patients"
                 f"{f' ({parts})' if parts else ''}, {len(self.skipped)} skipped, {self.seconds:.1f} s")
@@ -165,12 +166,10 @@ def convert(source: Source, opts: ConvertOptions, log=print) -> ConversionReport
                 if opts.on_error == "stop":
                     raise DatakitError(err if item.patient in err else f"patient {item.patient}: {err}")
                 skipped.append({"patient": item.patient, "reason": err})
-                log(f"skipped {item.patient}: {err}")
                 continue
             result, encoded = res
             if not encoded:
                 skipped.append({"patient": item.patient, "reason": "no samples"})
-                log(f"skipped {item.patient}: no samples")
                 continue
             notes += result.warnings
             writer.append(encoded)
