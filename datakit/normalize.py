@@ -22,10 +22,25 @@ class Normalizer:
     background: float  # normalised value of the darkest intensity: padding level
 
 
+PERCENTILE_SAMPLE = 1 << 17  # voxels used to estimate a volume's percentiles
+
+
+def _percentile_sample(volume: np.ndarray) -> np.ndarray:
+    """Every k-th voxel, k chosen to keep at least 2^17 of them.
+
+    The standard error of an estimated 5th percentile from 2^17 voxels is sqrt(.05 * .95 / 2^17),
+    0.06 percentile points: far below anything the normalisation is sensitive to, at a fifth of the
+    cost of partitioning a whole cine volume. Deterministic (no random draw), so conversions repeat.
+    """
+    flat = volume.reshape(-1)
+    step = max(1, flat.size // PERCENTILE_SAMPLE)
+    return flat[::step]
+
+
 def _percentile_iqr(volume: np.ndarray) -> Normalizer:
     # Clipping is monotonic, so quantiles between the 5th and 95th are those of the clipped volume:
     # one partition gives all five.
-    lo, q1, clipped_median, q3, hi = np.percentile(volume, [5, 25, 50, 75, 95])
+    lo, q1, clipped_median, q3, hi = np.percentile(_percentile_sample(volume), [5, 25, 50, 75, 95])
     iqr = float(q3 - q1) or 1.0
 
     def apply(x: np.ndarray) -> np.ndarray:

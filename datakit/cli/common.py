@@ -34,8 +34,24 @@ def cli_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def command_line() -> str:
-    return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
+def command_line(ctx: typer.Context | None = None) -> str:
+    """The command for provenance: with a context, its path and every resolved parameter (defaults
+    included, so the store says exactly how it was made); else the process's argv."""
+    if ctx is None:
+        return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
+    words = ["datakit", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.param_type_name == "argument":
+            words += [str(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+        elif isinstance(value, bool):
+            flag = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+            off = next((o for o in getattr(param, "secondary_opts", []) if o.startswith("--")), None)
+            if value or off:
+                words.append(flag if value else off)
+        elif value is not None:
+            words += [next((o for o in param.opts if o.startswith("--")), param.opts[0]), str(value)]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def default_workers() -> int:
@@ -50,6 +66,8 @@ OnErrorOpt = typer.Option("stop", "--on-error", help="stop: exit 1 on the first 
                           "skip: skip it, convert the rest, record why.")
 RatiosOpt = typer.Option("0.7,0.15,0.15", "--ratios", help="train,valid,test fractions of patients.")
 SeedOpt = typer.Option(0, "--seed", help="Seed for splits and synthetic scribbles.")
+ImageCompressionOpt = typer.Option("none", "--image-compression", help="none (fastest to write and read) or "
+                                   "gzip (float images shrink to about 70 %; masks are always gzip).")
 
 
 def report(rep: Any) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from datakit.cli.common import (
+    ImageCompressionOpt,
     OnErrorOpt,
     OutOpt,
     OverwriteOpt,
@@ -26,6 +27,7 @@ app = typer.Typer(help="Convert a source dataset into a datakit store.", no_args
 @app.command("acdc")
 @cli_errors
 def convert_acdc(
+    ctx: typer.Context,
     src: Path = typer.Argument(..., help="ACDC root, its training/ folder, or a folder of patient folders."),
     out: Path = OutOpt,
     scribbles: str = typer.Option("auto", help="auto (manual *_scribble.nii.gz beside the frames), "
@@ -44,6 +46,7 @@ def convert_acdc(
     seed: int = SeedOpt,
     workers: int = WorkersOpt,
     on_error: str = OnErrorOpt,
+    image_compression: str = ImageCompressionOpt,
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """ACDC cine MRI: ED/ES frames, `_gt` masks, Valvano scribbles, Info.cfg."""
@@ -57,5 +60,5 @@ def convert_acdc(
     source = AcdcSource(src, scribbles=mode, spacing=spacing, size=size, norm=norm)
     opts = ConvertOptions(out=out, overwrite=overwrite, workers=workers or default_workers(),
                           on_error=on_error, split=split, ratios=tuple(parse_ratios(ratios)), seed=seed,
-                          synth=synth, command=command_line())
+                          synth=synth, command=command_line(ctx), image_compression=image_compression)
     report(convert(source, opts, log=lambda m: typer.echo(m, err=True)))

@@ -9,6 +9,7 @@ cropped/padded to ``size``.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,9 +70,10 @@ def parse_info_cfg(path: Path) -> dict[str, str]:
     return out
 
 
-def _number(info: dict[str, str], key: str, path: Path) -> float | None:
+def _number(info: dict[str, str], key: str, path: Path) -> float:
+    """A numeric Info.cfg value; NaN when the key is absent (the contract: never invented)."""
     if key not in info or info[key] == "":
-        return None
+        return math.nan
     try:
         return float(info[key])
     except ValueError:
@@ -80,7 +82,7 @@ def _number(info: dict[str, str], key: str, path: Path) -> float | None:
 
 def _frame_number(info: dict[str, str], key: str, path: Path) -> int:
     value = _number(info, key, path)
-    if value is None:
+    if math.isnan(value):
         raise DatakitError(f"no {key} frame number", path)
     if value != int(value) or value < 1:
         raise DatakitError(f"{key} must be a 1-based frame number, not {info[key]!r}", path)
@@ -194,18 +196,20 @@ class AcdcSource:
         grid = SliceGrid(volume.shape[:2], (zooms[0], zooms[1]), self.spacing, (self.size, self.size))
         images = norm.apply(grid.image(volume, np.nan))
         images[np.isnan(images)] = norm.background  # padding: the normalised background level
-        masks = grid.labels(mask, 0)
-        scribbles = grid.labels(scribble, IGNORE) if scribble is not None else None
+        # (H, W, Z) -> (Z, H, W) once, so that each sample is a contiguous view
+        images = np.ascontiguousarray(np.moveaxis(images, -1, 0))
+        masks = np.ascontiguousarray(np.moveaxis(grid.labels(mask, 0), -1, 0))
+        scribbles = np.ascontiguousarray(np.moveaxis(grid.labels(scribble, IGNORE), -1, 0)) \
+            if scribble is not None else None
         k = len(self.classes)
         extra = {"source_shape": np.array(volume.shape[:2], np.int32),
                  "source_spacing": np.array(zooms[:2], np.float32)}
         out = []
         for z in range(volume.shape[2]):
-            m = np.ascontiguousarray(masks[:, :, z])
-            sc2 = np.ascontiguousarray(scribbles[:, :, z]) if scribbles is not None \
-                else np.full(m.shape, IGNORE, np.uint8)
+            m = masks[z]
+            sc2 = scribbles[z] if scribbles is not None else np.full(m.shape, IGNORE, np.uint8)
             out.append(Sample(
-                image=np.ascontiguousarray(images[None, :, :, z]), mask=m, scribble=sc2,
+                image=images[z][None], mask=m, scribble=sc2,
                 label_state=label_state_from_mask(m, k),
                 dataset=self.name, patient=item.patient, frame=label, view="SAX", slice=z,
                 spacing=(self.spacing, self.spacing), slice_spacing=zooms[2],

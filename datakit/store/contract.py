@@ -28,5 +28,5 @@ ROOT_ATTRS = ("schema", "schema_version", "datakit_version", "created", "command
               "ignore_index", "image_size")
 
 # Only filters that ship with h5py, so any h5py user can read a store.
-IMAGE_GZIP_LEVEL = 1  # float images barely compress past level 1; speed matters more
-LABEL_GZIP_LEVEL = 4  # label maps are mostly constant: cheap to squeeze hard
+IMAGE_GZIP_LEVEL = 1  # only with --image-compression gzip: float images barely compress past level 1
+LABEL_GZIP_LEVEL = 1  # label maps are mostly constant: level 1 already shrinks them ~50x

@@ -37,6 +37,9 @@ from datakit.store.contract import (
     STR,
 )
 
+META_FLUSH = 4096  # metadata rows buffered between writes (a few hundred KB at most)
+IMAGE_COMPRESSIONS = ("none", "gzip")
+
 try:  # ISA-L's deflate is several times faster than zlib's and writes the same zlib stream
     from isal import isal_zlib as _zlib
 except ImportError:  # pragma: no cover - isal is a dependency, but stay readable without it
@@ -70,7 +73,7 @@ class EncodedSample:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def encode_sample(s: Sample) -> EncodedSample:
+def encode_sample(s: Sample, image_compression: str = "none") -> EncodedSample:
     image = np.ascontiguousarray(s.image, dtype=np.float32)
     if image.ndim != 3:
         raise ValueError(f"image must be (C, H, W), not {image.shape}")
@@ -81,7 +84,7 @@ def encode_sample(s: Sample) -> EncodedSample:
         "scribble_source": s.scribble_source,
     }
     return EncodedSample(
-        image=_deflate(_shuffled(image), IMAGE_GZIP_LEVEL),
+        image=_deflate(_shuffled(image), IMAGE_GZIP_LEVEL) if image_compression == "gzip" else image.tobytes(),
         mask=_deflate(np.ascontiguousarray(s.mask, np.uint8).tobytes(), LABEL_GZIP_LEVEL),
         scribble=_deflate(np.ascontiguousarray(s.scribble, np.uint8).tobytes(), LABEL_GZIP_LEVEL),
         image_shape=image.shape,
@@ -122,7 +125,12 @@ class StoreWriter:
         normalization: str = "",
         keypoint_names: Sequence[str] | None = None,
         attrs: dict[str, Any] | None = None,
+        image_compression: str = "none",
     ):
+        if image_compression not in IMAGE_COMPRESSIONS:
+            raise DatakitError(f"image compression must be one of {', '.join(IMAGE_COMPRESSIONS)}, "
+                               f"not {image_compression!r}")
+        self.image_compression = image_compression
         self.path = Path(path)
         _check_writable(self.path, overwrite)
         self.classes = list(classes)
@@ -136,7 +144,9 @@ class StoreWriter:
         os.close(fd)
         self.tmp_path = Path(tmp)
         self.f = h5py.File(self.tmp_path, "w")
+        self._meta_rows: list[dict[str, Any]] = []
         self._create(command, normalization, attrs or {})
+        self._ds = {name: self.f[name] for name in ("images", "masks", "scribbles", "label_state")}
 
     # -- layout -------------------------------------------------------------------------------
     def _create(self, command: str, normalization: str, attrs: dict[str, Any]) -> None:
@@ -151,9 +161,10 @@ class StoreWriter:
         f.attrs["image_size"] = np.array([h, w], np.int64)
         for key, value in attrs.items():
             self.set_attr(key, value)
+        gzip = {"compression": "gzip", "compression_opts": IMAGE_GZIP_LEVEL, "shuffle": True} \
+            if self.image_compression == "gzip" else {}
         img = f.create_dataset("images", (0, c, h, w), np.float32, maxshape=(None, c, h, w),
-                               chunks=(1, c, h, w), compression="gzip",
-                               compression_opts=IMAGE_GZIP_LEVEL, shuffle=True)
+                               chunks=(1, c, h, w), **gzip)
         img.attrs["normalization"] = normalization
         for name in ("masks", "scribbles"):
             f.create_dataset(name, (0, h, w), np.uint8, maxshape=(None, h, w), chunks=(1, h, w),
@@ -177,7 +188,8 @@ class StoreWriter:
 
     # -- samples ------------------------------------------------------------------------------
     def append(self, samples: Iterable[Sample | EncodedSample]) -> None:
-        batch = [s if isinstance(s, EncodedSample) else encode_sample(s) for s in samples]
+        batch = [s if isinstance(s, EncodedSample) else encode_sample(s, self.image_compression)
+                 for s in samples]
         if not batch:
             return
         f, n0, n = self.f, self.n, self.n + len(batch)
@@ -187,13 +199,15 @@ class StoreWriter:
                 raise ValueError(f"sample image shape {s.image_shape} != store's {(c, h, w)}")
             if s.label_state.shape != (k,):
                 raise ValueError(f"label_state shape {s.label_state.shape} != ({k},)")
+        ds = self._ds
         for name in ("images", "masks", "scribbles", "label_state"):
-            f[name].resize(n, axis=0)
+            ds[name].resize(n, axis=0)
+        images, masks, scribbles = ds["images"].id, ds["masks"].id, ds["scribbles"].id
         for i, s in enumerate(batch, start=n0):
-            f["images"].id.write_direct_chunk((i, 0, 0, 0), s.image)
-            f["masks"].id.write_direct_chunk((i, 0, 0), s.mask)
-            f["scribbles"].id.write_direct_chunk((i, 0, 0), s.scribble)
-        f["label_state"][n0:n] = np.stack([s.label_state for s in batch])
+            images.write_direct_chunk((i, 0, 0, 0), s.image)
+            masks.write_direct_chunk((i, 0, 0), s.mask)
+            scribbles.write_direct_chunk((i, 0, 0), s.scribble)
+        ds["label_state"][n0:n] = np.stack([s.label_state for s in batch])
         if self.keypoint_names:
             p = len(self.keypoint_names)
             kp = np.full((len(batch), p, 3), np.nan, np.float32)
@@ -202,19 +216,17 @@ class StoreWriter:
                     kp[j] = s.keypoints
             f["keypoints"].resize(n, axis=0)
             f["keypoints"][n0:n] = kp
-        for name in META_COLUMNS:
-            d = f["meta"][name]
-            d.resize(n, axis=0)
-            d[n0:n] = np.array([s.meta[name] for s in batch], dtype=object if d.dtype == STR else d.dtype)
-        self._append_extra(batch, n0, n)
+        self._check_extra(batch)
+        self._meta_rows += [{**s.meta, **s.extra} for s in batch]
+        if len(self._meta_rows) >= META_FLUSH:
+            self._flush_meta()
         self.patients_of_samples.extend(s.meta["patient"] for s in batch)
         self.n = n
 
-    def _append_extra(self, batch: list[EncodedSample], n0: int, n: int) -> None:
-        keys = sorted(batch[0].extra)
+    def _check_extra(self, batch: list[EncodedSample]) -> None:
         if self._extra_keys is None:
-            self._extra_keys = keys
-            for key in keys:
+            self._extra_keys = sorted(batch[0].extra)
+            for key in self._extra_keys:
                 v = np.asarray(batch[0].extra[key])
                 dtype = STR if v.dtype.kind in "US" else v.dtype
                 self.f["meta"].create_dataset(key, (0, *v.shape), dtype, maxshape=(None, *v.shape),
@@ -222,14 +234,25 @@ class StoreWriter:
         for s in batch:
             if sorted(s.extra) != self._extra_keys:
                 raise ValueError(f"extra meta keys {sorted(s.extra)} != {self._extra_keys}")
-        for key in self._extra_keys:
-            d = self.f["meta"][key]
-            d.resize(n, axis=0)
-            d[n0:n] = np.array([s.extra[key] for s in batch], dtype=object if d.dtype == STR else d.dtype)
+
+    def _flush_meta(self) -> None:
+        """Metadata rows are written in blocks: per-row HDF5 writes would dominate the writer."""
+        rows, self._meta_rows = self._meta_rows, []
+        if not rows:
+            return
+        n0 = self.f["meta"]["patient"].shape[0]
+        for name in [*META_COLUMNS, *(self._extra_keys or [])]:
+            d = self.f["meta"][name]
+            d.resize(n0 + len(rows), axis=0)
+            d[n0:] = np.array([r[name] for r in rows], dtype=object if d.dtype == STR else d.dtype)
 
     # -- tables -------------------------------------------------------------------------------
     def set_patients(self, columns: dict[str, Sequence[Any]]) -> None:
-        """``patients/``: one column per key (``id`` required); numbers float64, text UTF-8."""
+        """``patients/``: one column per key (``id`` required); numbers float64, text UTF-8.
+
+        A column is numeric when its values are numbers (NaN marks a missing one, so a column missing
+        for every patient stays numeric); ``None`` is missing in either kind.
+        """
         if "id" not in columns:
             raise ValueError("patients table needs an 'id' column")
         g = self.f.require_group("patients")
@@ -260,8 +283,12 @@ class StoreWriter:
     # -- life cycle ---------------------------------------------------------------------------
     def commit(self) -> Path:
         """Close the file and move it into place (replacing any previous store atomically)."""
-        self.f.attrs["n_samples"] = self.n
+        self._flush_meta()
         self.f.close()
+        # mkstemp creates 0600; a store is an ordinary file for its owner's group and others to read
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp_path, 0o666 & ~umask)
         os.replace(self.tmp_path, self.path)
         return self.path
 

@@ -1,0 +1,237 @@
+"""The store module: round trips, atomic writes, and every clause validate_store checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from datakit.errors import DatakitError
+from datakit.sample import Sample, label_state_from_mask
+from datakit.store import Store, StoreWriter, store_info, validate_store
+
+CLASSES = ["background", "a", "b"]
+
+
+def _samples(n: int, rng: np.random.Generator, size: int = 16) -> list[Sample]:
+    out = []
+    for i in range(n):
+        m = rng.integers(0, 3, (size, size)).astype(np.uint8)
+        sc = np.full((size, size), 255, np.uint8)
+        sc[2, 2:8] = m[2, 2:8]
+        out.append(Sample(image=rng.normal(size=(1, size, size)).astype(np.float32), mask=m, scribble=sc,
+                          label_state=label_state_from_mask(m, 3), dataset="toy", patient=f"p{i // 2}",
+                          frame="ED", slice=i % 2, spacing=(1.5, 1.5), slice_spacing=10.0,
+                          source=f"p{i // 2}.nii.gz", scribble_source="manual"))
+    return out
+
+
+def _write(path: Path, samples: list[Sample], *, compression: str = "none", **kw) -> Path:
+    with StoreWriter(path, classes=CLASSES, image_size=(16, 16), normalization="zscore",
+                     image_compression=compression, **kw) as w:
+        w.append(samples[:3])
+        w.append(samples[3:])
+        ids = sorted({s.patient for s in samples})
+        w.set_patients({"id": ids, "age": [float(i) for i in range(len(ids))], "sex": ["F"] * len(ids)})
+        w.set_splits({"train": [0, 1], "valid": [2, 3], "test": [4, 5]}, method="random", seed=0,
+                     ratios=[0.4, 0.3, 0.3])
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> tuple[Path, list[Sample]]:
+    samples = _samples(6, np.random.default_rng(0))
+    return _write(tmp_path / "s.h5", samples), samples
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_round_trip_is_exact(tmp_path: Path, compression: str) -> None:
+    samples = _samples(6, np.random.default_rng(1))
+    path = _write(tmp_path / "s.h5", samples, compression=compression)
+    with Store(path) as s:
+        assert len(s) == 6 and s.classes == CLASSES and s.image_size == (16, 16)
+        for i, ref in enumerate(samples):
+            got = s[i]
+            np.testing.assert_array_equal(got["image"], ref.image)
+            np.testing.assert_array_equal(got["mask"], ref.mask)
+            np.testing.assert_array_equal(got["scribble"], ref.scribble)
+            np.testing.assert_array_equal(got["label_state"], ref.label_state)
+            assert got["patient"] == ref.patient and got["slice"] == ref.slice
+        assert s.patients["id"].tolist() == ["p0", "p1", "p2"]
+        assert s.patients["age"].dtype == np.float64
+        assert s.splits["valid"].tolist() == [2, 3]
+    assert validate_store(path) == []
+    with h5py.File(path) as f:  # one sample per chunk; only h5py's own filters
+        assert f["images"].chunks == (1, 1, 16, 16)
+        assert f["images"].compression == (None if compression == "none" else "gzip")
+        assert f["masks"].compression == "gzip"
+        assert f.attrs["schema"] == "datakit-store" and f.attrs["schema_version"] == 1
+
+
+def test_chunked_iteration_matches_random_access(store) -> None:
+    path, samples = store
+    with Store(path) as s:
+        got = np.concatenate([block for _, block in s.iter_chunks("masks", chunk=4)])
+        np.testing.assert_array_equal(got, np.stack([x.mask for x in samples]))
+        idx, block = next(s.iter_chunks("images", indices=np.array([5, 1]), chunk=8))
+        assert idx.tolist() == [1, 5]
+        np.testing.assert_array_equal(block[1], samples[5].image)
+
+
+def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "s.h5"
+    with pytest.raises(RuntimeError), StoreWriter(out, classes=CLASSES, image_size=(16, 16)) as w:
+        w.append(_samples(2, np.random.default_rng(0)))
+        raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_rewrite_keeps_previous_store(store, tmp_path: Path) -> None:
+    path, _ = store
+    before = path.read_bytes()
+    with pytest.raises(RuntimeError), StoreWriter(path, classes=CLASSES, image_size=(16, 16), overwrite=True):
+        raise RuntimeError("interrupted")
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["s.h5"]
+
+
+def test_existing_output_refused_without_overwrite(store) -> None:
+    path, _ = store
+    with pytest.raises(DatakitError, match="already exists; pass --overwrite"):
+        StoreWriter(path, classes=CLASSES, image_size=(16, 16))
+
+
+def test_store_is_readable_by_others(store) -> None:
+    path, _ = store
+    assert path.stat().st_mode & 0o044  # not the 0600 of a temporary file
+
+
+def test_reader_survives_pickling_into_another_process(store) -> None:
+    import pickle
+
+    path, samples = store
+    s = Store(path)
+    _ = s[0]
+    clone = pickle.loads(pickle.dumps(s))
+    np.testing.assert_array_equal(clone[3]["mask"], samples[3].mask)
+
+
+def test_store_info(store) -> None:
+    path, _ = store
+    d = store_info(path)
+    assert d["samples"] == 6 and d["patients"] == 3 and d["classes"] == CLASSES
+    assert d["splits"] == {"train": {"samples": 2, "patients": 1}, "valid": {"samples": 2, "patients": 1},
+                           "test": {"samples": 2, "patients": 1}}
+    assert d["spacing_mm"] == [1.5, 1.5] and d["normalization"] == "zscore"
+
+
+def test_reader_refuses_non_store(tmp_path: Path) -> None:
+    p = tmp_path / "x.h5"
+    with h5py.File(p, "w") as f:
+        f.attrs["schema"] = "other"
+    with pytest.raises(DatakitError, match="not a datakit store"):
+        Store(p)
+    (tmp_path / "t.h5").write_text("not hdf5")
+    with pytest.raises(DatakitError, match="not a readable HDF5"):
+        Store(tmp_path / "t.h5")
+
+
+# -- validate: each clause, broken on purpose --------------------------------------------------------
+
+def _broken(store, edit) -> list[str]:
+    path, _ = store
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    return [str(v) for v in validate_store(path)]
+
+
+def _replace(f: h5py.File, name: str, data: np.ndarray) -> None:
+    del f[name]
+    f.create_dataset(name, data=data, chunks=(1, *data.shape[1:]) if data.ndim == 3 else None)
+
+
+def test_validate_missing_and_wrong_root_attrs(store) -> None:
+    def edit(f):
+        del f.attrs["created"]
+        f.attrs["schema_version"] = 2
+        f.attrs["classes"] = "not json"
+    got = _broken(store, edit)
+    assert "attrs/created: missing" in got
+    assert any(v.startswith("attrs/schema_version: is 2") for v in got)
+    assert "attrs/classes: not a JSON list of class names" in got
+
+
+def test_validate_label_values_outside_classes(store) -> None:
+    def edit(f):
+        m = f["masks"][()]
+        m[4, 0, 0] = 7
+        _replace(f, "masks", m)
+    got = _broken(store, edit)
+    assert any(v.startswith("masks[4]: masks: values [7] outside classes 0-2 and 255") for v in got), got
+
+
+def test_validate_label_state_inconsistent_with_mask(store) -> None:
+    def edit(f):
+        ls = f["label_state"][()]
+        ls[1, 1] = 0  # says class 1 absent, but the mask has it
+        f["label_state"][...] = ls
+    got = _broken(store, edit)
+    assert any("label_state 0 (absent) for class 1" in v and "[1]" in v for v in got), got
+
+
+def test_validate_split_overlap_and_range(store) -> None:
+    def edit(f):
+        del f["splits/valid"]
+        f["splits"].create_dataset("valid", data=np.array([1, 2], np.int64))  # sample 1 is patient p0
+        del f["splits/test"]
+        f["splits"].create_dataset("test", data=np.array([4, 99], np.int64))
+    got = _broken(store, edit)
+    assert any(v.startswith("splits/train & splits/valid: 1 patient(s) in both: p0") for v in got), got
+    assert any(v.startswith("splits/test: indices outside 0-5: 99") for v in got), got
+
+
+def test_validate_dtypes_shapes_and_meta(store) -> None:
+    def edit(f):
+        _replace(f, "scribbles", f["scribbles"][()].astype(np.int16))
+        del f["meta/view"]
+        f["meta/scribble_source"][0] = "by hand"
+    got = _broken(store, edit)
+    assert "scribbles: dtype int16, expected uint8" in got
+    assert "meta/view: missing" in got
+    assert any(v.startswith("meta/scribble_source[0]") for v in got), got
+
+
+def test_validate_patient_table_and_nan_images(store) -> None:
+    def edit(f):
+        del f["patients/id"]
+        f["patients"].create_dataset("id", data=np.array(["p0", "p1", "zz"], object),
+                                     dtype=h5py.string_dtype())
+        img = f["images"][()]
+        img[3, 0, 0, 0] = np.nan
+        f["images"][...] = img
+    got = _broken(store, edit)
+    assert any(v.startswith("meta/patient: 1 patient(s) not in patients/id: p2") for v in got), got
+    assert any(v.startswith("images[3]: images: NaN or inf") for v in got), got
+
+
+def test_validate_unreadable_file(tmp_path: Path) -> None:
+    p = tmp_path / "x.h5"
+    p.write_bytes(b"\x89HDF\r\n" + b"0" * 40)
+    (v,) = validate_store(p)
+    assert v.where == str(p) and "cannot be opened" in v.problem
+
+
+def test_keypoints_round_trip(tmp_path: Path) -> None:
+    samples = _samples(6, np.random.default_rng(2))
+    for i, s in enumerate(samples):
+        s.keypoints = np.array([[i, 2 * i, 1], [np.nan, np.nan, 0]], np.float32)
+    path = _write(tmp_path / "k.h5", samples, keypoint_names=["apex", "hinge"])
+    with Store(path) as s:
+        assert s.keypoint_names == ["apex", "hinge"]
+        np.testing.assert_array_equal(s[4]["keypoints"][0], [4, 8, 1])
+    assert validate_store(path) == []
+    with h5py.File(path) as f:
+        assert json.loads(f["keypoints"].attrs["names"]) == ["apex", "hinge"]
