@@ -56,7 +56,8 @@ def rescribble(src: str | Path, out: str | Path, algo: str, *, seed: int = 0, pa
         with StoreWriter(out, classes=s.classes, image_size=s.image_size, channels=s.channels,
                          command=command, overwrite=overwrite,
                          normalization=str(f["images"].attrs.get("normalization", "")),
-                         keypoint_names=s.keypoint_names or None, attrs=attrs) as w:
+                         keypoint_names=s.keypoint_names or None, attrs=attrs,
+                         image_compression="gzip" if f["images"].compression == "gzip" else "none") as w:
             for idx, masks in s.iter_chunks("masks", chunk=chunk):
                 lo, hi = int(idx[0]), int(idx[-1]) + 1
                 images, states = f["images"][lo:hi], f["label_state"][lo:hi]

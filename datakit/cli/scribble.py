@@ -12,6 +12,7 @@ from datakit.cli.scribble_opts import CoverageOpt, ThicknessOpt
 
 @cli_errors
 def scribble(
+    ctx: typer.Context,
     store: Path = typer.Argument(..., help="Store to read (.h5); never modified."),
     algo: str = typer.Option(..., "--algo", help="Scribble algorithm: skeleton, randomwalk or wsl4mis."),
     out: Path = OutOpt,
@@ -31,6 +32,6 @@ def scribble(
         total = len(s)
     with _progress(None) as bar:
         task = bar.add_task(f"scribbling ({algo})", total=total)
-        rep = rescribble(store, out, algo, seed=seed, params=params, overwrite=overwrite, command=command_line(),
+        rep = rescribble(store, out, algo, seed=seed, params=params, overwrite=overwrite, command=command_line(ctx),
                          progress=lambda n: bar.advance(task, n))
     typer.echo(rep.summary())
