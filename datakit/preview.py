@@ -89,7 +89,7 @@ def write_preview(path: str | Path, out: str | Path, split: str | None = None, n
         fig.suptitle(f"{s.path.name}: {len(chosen)} of {len(s.indices(split))} samples "
                      f"({split or 'all'}, seed {seed}); background shown in scribbles only", fontsize=10)
         inch = 1 / fig.get_figheight()
-        fig.tight_layout(rect=(0, 0.45 * inch, 1, 1 - 0.1 * inch), h_pad=1.2)
+        fig.tight_layout(rect=(0, 0.45 * inch, 1, 1 - 0.1 * inch), h_pad=2.0)
         tmp = out.with_name(f".{out.name}.tmp.png")
         try:
             fig.savefig(tmp, dpi=100)

@@ -20,6 +20,8 @@ def _render(stats: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:  # piped or logged: room for the tables instead of 80 wrapped columns
+        console.width = max(console.width, 160)
     names = list(stats["splits"])
     h, w = stats["image_size"]
     summary = Table(title=f"{stats['store']}: {stats['channels']} x {h} x {w}, scribbles "
@@ -38,14 +40,16 @@ def _render(stats: dict[str, Any]) -> None:
     console.print(summary)
     for title, key in (("mask coverage, % of image pixels: mean (std)", "mask_coverage_pct"),
                        ("scribble coverage, % of image pixels: mean (std)", "scribble_coverage_pct")):
-        t = Table(title=title, title_justify="left")
+        console.print(f"[bold]{title}")
+        t = Table()
         t.add_column("class")
         for name in names:
             t.add_column(name, justify="right")
         for cls in stats["classes"]:
             t.add_row(cls, *(_cell(stats["splits"][n]["classes"][cls][key]) for n in names))
         console.print(t)
-    t = Table(title="label_state per class: present / absent / unknown samples", title_justify="left")
+    console.print("[bold]label_state per class: present / absent / unknown samples")
+    t = Table()
     t.add_column("class")
     for name in names:
         t.add_column(name, justify="right")
