@@ -104,3 +104,16 @@ def test_randomwalk_coverage_grows_with_the_fraction() -> None:
 def test_bad_parameters_are_refused(algo: str, params: dict, message: str) -> None:
     with pytest.raises(DatakitError, match=message):
         check_params(algo, params)
+
+
+def test_parse_scribbles_builds_the_synthesis_spec(tmp_path) -> None:
+    from datakit.cli.scribble_opts import parse_scribbles
+
+    mode, spec = parse_scribbles("synth:randomwalk", 7, thickness=None, coverage=0.2)
+    assert mode == "none" and spec is not None
+    assert (spec.algo, spec.seed, spec.params, spec.label) == ("randomwalk", 7, {"coverage": 0.2},
+                                                               "synthetic:randomwalk")
+    assert parse_scribbles("auto", 0, thickness=None) == ("auto", None)
+    assert parse_scribbles(str(tmp_path)) == (tmp_path, None)
+    with pytest.raises(DatakitError, match="--scribble-thickness only applies"):
+        parse_scribbles("none", 0, thickness=3)

@@ -137,7 +137,7 @@ def test_scribble_out_same_as_input_is_refused(manual_store: Path, tmp_path: Pat
 @pytest.mark.parametrize(("args", "message"), [
     (["--scribbles", "synth:nope"], "unknown scribble algorithm 'nope'"),
     (["--scribbles", "synth:skeleton", "--scribble-coverage", "0.1"], "takes no 'coverage'"),
-    (["--scribbles", "auto", "--scribble-thickness", "3"], "only apply to --scribbles synth:ALGO"),
+    (["--scribbles", "auto", "--scribble-thickness", "3"], "only applies to --scribbles synth:ALGO"),
 ])
 def test_convert_bad_scribble_options(two_patients: Path, tmp_path: Path, args: list[str], message: str) -> None:
     out = tmp_path / "o.h5"

@@ -35,7 +35,8 @@ def parse_scribbles(value: str, seed: int = 0, **params: object) -> tuple[str | 
     if value in ("auto", "none") or not value.startswith("synth:"):
         if given:
             names = ", ".join("--scribble-" + k for k in given)
-            raise DatakitError(f"{names} only apply to --scribbles synth:ALGO, not {value!r}")
+            verb = "apply" if len(given) > 1 else "applies"
+            raise DatakitError(f"{names} only {verb} to --scribbles synth:ALGO, not {value!r}")
     if value in ("auto", "none"):
         return value, None
     if value.startswith("synth:"):
