@@ -1,0 +1,317 @@
+"""Unity Imaging labels to masks and keypoints: one labels entry in, arrays out (no I/O).
+
+A curve label holds the control points of a natural cubic spline parameterised by cumulative chord
+length (Unity's own convention, at least 3 points). It is sampled densely (at most half an output
+pixel between samples) and rasterised in the output grid, by the rule that names it in the class
+manifest (:mod:`datakit.unity_classes`):
+
+- ``fill``: the curve closed along the chord between its end points, filled (chambers);
+- ``line``: the open curve drawn ``thickness`` output pixels wide (walls);
+- ``between``: the region between two curves (e.g. myocardium between endo- and epicardium),
+  the second curve walked back from the end nearest the first curve's end.
+
+Rules paint in manifest order; a later rule overwrites an earlier one where they overlap. Pixels
+are inside a polygon when their centre is (even-odd rule); pixel centres sit at integer
+coordinates, x the column and y the row, as in Unity's JSON.
+
+Label states per class: 1 if the class has pixels in the final mask; otherwise -1 (unknown) if one
+of its labels is ``blurred``, malformed, or drawn but covered; otherwise 0 if one of its labels
+is ``off``; otherwise -1 (the frame does not annotate it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from datakit.errors import DatakitError
+from datakit.unity_classes import ClassMap
+
+MIN_CURVE_POINTS = 3
+SAMPLES_PER_PIXEL = 2.0  # spline samples per output pixel of chord length: gaps stay < 1 px
+STATES = ("point", "curve", "off", "blurred")
+
+
+@dataclass(frozen=True)
+class PixelTransform:
+    """Source pixel coordinates to stored ones: ``(p + 0.5) * scale - 0.5 + offset``.
+
+    The same mapping :func:`datakit.geometry.letterbox` applies to the image.
+    """
+
+    scale: float = 1.0
+    offset: tuple[float, float] = (0.0, 0.0)  # (row, col) of the content in the output
+
+    def apply(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = self.scale
+        return (x + 0.5) * s - 0.5 + self.offset[1], (y + 0.5) * s - 0.5 + self.offset[0]
+
+
+@dataclass
+class Rendered:
+    mask: np.ndarray  # (H, W) uint8 class indices
+    label_state: np.ndarray  # (K,) int8
+    keypoints: np.ndarray  # (P, 3) float32: x, y, visibility
+    problems: list[str] = field(default_factory=list)  # labels left out (on_error="skip")
+    unused: list[str] = field(default_factory=list)  # label names no rule or point uses
+
+
+class LabelProblem(Exception):
+    """A malformed label; becomes a DatakitError naming image and label, or a problem line."""
+
+
+# -- parsing -------------------------------------------------------------------------------------
+def _numbers(value: Any, axis: str) -> np.ndarray:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        values = [value]
+    elif isinstance(value, str):
+        values = value.replace(",", " ").split()
+    elif isinstance(value, list):
+        values = value
+    else:
+        raise LabelProblem(f"{axis} must be a string of numbers, not {type(value).__name__}")
+    try:
+        out = np.array([float(v) for v in values], np.float64)
+    except (TypeError, ValueError):
+        raise LabelProblem(f"{axis} holds a non-numeric coordinate: {str(value)[:60]!r}") from None
+    if not np.isfinite(out).all():
+        raise LabelProblem(f"{axis} holds a non-finite coordinate: {str(value)[:60]!r}")
+    return out
+
+
+def parse_xy(instance: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The x (column) and y (row) arrays of a point or curve instance."""
+    if "x" not in instance or "y" not in instance:
+        raise LabelProblem("needs both 'x' and 'y'")
+    x, y = _numbers(instance["x"], "x"), _numbers(instance["y"], "y")
+    if len(x) != len(y):
+        raise LabelProblem(f"x has {len(x)} values but y has {len(y)}")
+    return x, y
+
+
+def instances(value: Any) -> list[dict[str, Any]]:
+    """Both JSON variants: one dict per label, or a list of such dicts (several instances)."""
+    items = value if isinstance(value, list) else [value]
+    for inst in items:
+        if not isinstance(inst, dict):
+            raise LabelProblem(f"expected an object with 'type', not {type(inst).__name__}")
+        t = inst.get("type")
+        if t not in STATES:
+            raise LabelProblem(f"unknown type {t!r}; expected one of {', '.join(STATES)}")
+    return items
+
+
+# -- geometry ------------------------------------------------------------------------------------
+def spline_points(x: np.ndarray, y: np.ndarray, per_pixel: float = SAMPLES_PER_PIXEL) -> np.ndarray:
+    """Natural cubic spline through (x, y) by cumulative chord length, sampled densely: (n, 2) x, y.
+
+    Repeated consecutive points are dropped (a zero chord has no parameter); fewer than 3 distinct
+    points is a :class:`LabelProblem`.
+    """
+    from scipy.interpolate import CubicSpline
+
+    pts = np.column_stack([x, y])
+    if len(pts) >= 2:
+        keep = np.ones(len(pts), bool)
+        keep[1:] = np.any(np.diff(pts, axis=0) != 0, axis=1)
+        pts = pts[keep]
+    if len(pts) < MIN_CURVE_POINTS:
+        raise LabelProblem(f"curve has {len(pts)} distinct point(s); a spline needs at least {MIN_CURVE_POINTS}")
+    t = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(pts, axis=0).T))])
+    n = max(int(math.ceil(t[-1] * per_pixel)) + 1, len(pts))
+    return CubicSpline(t, pts, bc_type="natural")(np.linspace(0.0, t[-1], n))
+
+
+def fill_polygon(mask: np.ndarray, x: np.ndarray, y: np.ndarray, value: int) -> None:
+    """Set ``value`` where the pixel centre lies inside the closed polygon (even-odd), in place.
+
+    A vectorised scan line over the polygon's bounding box: each edge crosses the pixel-centre rows
+    in [min y, max y), so every row meets an even number of crossings.
+    """
+    h, w = mask.shape
+    x1, y1 = np.roll(x, -1), np.roll(y, -1)
+    r0 = np.clip(np.ceil(np.minimum(y, y1)), 0, h).astype(np.int64)
+    r1 = np.clip(np.ceil(np.maximum(y, y1)), 0, h).astype(np.int64)
+    counts = np.maximum(r1 - r0, 0)
+    total = int(counts.sum())
+    if total == 0:
+        return
+    edge = np.repeat(np.arange(len(x)), counts)
+    rows = r0[edge] + (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts))
+    xa, ya, xb, yb = x[edge], y[edge], x1[edge], y1[edge]
+    cross = xa + (rows - ya) / (yb - ya) * (xb - xa)  # counts > 0 implies ya != yb
+    order = np.lexsort((cross, rows))
+    rows, cols = rows[order], np.clip(np.ceil(cross[order]), 0, w).astype(np.int64)
+    start, stop, row = cols[0::2], cols[1::2], rows[0::2]
+    top, bottom = int(row.min()), int(row.max()) + 1
+    diff = np.zeros((bottom - top, w + 1), np.int32)
+    np.add.at(diff, (row - top, start), 1)
+    np.add.at(diff, (row - top, stop), -1)
+    inside = np.cumsum(diff[:, :w], axis=1) > 0
+    mask[top:bottom][inside] = value
+
+
+def _disk(thickness: float) -> tuple[np.ndarray, np.ndarray]:
+    r = max(thickness, 1.0) / 2.0
+    k = int(math.ceil(r))
+    dy, dx = np.mgrid[-k:k + 1, -k:k + 1]
+    inside = dy**2 + dx**2 <= max(r - 0.5, 0.0) ** 2 + 1e-9
+    return dy[inside], dx[inside]
+
+
+def draw_line(mask: np.ndarray, x: np.ndarray, y: np.ndarray, value: int, thickness: float) -> None:
+    """Stamp a disk ``thickness`` pixels wide at every sample (samples are < 1 px apart), in place."""
+    h, w = mask.shape
+    dy, dx = _disk(thickness)
+    r = (np.rint(y).astype(np.int64)[:, None] + dy[None, :]).ravel()
+    c = (np.rint(x).astype(np.int64)[:, None] + dx[None, :]).ravel()
+    ok = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+    mask[r[ok], c[ok]] = value
+
+
+def between_polygon(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Outline of the region between two sampled curves: a, then b from the end nearest a's end."""
+    if np.hypot(*(a[-1] - b[-1])) < np.hypot(*(a[-1] - b[0])):
+        b = b[::-1]
+    return np.concatenate([a, b])
+
+
+# -- one entry -----------------------------------------------------------------------------------
+class _Class:
+    __slots__ = ("blurred", "drawn", "off", "problem")
+
+    def __init__(self) -> None:
+        self.drawn = self.off = self.blurred = self.problem = False
+
+
+def render_labels(
+    entry: dict[str, Any],
+    class_map: ClassMap,
+    shape: tuple[int, int],
+    transform: PixelTransform = PixelTransform(),
+    *,
+    image: str = "",
+    on_error: str = "stop",
+) -> Rendered:
+    """Masks, label states and keypoints of one Unity labels entry (``{"labels": {...}}``).
+
+    ``shape`` is the output (H, W); ``transform`` maps PNG pixels to it (letterbox). With
+    ``on_error="stop"`` a malformed label raises a DatakitError naming ``image`` and the label;
+    with ``"skip"`` that label is left out (its class becomes unknown, its keypoint -1) and
+    described in ``problems``.
+    """
+    labels = entry.get("labels") if isinstance(entry, dict) else None
+    if not isinstance(labels, dict):
+        raise DatakitError("entry has no 'labels' object", image or None)
+    problems: list[str] = []
+
+    def fail(name: str, reason: str) -> None:
+        if on_error == "stop":
+            raise DatakitError(f"label {name!r}: {reason}", image or None)
+        problems.append(f"{image}: label {name!r} left out: {reason}")
+
+    parsed: dict[str, list[dict[str, Any]] | None] = {}
+
+    def get(name: str) -> list[dict[str, Any]] | None:
+        """Instances of a label, [] when absent, None when malformed (already reported)."""
+        if name not in parsed:
+            try:
+                parsed[name] = instances(labels[name]) if name in labels else []
+            except LabelProblem as e:
+                fail(name, str(e))
+                parsed[name] = None
+        return parsed[name]
+
+    def curve(name: str, inst: dict[str, Any]) -> np.ndarray | None:
+        try:
+            x, y = transform.apply(*parse_xy(inst))
+            return spline_points(x, y, SAMPLES_PER_PIXEL)
+        except LabelProblem as e:
+            fail(name, str(e))
+            return None
+
+    mask = np.zeros(shape, np.uint8)
+    states = [_Class() for _ in class_map.classes]
+    for rule in class_map.rules:
+        st = states[rule.index]
+        if rule.mode == "between":
+            first, second = (get(n) for n in rule.curves)
+            if first is None or second is None:
+                st.problem = True
+                continue
+            for ia, ib in zip(first, second, strict=False):  # instance k pairs with instance k
+                kinds = {ia["type"], ib["type"]}
+                if kinds == {"curve"}:
+                    a, b = curve(rule.curves[0], ia), curve(rule.curves[1], ib)
+                    if a is None or b is None:
+                        st.problem = True
+                        continue
+                    poly = between_polygon(a, b)
+                    fill_polygon(mask, poly[:, 0], poly[:, 1], rule.index)
+                    st.drawn = True
+                elif "blurred" in kinds:
+                    st.blurred = True
+                elif "off" in kinds:
+                    st.off = True
+                else:
+                    fail(rule.curves[0], f"a 'between' rule needs two curves, found types {sorted(kinds)}")
+                    st.problem = True
+            continue
+        for name in rule.curves:
+            insts = get(name)
+            if insts is None:
+                st.problem = True
+                continue
+            for inst in insts:
+                if inst["type"] == "off":
+                    st.off = True
+                elif inst["type"] == "blurred":
+                    st.blurred = True
+                else:
+                    pts = curve(name, inst)
+                    if pts is None:
+                        st.problem = True
+                    elif rule.mode == "fill":
+                        fill_polygon(mask, pts[:, 0], pts[:, 1], rule.index)
+                        st.drawn = True
+                    else:
+                        draw_line(mask, pts[:, 0], pts[:, 1], rule.index, rule.thickness)
+                        st.drawn = True
+    keypoints = _keypoints(class_map.points, get, transform, fail)
+    present = np.bincount(mask.ravel(), minlength=len(states))[: len(states)] > 0
+    label_state = np.array([1 if present[k] else -1 if (s.blurred or s.problem or s.drawn) else
+                            0 if s.off else -1 for k, s in enumerate(states)], np.int8)
+    label_state[0] = 1 if present[0] else 0
+    used = class_map.label_names
+    return Rendered(mask, label_state, keypoints, problems, sorted(n for n in labels if n not in used))
+
+
+def _keypoints(names: Sequence[str], get: Callable[[str], list[dict[str, Any]] | None],
+               transform: PixelTransform, fail: Callable[[str, str], None]) -> np.ndarray:
+    """(P, 3) x, y, visibility; the first instance of each point label counts."""
+    out = np.full((len(names), 3), np.nan, np.float32)
+    for i, name in enumerate(names):
+        insts = get(name)
+        out[i, 2] = -1  # absent or malformed: unknown
+        if not insts:
+            continue
+        inst = insts[0]
+        if inst["type"] == "off":
+            out[i, 2] = 0
+        elif inst["type"] == "point":
+            try:
+                x, y = parse_xy(inst)
+                if len(x) != 1:
+                    raise LabelProblem(f"a point needs one x and one y, found {len(x)}")
+            except LabelProblem as e:
+                fail(name, str(e))
+                continue
+            tx, ty = transform.apply(x, y)
+            out[i] = (tx[0], ty[0], 1)
+        elif inst["type"] == "curve":
+            fail(name, "is a curve, but the class manifest lists it as a point")
+    return out
