@@ -152,7 +152,9 @@ def spline_points(x: np.ndarray, y: np.ndarray, per_pixel: float = SAMPLES_PER_P
         raise LabelProblem(f"curve has {len(z)} distinct point(s); a spline needs at least {MIN_CURVE_POINTS}")
     t = np.concatenate([[0.0], np.cumsum(np.abs(z[1:] - z[:-1]))])
     n = max(int(math.ceil(t[-1] * per_pixel)) + 1, len(z))
-    return natural_spline(t, z, np.linspace(0.0, t[-1], n)).view(np.float64).reshape(-1, 2)
+    ts = np.arange(n) * (t[-1] / (n - 1))  # np.linspace's Python overhead shows at this rate
+    ts[-1] = t[-1]
+    return natural_spline(t, z, ts).view(np.float64).reshape(-1, 2)
 
 
 def fill_polygon(mask: np.ndarray, x: np.ndarray, y: np.ndarray, value: int) -> None:
@@ -313,7 +315,9 @@ def render_labels(
                         draw_line(mask, pts[:, 0], pts[:, 1], rule.index, rule.thickness)
                         st.drawn = True
     keypoints = _keypoints(class_map.points, get, transform, fail)
-    present = [bool((mask == k).any()) for k in range(len(states))]  # faster than bincount on uint8
+    # only painted classes can be present; (mask == k).any() beats bincount on uint8
+    present = [k == 0 or s.drawn for k, s in enumerate(states)]
+    present = [p and bool((mask == k).any()) for k, p in enumerate(present)]
     label_state = np.array([1 if present[k] else -1 if (s.blurred or s.problem or s.drawn) else
                             0 if s.off else -1 for k, s in enumerate(states)], np.int8)
     label_state[0] = 1 if present[0] else 0
