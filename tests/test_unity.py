@@ -156,6 +156,12 @@ def test_random_split_without_split_files_and_labels_option(unity_copy: Path, tm
         assert len(f["splits/test"]) == 0 and len(f["splits/train"]) == 6
     for stem in ("labels-train", "labels-tune", "labels-ival"):
         (unity_copy / f"{stem}.json").unlink()
+    res = convert(unity_copy, tmp_path / "txt.h5", "--size", "64")  # the .txt lists suffice
+    assert res.exit_code == 0, res.output
+    with h5py.File(tmp_path / "txt.h5") as f:
+        assert f["splits"].attrs["method"] == "official:labels-train.txt,labels-tune.txt,labels-ival.txt"
+        assert [len(f["splits"][n]) for n in ("train", "valid", "test")] == [6, 2, 2]
+    for stem in ("labels-train", "labels-tune", "labels-ival"):
         (unity_copy / f"{stem}.txt").unlink()
     res = convert(unity_copy, tmp_path / "r.h5", "--size", "64")
     assert res.exit_code == 0, res.output
@@ -200,6 +206,8 @@ def test_missing_image_and_bad_key_name(unity_copy: Path, tmp_path: Path) -> Non
     gone = sorted(labels)[0]
     next(unity_copy.glob(f"png-cache/*/*/*/{gone}")).unlink()
     labels["not-a-unity-name.png"] = labels[sorted(labels)[1]]
+    no_labels = sorted(labels)[2]
+    labels[no_labels] = {"label": {}}  # an entry without its "labels" object
     (unity_copy / "labels-all.json").write_text(json.dumps(labels))
     res = convert(unity_copy, tmp_path / "m.h5")
     assert res.exit_code == 1 and gone in res.output and "image not found" in res.output
@@ -207,8 +215,9 @@ def test_missing_image_and_bad_key_name(unity_copy: Path, tmp_path: Path) -> Non
     res = convert(unity_copy, tmp_path / "m.h5", "--on-error", "skip", "--size", "64")
     assert res.exit_code == 0, res.output
     assert "not a Unity image name" in res.output and gone in res.output
+    assert f"{no_labels}: entry has no 'labels' object" in res.output
     with h5py.File(tmp_path / "m.h5") as f:
-        assert f["images"].shape[0] == 9  # the video keeps its other frame
+        assert f["images"].shape[0] == 8  # the videos keep their other frames
     # an unreadable PNG is named too
     tune = next(iter(json.loads((unity_copy / "labels-tune.json").read_text())))
     broken = next(unity_copy.glob(f"png-cache/*/*/*/{tune}"))

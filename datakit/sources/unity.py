@@ -192,8 +192,12 @@ class UnitySource:
             boxed, scale, offset = letterbox(raw, self.size, order=1, fill=math.nan)
             image = norm.apply(boxed)
             image[np.isnan(image)] = norm.background  # padding: the normalised background level
-            out = render_labels(fr.entry, self.class_map, self.image_size, PixelTransform(scale, offset),
-                                image=where, on_error=self.on_error)
+            try:
+                out = render_labels(fr.entry, self.class_map, self.image_size, PixelTransform(scale, offset),
+                                    image=where, on_error=self.on_error)
+            except DatakitError as e:  # reached only for frame-level problems when skipping
+                self._problem(e.reason, where, notes)
+                continue
             notes += out.problems
             if len(out.label_state) != k:  # pragma: no cover - the class map fixes both
                 raise AssertionError("label_state length differs from classes")
