@@ -138,12 +138,15 @@ def natural_spline(t: np.ndarray, z: np.ndarray, ts: np.ndarray) -> np.ndarray:
     return z[k] + u * (c1 + u * (m[k] / 2 + u * c3))
 
 
-def spline_points(x: np.ndarray, y: np.ndarray, per_pixel: float = SAMPLES_PER_PIXEL) -> np.ndarray:
+def spline_points(x: np.ndarray, y: np.ndarray, per_pixel: float = SAMPLES_PER_PIXEL,
+                  max_length: float = math.inf) -> np.ndarray:
     """Natural cubic spline through (x, y) by cumulative chord length, sampled densely: (n, 2) x, y.
 
     ``per_pixel`` samples per pixel of chord length (the arc of a smooth curve exceeds its chords
     by a few percent, so 1.25 keeps samples under 1 px apart). Repeated consecutive points are
-    dropped (a zero chord has no parameter); fewer than 3 distinct points is a :class:`LabelProblem`.
+    dropped (a zero chord has no parameter); fewer than 3 distinct points is a :class:`LabelProblem`,
+    and so is a curve longer than ``max_length`` pixels (coordinates far off the image would
+    otherwise ask for millions of samples).
     """
     z = x + 1j * y
     if len(z) >= 2:
@@ -151,6 +154,9 @@ def spline_points(x: np.ndarray, y: np.ndarray, per_pixel: float = SAMPLES_PER_P
     if len(z) < MIN_CURVE_POINTS:
         raise LabelProblem(f"curve has {len(z)} distinct point(s); a spline needs at least {MIN_CURVE_POINTS}")
     t = np.concatenate([[0.0], np.cumsum(np.abs(z[1:] - z[:-1]))])
+    if t[-1] > max_length:
+        raise LabelProblem(f"curve is {t[-1]:.0f} px long in the output, far larger than the image: "
+                           f"coordinates out of range?")
     n = max(int(math.ceil(t[-1] * per_pixel)) + 1, len(z))
     ts = np.arange(n) * (t[-1] / (n - 1))  # np.linspace's Python overhead shows at this rate
     ts[-1] = t[-1]
@@ -262,12 +268,13 @@ def render_labels(
     def curve(name: str, inst: dict[str, Any]) -> np.ndarray | None:
         try:
             x, y = transform.apply(*parse_xy(inst))
-            return spline_points(x, y, SAMPLES_PER_PIXEL)
+            return spline_points(x, y, SAMPLES_PER_PIXEL, max_length)
         except LabelProblem as e:
             fail(name, str(e))
             return None
 
     mask = np.zeros(shape, np.uint8)
+    max_length = 20.0 * (shape[0] + shape[1])  # a real contour stays within a few image perimeters
     states = [_Class() for _ in class_map.classes]
     for rule in class_map.rules:
         st = states[rule.index]

@@ -181,6 +181,7 @@ def test_keypoints_follow_the_letterbox_transform() -> None:
     ({"type": "curve", "x": "1 2 nan", "y": "3 4 5"}, "non-finite"),
     ({"type": "spline", "x": "1 2 3", "y": "3 4 5"}, "unknown type"),
     ({"type": "curve", "x": "1 2 3"}, "'x' and 'y'"),
+    ({"type": "curve", "x": "1 2e9 3", "y": "3 4 5"}, "far larger than the image"),
 ])
 def test_malformed_curve_names_image_and_label(label: dict, reason: str) -> None:
     x, y = arc(100, 100, 40, 150, 8)
