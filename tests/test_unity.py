@@ -292,3 +292,19 @@ def test_help_lists_the_commands() -> None:
     assert res.exit_code == 0 and "splines-to-masks" in res.output
     res = runner.invoke(app, ["synth", "--help"])
     assert res.exit_code == 0 and "unity" in res.output
+
+
+def test_masks_and_keypoints_line_up_with_the_stored_image(unity_store: Path) -> None:
+    with h5py.File(unity_store) as f:
+        images, masks, kp = f["images"][:, 0], f["masks"][:], f["keypoints"][:]
+        names = json.loads(f["keypoints"].attrs["names"])
+    apex = names.index("lv-apex-endo")
+    for img, m, k in zip(images, masks, kp, strict=True):
+        # the phantom's blood pool is dark and its myocardium bright, in the stored image too
+        assert img[m == 1].mean() < 0.5 * img[m == 2].mean()
+        # the endocardial apex point lies on the LV contour
+        x, y, vis = k[apex]
+        assert vis == 1
+        rows, cols = np.nonzero(m == 1)
+        assert np.hypot(cols - x, rows - y).min() < 1.5
+        assert y < rows.mean()  # apex up
