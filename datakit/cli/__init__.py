@@ -8,11 +8,14 @@ from __future__ import annotations
 import typer
 
 from datakit import __version__
-from datakit.cli import convert, store_cmds, synth
+from datakit.cli import convert, convert_folder, export, merge, store_cmds, synth
 
 app = typer.Typer(help="Medical-image segmentation datasets to one HDF5 store.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(convert.app, name="convert")
+convert_folder.register(convert.app)
+app.add_typer(export.app, name="export")
+app.command("merge")(merge.merge)
 app.add_typer(synth.app, name="synth")
 app.command("info")(store_cmds.info)
 app.command("validate")(store_cmds.validate)
