@@ -226,3 +226,33 @@ def test_real_kvasir_rgb_of_different_sizes(tmp_path: Path) -> None:
             fg = (s.file["masks"][i] == 1).mean() * 256 * 256 / (h * w * scale * scale)
             raw = np.asarray(Image.open(root / s.meta["source"][i].replace("images", "masks")).convert("L"))
             assert abs(fg - (raw > 127).mean()) < 0.02
+
+
+def test_sixteen_bit_images_get_a_percentile_normalisation(tmp_path: Path) -> None:
+    src = tmp_path / "mri"
+    write_pairs(src, ["s1", "s2"], ext=".png", mask_scale=1)
+    for name in ("s1", "s2"):
+        tifffile.imwrite(src / "images" / f"{name}.tif", grey_image(40, 48, 3).astype(np.uint16) * 200)
+        (src / "images" / f"{name}.png").unlink()
+    source = FolderSource(src, size=48)
+    assert source.norm == "percentile-iqr" and source.normalization == "percentile_iqr:5-95"
+    out = convert_store(source, tmp_path / "s.h5")
+    with Store(out) as s:
+        assert s.file["images"].attrs["normalization"] == "percentile_iqr:5-95"
+        assert abs(float(np.median(s.file["images"][0, 0, 4:44]))) < 0.5  # centred on the median
+
+
+def test_workers_receive_a_light_source(tmp_path: Path) -> None:
+    import pickle
+
+    write_pairs(tmp_path / "src", [f"f{i:02d}" for i in range(30)], size=(16, 16), mask_scale=1)
+    source = FolderSource(tmp_path / "src", size=16)
+    item = source.items()[3]
+    copy = pickle.loads(pickle.dumps(source))
+    assert len(pickle.dumps(source)) < 1500  # no per-file lists: sent once per item to the workers
+    assert np.array_equal(copy.read(item).samples[0].mask, source.read(item).samples[0].mask)
+    out = tmp_path / "s.h5"
+    convert(source, ConvertOptions(out=out, workers=2, progress=False), log=lambda m: None)
+    assert validate_store(out) == []
+    with Store(out) as s:
+        assert s.meta["patient"].tolist() == [f"f{i:02d}" for i in range(30)]

@@ -155,3 +155,15 @@ def test_export_refuses_and_leaves_nothing_behind(rgb_store: Path, acdc_store: P
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset005_A"]  # the previous export is intact
     r = run("export", "nnunet", rgb_store, tmp_path, "--dataset-id", "5", "--name", "A", "--overwrite")
     assert r.exit_code == 0 and check_nnunet_rules(tmp_path / "Dataset005_A")
+
+
+def test_2d_samples_as_nifti_one_file_per_channel(rgb_store: Path, tmp_path: Path) -> None:
+    r = run("export", "nnunet", rgb_store, tmp_path, "--dataset-id", "121", "--name", "PolypsNii",
+            "--format", "nifti", "--channel-names", "red,green,blue")
+    assert r.exit_code == 0, r.output
+    folder = tmp_path / "Dataset121_PolypsNii"
+    ds = check_nnunet_rules(folder)
+    assert ds["channel_names"] == {"0": "red", "1": "green", "2": "blue"}
+    case = sorted(p.name for p in (folder / "labelsTr").iterdir())[0][: -len(".nii.gz")]
+    img = nib.load(folder / "imagesTr" / f"{case}_0002.nii.gz")
+    assert img.shape == (32, 32, 1) and img.header.get_zooms()[2] == 999.0  # nnU-Net's 2D convention

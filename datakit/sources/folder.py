@@ -146,6 +146,13 @@ class FolderSource:
         step = max(1, len(rgb_files) // SAMPLED)
         return 3 if any(is_colour(read_array(p)) for p in rgb_files[::step][:SAMPLED]) else 1
 
+    def __getstate__(self) -> dict[str, object]:
+        # the pipeline pickles the source with every item it sends to a worker: leave the file
+        # lists behind (read() needs only the item), or a large folder costs O(files^2) to send
+        state = self.__dict__.copy()
+        state["pairs"], state["_items"] = [], []
+        return state
+
     # -- patients and splits ------------------------------------------------------------------------
     def _patient_of(self, pair: Pair) -> str:
         rel = pair.key.split("/", 1)[1] if pair.split is not None else pair.key
