@@ -169,8 +169,12 @@ def _agree(values: list[Any]) -> bool:
 
 
 def merge_stores(paths: Sequence[str | Path], out: str | Path, *, classes: Sequence[str] | None = None,
-                 overwrite: bool = False, command: str = "", chunk: int = CHUNK) -> MergeReport:
-    """Merge the stores at ``paths`` into ``out`` (see the module docstring)."""
+                 overwrite: bool = False, command: str = "", chunk: int = CHUNK,
+                 copy_compressed: bool = True) -> MergeReport:
+    """Merge the stores at ``paths`` into ``out`` (see the module docstring).
+
+    ``copy_compressed=False`` decodes and re-encodes every chunk (for comparison in benchmarks).
+    """
     out = Path(out)
     paths = [Path(p) for p in paths]
     if not paths:
@@ -216,7 +220,7 @@ def merge_stores(paths: Sequence[str | Path], out: str | Path, *, classes: Seque
             offset = writer.n
             lut = np.full(256, IGNORE_INDEX, np.uint8)
             lut[: len(m)] = m
-            _copy_samples(s, writer, lut, m, len(merged), prefix, extra_keys, kp_names, chunk)
+            _copy_samples(s, writer, lut, m, len(merged), prefix, extra_keys, kp_names, chunk, copy_compressed)
             rows += _patient_rows(s, lab, prefix)
             for name, idx in s.splits.items():
                 splits.setdefault(name, []).append(idx + offset)
@@ -262,12 +266,12 @@ def _common_extra(stores: Sequence[Store], notes: list[str]) -> list[str]:
 
 
 def _copy_samples(s: Store, writer: StoreWriter, lut: np.ndarray, class_map: np.ndarray, k: int, prefix: str,
-                  extra_keys: list[str], kp_names: list[str], chunk: int) -> None:
+                  extra_keys: list[str], kp_names: list[str], chunk: int, copy_compressed: bool) -> None:
     f = s.file
     c, (h, w) = s.channels, s.image_size
     identity = np.array_equal(class_map, np.arange(len(class_map)))
-    raw_img = _raw_ok(f["images"], (1, c, h, w), True)
-    raw_lab = identity and all(_raw_ok(f[d], (1, h, w), False) for d in ("masks", "scribbles"))
+    raw_img = copy_compressed and _raw_ok(f["images"], (1, c, h, w), True)
+    raw_lab = copy_compressed and identity and all(_raw_ok(f[d], (1, h, w), False) for d in ("masks", "scribbles"))
     meta = s.meta
     extra = {key: f["meta"][key][()] for key in extra_keys}
     own_kp = s.keypoint_names

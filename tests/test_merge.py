@@ -112,3 +112,13 @@ def test_merge_refuses_bad_inputs(two_stores: tuple[Path, Path], tmp_path: Path)
     assert r.exit_code == 1 and "--overwrite" in r.output
     r = run("merge", a, tmp_path / "nope.h5", "--out", tmp_path / "n.h5")
     assert r.exit_code == 1 and "nope.h5: no such store file" in r.output
+
+
+def test_compressed_copy_and_re_encoding_give_the_same_store(two_stores: tuple[Path, Path], tmp_path: Path) -> None:
+    a, b = two_stores
+    merge_stores([a, b], tmp_path / "fast.h5", chunk=2)
+    merge_stores([a, b], tmp_path / "slow.h5", chunk=3, copy_compressed=False)
+    with Store(tmp_path / "fast.h5") as f, Store(tmp_path / "slow.h5") as s:
+        for name in ("images", "masks", "scribbles", "label_state"):
+            assert np.array_equal(f.file[name][()], s.file[name][()]), name
+    assert validate_store(tmp_path / "slow.h5") == []
