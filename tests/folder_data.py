@@ -47,3 +47,25 @@ def folder_hash(root: Path) -> str:
             h.update(p.read_bytes())
             h.update(str(p.stat().st_mtime_ns).encode())
     return h.hexdigest()
+
+
+def small_store(path: Path, *, classes: list[str], masks: list[np.ndarray], patient_prefix: str = "p",
+                keypoint_names: list[str] | None = None, dataset: str = "toy") -> Path:
+    """A store written directly with StoreWriter: one sample and one patient per mask (split 2:1:rest)."""
+    from datakit.sample import Sample, label_state_from_mask
+    from datakit.store import StoreWriter
+
+    h, w = masks[0].shape
+    ids = [f"{patient_prefix}{i}" for i in range(len(masks))]
+    with StoreWriter(path, classes=classes, image_size=(h, w), normalization="scale:1/255",
+                     keypoint_names=keypoint_names) as wr:
+        for i, m in enumerate(masks):
+            kp = None if keypoint_names is None else np.array([[i + 1.0, 2.0, 1.0]] * len(keypoint_names), np.float32)
+            state = label_state_from_mask(m, len(classes))
+            wr.append([Sample(image=np.full((1, h, w), i / 10, np.float32), mask=m.astype(np.uint8),
+                              scribble=np.full((h, w), 255, np.uint8), label_state=state,
+                              dataset=dataset, patient=ids[i], keypoints=kp)])
+        wr.set_patients({"id": ids})
+        wr.set_splits({"train": [0, 1], "valid": [2], "test": list(range(3, len(masks)))}, method="random", seed=0,
+                      ratios=[0.5, 0.25, 0.25])
+    return path

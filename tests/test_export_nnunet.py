@@ -167,3 +167,23 @@ def test_2d_samples_as_nifti_one_file_per_channel(rgb_store: Path, tmp_path: Pat
     case = sorted(p.name for p in (folder / "labelsTr").iterdir())[0][: -len(".nii.gz")]
     img = nib.load(folder / "imagesTr" / f"{case}_0002.nii.gz")
     assert img.shape == (32, 32, 1) and img.header.get_zooms()[2] == 999.0  # nnU-Net's 2D convention
+
+
+def test_unknown_mask_pixels_become_ignore_and_empty_cases_are_skipped(tmp_path: Path) -> None:
+    from tests.folder_data import small_store
+
+    masks = [np.zeros((8, 8), np.uint8) for _ in range(5)]
+    masks[0][2:4, 2:4] = 1
+    masks[1][:, :4] = 255  # half unknown
+    masks[3][:] = 255  # no mask at all
+    store = small_store(tmp_path / "s.h5", classes=["background", "lesion"], masks=masks)
+    r = run("export", "nnunet", store, tmp_path, "--dataset-id", "9", "--name", "Toy")
+    assert r.exit_code == 0, r.output
+    assert "1 case(s) without any masks label skipped" in r.output
+    folder = tmp_path / "Dataset009_Toy"
+    ds = check_nnunet_rules(folder)
+    assert ds["labels"] == {"background": 0, "lesion": 1, "ignore": 2}
+    lab = np.asarray(Image.open(folder / "labelsTr" / "p1.png"))
+    assert (lab[:, :4] == 2).all() and (lab[:, 4:] == 0).all()
+    assert not (folder / "labelsTs" / "p3.png").exists() and (folder / "labelsTs" / "p4.png").exists()
+    assert json.loads((folder / "splits_final.json").read_text()) == [{"train": ["p0", "p1"], "val": ["p2"]}]

@@ -122,3 +122,18 @@ def test_compressed_copy_and_re_encoding_give_the_same_store(two_stores: tuple[P
         for name in ("images", "masks", "scribbles", "label_state"):
             assert np.array_equal(f.file[name][()], s.file[name][()]), name
     assert validate_store(tmp_path / "slow.h5") == []
+
+
+def test_keypoint_names_are_united(tmp_path: Path) -> None:
+    from tests.folder_data import small_store
+
+    m = [np.zeros((8, 8), np.uint8)] * 4
+    a = small_store(tmp_path / "a.h5", classes=["background", "LV"], masks=m, keypoint_names=["apex"], dataset="echo")
+    b = small_store(tmp_path / "b.h5", classes=["background", "LV"], masks=m, patient_prefix="q", dataset="mri")
+    merge_stores([b, a], tmp_path / "m.h5")
+    assert validate_store(tmp_path / "m.h5") == []
+    with Store(tmp_path / "m.h5") as s:
+        assert s.keypoint_names == ["apex"]
+        kp = s.file["keypoints"][()]
+        assert np.isnan(kp[:4, 0, :2]).all() and (kp[:4, 0, 2] == -1).all()  # b never annotated the apex
+        assert kp[4:, 0].tolist() == [[i + 1.0, 2.0, 1.0] for i in range(4)]
