@@ -256,3 +256,14 @@ def test_workers_receive_a_light_source(tmp_path: Path) -> None:
     assert validate_store(out) == []
     with Store(out) as s:
         assert s.meta["patient"].tolist() == [f"f{i:02d}" for i in range(30)]
+
+
+def test_shrinking_blurs_first_so_fine_texture_does_not_alias(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_pairs(src, ["fine"], size=(256, 256), mask_scale=1)
+    yy, xx = np.mgrid[:256, :256]
+    Image.fromarray((((yy // 2 + xx // 2) % 2) * 255).astype(np.uint8)).save(src / "images" / "fine.png")
+    out = convert_store(FolderSource(src, size=40), tmp_path / "s.h5")
+    with Store(out) as s:
+        img = s.file["images"][0, 0]
+    assert abs(float(img.mean()) - 0.5) < 0.05 and float(img.std()) < 0.1  # a 2-pixel checkerboard is grey
