@@ -267,3 +267,14 @@ def test_shrinking_blurs_first_so_fine_texture_does_not_alias(tmp_path: Path) ->
     with Store(out) as s:
         img = s.file["images"][0, 0]
     assert abs(float(img.mean()) - 0.5) < 0.05 and float(img.std()) < 0.1  # a 2-pixel checkerboard is grey
+
+
+def test_one_bit_masks_are_classes_0_and_1(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_pairs(src, ["a"], size=(16, 16), mask_scale=1)
+    m = disc(16, 16, 8, 8, 4)
+    Image.fromarray(m).convert("1").save(src / "masks" / "a.png")  # a bilevel PNG, mode "1"
+    assert Image.open(src / "masks" / "a.png").mode == "1"
+    out = convert_store(FolderSource(src, size=16), tmp_path / "s.h5")
+    with Store(out) as s:
+        assert np.array_equal(s.file["masks"][0], m.astype(np.uint8))

@@ -116,6 +116,8 @@ def read_array(path: Path, labels: bool = False) -> np.ndarray:
                 a = np.asarray(im)
     except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file, named
         raise DatakitError(f"cannot read image ({type(e).__name__}: {e})", path) from None
+    if a.dtype == bool:  # 1-bit files: a mask's classes 0/1, an image's black/white
+        a = a.astype(np.uint8) * (1 if labels else 255)
     a = np.squeeze(a) if a.ndim > 2 and 1 in a.shape[:2] else a
     if a.ndim == 3 and a.shape[0] in (3, 4) and a.shape[2] not in (3, 4):  # planar TIFF (C, H, W)
         a = np.moveaxis(a, 0, -1)
