@@ -186,8 +186,7 @@ def _write(store: Store, cases: list[Case], root: Path, title: str, fmt: str, la
     skipped = 0
     for case in cases:
         idx = case.indices
-        lab = store.file[source][idx[0]:idx[-1] + 1] if idx == list(range(idx[0], idx[-1] + 1)) \
-            else store.file[source][sorted(idx)]
+        lab = _read(store.file[source], idx)
         if (lab == IGNORE_INDEX).all():
             skipped += 1
             continue
@@ -195,8 +194,7 @@ def _write(store: Store, cases: list[Case], root: Path, title: str, fmt: str, la
         used_ignore |= bool(unknown.any())
         lab = lab.copy()
         lab[unknown] = k
-        img = store.file["images"][idx[0]:idx[-1] + 1] if idx == list(range(idx[0], idx[-1] + 1)) \
-            else store.file["images"][sorted(idx)]
+        img = _read(store.file["images"], idx)
         part = "Ts" if case.split == "test" else "Tr"
         (root / f"images{part}").mkdir(exist_ok=True)
         (root / f"labels{part}").mkdir(exist_ok=True)
@@ -238,6 +236,15 @@ def _write(store: Store, cases: list[Case], root: Path, title: str, fmt: str, la
         notes.append(f"{len(written[''])} training case(s) in no store split: in imagesTr, not in splits_final")
     (root / "datakit_cases.json").write_text(json.dumps(case_map, indent=1))
     return ExportReport(root, training, len(written["test"]), ending, label_map, notes)
+
+
+def _read(d, idx: list[int]) -> np.ndarray:
+    """Rows ``idx`` of an HDF5 dataset, in that order (h5py reads only increasing indices)."""
+    if idx == list(range(idx[0], idx[0] + len(idx))):
+        return d[idx[0]:idx[0] + len(idx)]
+    order = sorted(set(idx))
+    rows = d[order]
+    return rows[[order.index(i) for i in idx]]
 
 
 def _write_png(image: np.ndarray, label: np.ndarray, root: Path, part: str, case: str) -> None:
