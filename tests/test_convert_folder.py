@@ -278,3 +278,23 @@ def test_one_bit_masks_are_classes_0_and_1(tmp_path: Path) -> None:
     out = convert_store(FolderSource(src, size=16), tmp_path / "s.h5")
     with Store(out) as s:
         assert np.array_equal(s.file["masks"][0], m.astype(np.uint8))
+
+
+def test_other_folder_names_and_suffixed_masks(tmp_path: Path) -> None:
+    """'Chest Xray Masks and Labels' layout: CXR_png/CHNCXR_0001_0.png with masks/CHNCXR_0001_0_mask.png."""
+    src = tmp_path / "cxr"
+    write_pairs(src, ["CHNCXR_0001_0", "CHNCXR_0002_1"], size=(24, 24))
+    (src / "images").rename(src / "CXR_png")
+    for p in (src / "masks").iterdir():
+        p.rename(p.with_name(p.stem + "_mask.png"))
+    r = run("convert", "folder", src, "--out", tmp_path / "a.h5", "--binarize", "127")
+    assert r.exit_code == 1 and "--images-dir" in r.output
+    r = run("convert", "folder", src, "--out", tmp_path / "a.h5", "--binarize", "127", "--images-dir", "CXR_png")
+    assert r.exit_code == 1 and "2 mask file(s) do not end with --mask-suffix" not in r.output
+    assert "without a mask" in r.output and "--mask-suffix" in r.output
+    r = run("convert", "folder", src, "--out", tmp_path / "a.h5", "--binarize", "127", "--images-dir", "CXR_png",
+            "--mask-suffix", "_mask", "--size", "24", "-j", "1")
+    assert r.exit_code == 0, r.output
+    with Store(tmp_path / "a.h5") as s:
+        assert s.meta["patient"].tolist() == ["CHNCXR_0001_0", "CHNCXR_0002_1"]
+        assert s.meta["source"].tolist() == ["CXR_png/CHNCXR_0001_0.png", "CXR_png/CHNCXR_0002_1.png"]

@@ -45,6 +45,8 @@ def convert_folder(
     classes: str = typer.Option(None, help="Class names by label value, e.g. background,polyp "
                                 "(default background,foreground)."),
     mask_suffix: str = typer.Option("", help="Mask name = image name + this, e.g. _mask for X_mask.tif."),
+    images_dir: str = typer.Option("images", help="Name of the images sub-folder (e.g. CXR_png)."),
+    masks_dir: str = typer.Option("masks", help="Name of the masks sub-folder."),
     binarize: float = typer.Option(None, help="Mask value > T is foreground (JPEG masks: 127)."),
     mask_values: str = typer.Option(None, help="Grey levels of the classes in order, e.g. 0,64,128,255; "
                                     "any other value is an error."),
@@ -74,7 +76,8 @@ def convert_folder(
     mode, synth = parse_scribbles(scribbles, seed)
     if mode != "none":
         raise DatakitError(f"--scribbles for folders is none or synth:ALGO, not {scribbles!r}")
-    source = FolderSource(src, classes=_names(classes), mask_suffix=mask_suffix, binarize=binarize,
+    source = FolderSource(src, classes=_names(classes), mask_suffix=mask_suffix, images_dir=images_dir,
+                          masks_dir=masks_dir, binarize=binarize,
                           mask_values=_ints(mask_values), size=size, norm=norm, channels_opt=channels,
                           patient_regex=patient_regex, name=name)
     opts = ConvertOptions(out=out, overwrite=overwrite, workers=workers or default_workers(),

@@ -105,6 +105,8 @@ class FolderSource:
     root: Path
     classes: list[str] | None = None
     mask_suffix: str = ""
+    images_dir: str = "images"
+    masks_dir: str = "masks"
     binarize: float | None = None
     mask_values: list[int] | None = None
     size: int = 256
@@ -127,7 +129,7 @@ class FolderSource:
         if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
             raise DatakitError(f"--classes needs at least 2 distinct names, not {self.classes}")
         self.mapping = MaskMapping(len(self.classes), self.binarize, self.mask_values)
-        self.pairs = find_pairs(self.root, self.mask_suffix)
+        self.pairs = find_pairs(self.root, self.mask_suffix, self.images_dir, self.masks_dir)
         self.name = f"folder:{self.name or self.root.resolve().name}"
         self.image_size = (self.size, self.size)
         self._items = self._group()

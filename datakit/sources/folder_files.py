@@ -1,7 +1,8 @@
 """Finding image/mask pairs in a generic folder, and reading 2D image files (PNG, JPEG, TIFF, BMP).
 
 Layouts (docs/folder.md):
-- ``SRC/images/X.*`` with ``SRC/masks/X.*`` (masks may carry ``--mask-suffix``: ``masks/X_mask.png``);
+- ``SRC/images/X.*`` with ``SRC/masks/X.*`` (masks may carry ``--mask-suffix``: ``masks/X_mask.png``;
+  other folder names with ``--images-dir`` / ``--masks-dir``, e.g. ``CXR_png``);
 - masks beside their images with ``--mask-suffix`` (``X.tif`` and ``X_mask.tif``, any depth);
 - either of these under ``SRC/{train,valid,test}/``: the sub-folders are the official split.
 """
@@ -60,8 +61,8 @@ def _strip_suffix(masks: dict[str, Path], suffix: str, folder: Path) -> dict[str
     return {k[: -len(suffix)]: p for k, p in masks.items()}
 
 
-def _pairs_in(folder: Path, suffix: str, split: str | None, prefix: str) -> list[Pair]:
-    images_dir, masks_dir = folder / "images", folder / "masks"
+def _pairs_in(folder: Path, suffix: str, split: str | None, prefix: str, dirs: tuple[str, str]) -> list[Pair]:
+    images_dir, masks_dir = folder / dirs[0], folder / dirs[1]
     if images_dir.is_dir() and masks_dir.is_dir():
         images = _keyed(_image_files(images_dir), images_dir, "image")
         masks = _strip_suffix(_keyed(_image_files(masks_dir), masks_dir, "mask"), suffix, masks_dir)
@@ -70,8 +71,9 @@ def _pairs_in(folder: Path, suffix: str, split: str | None, prefix: str) -> list
         masks = {k[: -len(suffix)]: p for k, p in files.items() if k.endswith(suffix)}
         images = {k: p for k, p in files.items() if not k.endswith(suffix)}
     else:
-        raise DatakitError("expected images/ and masks/ sub-folders (or masks beside their images with "
-                           "--mask-suffix, e.g. --mask-suffix _mask for X.tif + X_mask.tif)", folder)
+        raise DatakitError(f"expected {dirs[0]}/ and {dirs[1]}/ sub-folders (other names: --images-dir, "
+                           "--masks-dir), or masks beside their images with --mask-suffix (e.g. _mask for "
+                           "X.tif + X_mask.tif)", folder)
     lonely_images = sorted(set(images) - set(masks))
     lonely_masks = sorted(set(masks) - set(images))
     if lonely_images:
@@ -82,7 +84,7 @@ def _pairs_in(folder: Path, suffix: str, split: str | None, prefix: str) -> list
     return [Pair(prefix + k, images[k], masks[k], split) for k in sorted(images)]
 
 
-def find_pairs(root: Path, mask_suffix: str = "") -> list[Pair]:
+def find_pairs(root: Path, mask_suffix: str = "", images_dir: str = "images", masks_dir: str = "masks") -> list[Pair]:
     """Every image/mask pair under ``root``; see the module docstring for the layouts."""
     if not root.is_dir():
         raise DatakitError("not a folder", root)
@@ -90,9 +92,9 @@ def find_pairs(root: Path, mask_suffix: str = "") -> list[Pair]:
     if split_dirs:
         pairs: list[Pair] = []
         for d in split_dirs:
-            pairs += _pairs_in(d, mask_suffix, SPLIT_FOLDERS[d.name.lower()], f"{d.name}/")
+            pairs += _pairs_in(d, mask_suffix, SPLIT_FOLDERS[d.name.lower()], f"{d.name}/", (images_dir, masks_dir))
     else:
-        pairs = _pairs_in(root, mask_suffix, None, "")
+        pairs = _pairs_in(root, mask_suffix, None, "", (images_dir, masks_dir))
     if not pairs:
         raise DatakitError(f"no image files ({', '.join(EXTENSIONS)}) found", root)
     return pairs
