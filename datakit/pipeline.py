@@ -196,7 +196,7 @@ def _split(source: Source, opts: ConvertOptions, rows: list[dict[str, Any]]) -> 
     strata = {k: ["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
                   for v in col] for k, col in _patient_columns(rows).items()}
     # a source may ship its own split: official() -> {split: [patient ids]} or None (backward compatible)
-    official = getattr(source, "official", None)
+    official = getattr(source, "official", None) if spec == "official" else None
     mapping = official() if callable(official) else official
     return make_splits(spec, ids, strata=strata, default_column=source.stratify_column,
                        ratios=opts.ratios, seed=opts.seed, official=mapping, official_name=source.name)
