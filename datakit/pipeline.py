@@ -196,6 +196,12 @@ def convert(source: Source, opts: ConvertOptions, log=print) -> ConversionReport
 def _split(source: Source, opts: ConvertOptions, rows: list[dict[str, Any]]) -> SplitResult:
     spec = opts.split or source.default_split()
     ids = [r["id"] for r in rows]
+    if spec == "official":  # the split the source ships (sub-folders, split lists, ...)
+        official = getattr(source, "official_split", None)
+        if official is None:
+            raise DatakitError(f"{source.name} ships no official split; use random, stratified[:column], "
+                               f"kfold:K/FOLD or file:PATH")
+        return official(ids)
     strata = {k: ["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
                   for v in col] for k, col in _patient_columns(rows).items()}
     return make_splits(spec, ids, strata=strata, default_column=source.stratify_column,

@@ -8,6 +8,8 @@ Methods (``--split``):
   ``train`` (cross-validation, as nnU-Net does it); no ``test``.
 - ``file:PATH``: a JSON object mapping split name -> list of patient ids (e.g.
   manifests/acdc_maag_split.json). Listed patients absent from the data are reported, not fatal.
+- ``official``: the split the source itself ships (``official=`` mapping split name -> patient ids,
+  given by the source's ``official()``), e.g. train/ valid/ test/ sub-folders.
 
 Patients are never cut across splits. With at least as many patients as splits, every split gets one.
 """
@@ -140,6 +142,12 @@ def split_from_file(path: str | Path, patient_ids: Sequence[str]) -> SplitResult
         raise DatakitError(f"split file is not valid JSON ({e})", path) from None
     if not isinstance(spec, dict) or not all(isinstance(v, list) for v in spec.values()):
         raise DatakitError("expected a JSON object mapping split name -> list of patient ids", path)
+    return split_from_mapping(spec, patient_ids, f"file:{path.name}", f"split file {path.name}", path)
+
+
+def split_from_mapping(spec: dict[str, list], patient_ids: Sequence[str], method: str, origin: str,
+                       where: str | Path) -> SplitResult:
+    """A ready-made split (split name -> patient ids) checked against the converted patients."""
     out: dict[str, list[str]] = {}
     notes: list[str] = []
     seen: dict[str, str] = {}
@@ -148,17 +156,17 @@ def split_from_file(path: str | Path, patient_ids: Sequence[str]) -> SplitResult
         for pid in found:
             if pid in seen:
                 raise DatakitError(f"patient {pid} is listed in both {seen[pid]!r} and {name!r}",
-                                   f"{path}#{name}")
+                                   f"{where}#{name}")
             seen[pid] = name
         out[name] = found
         if missing:
-            notes.append(f"split file {path.name}: {len(missing)} patient(s) of {name!r} absent from the "
+            notes.append(f"{origin}: {len(missing)} patient(s) of {name!r} absent from the "
                          f"data: {', '.join(missing)}")
     unlisted = sorted(set(patient_ids) - set(seen))
     if unlisted:
-        notes.append(f"split file {path.name}: {len(unlisted)} patient(s) in no split: "
+        notes.append(f"{origin}: {len(unlisted)} patient(s) in no split: "
                      f"{', '.join(unlisted[:10])}{' ...' if len(unlisted) > 10 else ''}")
-    return SplitResult(out, f"file:{path.name}", None, [], notes)
+    return SplitResult(out, method, None, [], notes)
 
 
 def make_splits(
@@ -169,11 +177,14 @@ def make_splits(
     default_column: str | None = None,
     ratios: Sequence[float] = (0.7, 0.15, 0.15),
     seed: int = 0,
+    official: dict[str, list[str]] | None = None,
+    official_name: str = "source",
 ) -> SplitResult:
     """Split ``patient_ids`` by ``spec`` (see module docstring).
 
     ``strata`` maps column name -> one value per patient (the ``patients/`` table);
-    ``default_column`` is the column plain ``stratified`` uses.
+    ``default_column`` is the column plain ``stratified`` uses; ``official`` is the source's own
+    split (``--split official``), recorded as method ``official:<official_name>``.
     """
     ids = list(patient_ids)
     ratios = list(ratios)
@@ -181,6 +192,12 @@ def make_splits(
     names = list(SPLIT_NAMES[: len(ratios)])
     if spec.startswith("file:"):
         return split_from_file(spec[5:], ids)
+    if spec == "official":
+        if official is None:
+            raise DatakitError("this dataset ships no official split; use random, stratified[:column], "
+                               "kfold:K/FOLD or file:PATH")
+        return split_from_mapping(official, ids, f"official:{official_name}", f"official split ({official_name})",
+                                  official_name)
     if spec == "random":
         order, method = _stratified_order(ids, None, rng), "random"
     elif spec == "stratified" or spec.startswith("stratified:"):
@@ -205,7 +222,7 @@ def make_splits(
                            [1 - 1 / k, 1 / k])
     else:
         raise DatakitError(f"unknown --split {spec!r}; choose random, stratified[:column], "
-                           f"kfold:K/FOLD or file:PATH")
+                           f"kfold:K/FOLD, file:PATH or official")
     labels = _spread(order, _quotas(len(order), ratios))
     out = {name: sorted(p for p, lab in zip(order, labels, strict=True) if lab == i)
            for i, name in enumerate(names)}

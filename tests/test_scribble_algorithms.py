@@ -29,8 +29,9 @@ def masks(draw: st.DrawFn) -> np.ndarray:
 def test_registry_has_the_three_algorithms() -> None:
     get_algorithm("skeleton")
     assert set(ALGOS) <= set(ALGORITHMS)
-    with pytest.raises(DatakitError, match="known: randomwalk, skeleton, wsl4mis"):
+    with pytest.raises(DatakitError, match="unknown scribble algorithm 'skeletn'; known: ") as e:
         get_algorithm("skeletn")
+    assert all(name in str(e.value) for name in ALGOS)
 
 
 @pytest.mark.parametrize("algo", ALGOS)

@@ -105,7 +105,7 @@ def test_scribble_refuses_existing_output_then_overwrites(manual_store: Path, tm
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--algo", "skeletn"], "unknown scribble algorithm 'skeletn'; known: randomwalk, skeleton, wsl4mis"),
+    (["--algo", "skeletn"], "unknown scribble algorithm 'skeletn'; known: randomwalk, skeleton"),
     (["--algo", "skeleton", "--scribble-coverage", "0.2"], "takes no 'coverage'"),
 ])
 def test_scribble_bad_input_leaves_nothing(manual_store: Path, tmp_path: Path, extra: list[str],

@@ -19,7 +19,8 @@ def preview(
     seed: int = typer.Option(0, "--seed", help="Which samples: the same seed shows the same ones."),
     overwrite: bool = OverwriteOpt,
 ) -> None:
-    """A montage of random samples: image, mask overlay, scribble overlay, captions, class legend.
+    """A PNG montage of samples: image, mask and scribble overlays, captions, class legend.
+
     The first thing to look at after a conversion."""
     from datakit.preview import write_preview
 

@@ -21,8 +21,10 @@ def scribble(
     seed: int = SeedOpt,
     overwrite: bool = OverwriteOpt,
 ) -> None:
-    """Write a copy of STORE whose scribbles are synthesised from its masks (meta/scribble_source =
-    synthetic:ALGO); everything else is kept. Same seed, same scribbles as `convert --scribbles synth:ALGO`."""
+    """Re-draw a store's scribbles from its masks into a new store; everything else is kept.
+
+    meta/scribble_source becomes synthetic:ALGO. The same seed gives the same scribbles as
+    `convert ... --scribbles synth:ALGO`."""
     from datakit.pipeline import _progress
     from datakit.rescribble import rescribble
     from datakit.store import Store
