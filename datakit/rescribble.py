@@ -8,11 +8,17 @@ same scribbles. The new store is written next to ``out`` and renamed into place 
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from datakit.errors import DatakitError
 from datakit.sample import Sample
@@ -38,9 +44,10 @@ class RescribbleReport:
 
 
 def rescribble(src: str | Path, out: str | Path, algo: str, *, seed: int = 0, params: dict[str, Any] | None = None,
-               overwrite: bool = False, command: str = "", chunk: int = 128,
+               overwrite: bool = False, command: str = "", chunk: int = 128, workers: int = 1,
                progress: Callable[[int], None] | None = None) -> RescribbleReport:
-    """Write ``out``: ``src`` with every scribble re-drawn by ``algo`` from its mask."""
+    """Write ``out``: ``src`` with every scribble re-drawn by ``algo`` from its mask, drawn by
+    ``workers`` processes (the store itself is read and written by this one only)."""
     t0 = time.perf_counter()
     src, out = Path(src), Path(out)
     params = dict(params or {})
@@ -48,7 +55,9 @@ def rescribble(src: str | Path, out: str | Path, algo: str, *, seed: int = 0, pa
     if out.exists() and src.exists() and out.resolve() == src.resolve():
         raise DatakitError("--out must differ from the input store (it is read while writing)", out)
     synthesized = 0
-    with Store(src) as s:
+    with ExitStack() as stack:
+        pool = stack.enter_context(_pool(workers)) if workers > 1 else None
+        s = stack.enter_context(Store(src))
         f, k = s.file, len(s.classes)
         meta = s.meta
         extra = [name for name in meta if name not in META_COLUMNS]
@@ -63,13 +72,15 @@ def rescribble(src: str | Path, out: str | Path, algo: str, *, seed: int = 0, pa
                 lo, hi = int(idx[0]), int(idx[-1]) + 1
                 images, states = f["images"][lo:hi], f["label_state"][lo:hi]
                 keypoints = f["keypoints"][lo:hi] if s.has_keypoints else None
+                jobs = [(masks[j], k, algo, sample_seed(seed, meta["dataset"][i], meta["patient"][i],
+                                                        meta["view"][i], meta["frame"][i], meta["slice"][i],
+                                                        meta["source"][i]), params) for j, i in enumerate(idx)]
+                scribbles = list(pool.map(_draw, jobs, chunksize=8) if pool else map(_draw, jobs))
+                synthesized += int((masks != 255).reshape(len(idx), -1).any(axis=1).sum())
                 batch = []
                 for j, i in enumerate(idx):
-                    seed_i = sample_seed(seed, meta["dataset"][i], meta["patient"][i], meta["view"][i],
-                                         meta["frame"][i], meta["slice"][i], meta["source"][i])
-                    synthesized += int(not (masks[j] == 255).all())
                     batch.append(Sample(
-                        image=images[j], mask=masks[j], scribble=synthesize(masks[j], k, algo, seed_i, **params),
+                        image=images[j], mask=masks[j], scribble=scribbles[j],
                         label_state=states[j], dataset=meta["dataset"][i], patient=meta["patient"][i],
                         frame=meta["frame"][i], view=meta["view"][i], slice=int(meta["slice"][i]),
                         spacing=tuple(meta["spacing"][i]), slice_spacing=float(meta["slice_spacing"][i]),
@@ -89,3 +100,17 @@ def rescribble(src: str | Path, out: str | Path, algo: str, *, seed: int = 0, pa
             w.set_attr("scribble_synthesis", {"algo": algo, "seed": seed, **params})
             n = w.n
     return RescribbleReport(out, n, synthesized, time.perf_counter() - t0)
+
+
+def _draw(job: tuple[np.ndarray, int, str, int, dict[str, Any]]) -> np.ndarray:
+    mask, k, algo, seed, params = job
+    return synthesize(mask, k, algo, seed, **params)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    # fork: workers inherit the imported algorithms. They are started now, before any HDF5 file
+    # is open, so no child holds a handle on either store.
+    ctx = get_context("fork") if sys.platform.startswith("linux") else None
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    pool.submit(int).result()
+    return pool

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from datakit.cli.common import OutOpt, OverwriteOpt, SeedOpt, cli_errors, command_line
+from datakit.cli.common import OutOpt, OverwriteOpt, SeedOpt, WorkersOpt, cli_errors, command_line, default_workers
 from datakit.cli.scribble_opts import CoverageOpt, ThicknessOpt
 
 
@@ -19,6 +19,7 @@ def scribble(
     thickness: int | None = ThicknessOpt,
     coverage: float | None = CoverageOpt,
     seed: int = SeedOpt,
+    workers: int = WorkersOpt,
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Re-draw a store's scribbles from its masks into a new store; everything else is kept.
@@ -35,5 +36,6 @@ def scribble(
     with _progress(None) as bar:
         task = bar.add_task(f"scribbling ({algo})", total=total)
         rep = rescribble(store, out, algo, seed=seed, params=params, overwrite=overwrite, command=command_line(ctx),
+                         workers=workers or default_workers(),
                          progress=lambda n: bar.advance(task, n))
     typer.echo(rep.summary())
