@@ -57,3 +57,11 @@ def test_overlay_colours_classes_and_leaves_unknown_alone() -> None:
     assert np.array_equal(out[:, [0, 2]], rgb[:, [0, 2]])  # background and unknown: the image
     assert not np.array_equal(out[:, 1], rgb[:, 1])
     assert not np.array_equal(overlay(rgb, labels, 1.0, background=True)[:, 0], rgb[:, 0])
+
+
+def test_to_rgb_keeps_colour_images() -> None:
+    img = np.stack([np.full((8, 8), v, np.float32) for v in (0.0, 1.0, 2.0)])
+    img[:, 0, 0] = (5.0, -5.0, 0.0)
+    rgb = to_rgb(img)
+    assert rgb.shape == (8, 8, 3) and rgb.min() >= 0 and rgb.max() <= 1
+    assert rgb[4, 4, 0] < rgb[4, 4, 1] < rgb[4, 4, 2]  # channel order kept
