@@ -66,7 +66,10 @@ def _expected(arrays: dict[str, np.ndarray], idx: np.ndarray) -> dict:
 
 
 @pytest.mark.parametrize("fixture", ["mixed_store", "acdc_store"])
-def test_figures_match_numpy(fixture: str, request: pytest.FixtureRequest) -> None:
+def test_figures_match_numpy(fixture: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datakit.stats
+
+    monkeypatch.setattr(datakit.stats, "PERCENTILE_PIXELS", 10**9)  # exact percentiles at any size
     path = request.getfixturevalue(fixture)
     d, _ = store_stats(path)
     with Store(path) as s:
@@ -84,6 +87,20 @@ def test_figures_match_numpy(fixture: str, request: pytest.FixtureRequest) -> No
             np.testing.assert_allclose(figures, want["classes"][c], rtol=1e-9, atol=1e-12, err_msg=f"{name} {cls}")
         i = got["intensity"]
         np.testing.assert_allclose((i["mean"], i["std"], i["p1"], i["p99"]), want["intensity"], rtol=1e-6)
+
+
+def test_sampled_percentiles_stay_close(acdc_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above PERCENTILE_PIXELS the 1st/99th percentiles come from an even sample of the pixels."""
+    import datakit.stats
+
+    monkeypatch.setattr(datakit.stats, "PERCENTILE_PIXELS", 200_000)
+    d, _ = store_stats(acdc_store)
+    images = _load(acdc_store)["images"]
+    p1, p99 = np.percentile(images, [1, 99])
+    got = d["splits"]["all"]["intensity"]
+    spread = p99 - p1
+    assert abs(got["p1"] - p1) < 0.02 * spread and abs(got["p99"] - p99) < 0.02 * spread
+    assert got["mean"] == pytest.approx(images.mean(), rel=1e-6)  # moments stay exact
 
 
 def test_samples_without_a_mask_are_left_out_of_coverage(mixed_store: Path) -> None:
