@@ -200,4 +200,4 @@ def _split(source: Source, opts: ConvertOptions, rows: list[dict[str, Any]]) -> 
     strata = {k: ["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
                   for v in col] for k, col in _patient_columns(rows).items()}
     return make_splits(spec, ids, strata=strata, default_column=source.stratify_column,
-                       ratios=opts.ratios, seed=opts.seed)
+                       ratios=opts.ratios, seed=opts.seed, official=getattr(source, "official_split", None))

@@ -8,6 +8,8 @@ Methods (``--split``):
   ``train`` (cross-validation, as nnU-Net does it); no ``test``.
 - ``file:PATH``: a JSON object mapping split name -> list of patient ids (e.g.
   manifests/acdc_maag_split.json). Listed patients absent from the data are reported, not fatal.
+- ``official``: the ready-made lists a source ships with (e.g. CAMUS ``database_split/``), handed
+  to :func:`make_splits` as an :class:`OfficialSplit`; checked like a split file.
 
 Patients are never cut across splits. With at least as many patients as splits, every split gets one.
 """
@@ -130,6 +132,15 @@ def _match_ids(listed: Sequence[object], known: Sequence[str]) -> tuple[list[str
     return found, missing
 
 
+@dataclass(frozen=True)
+class OfficialSplit:
+    """A split a dataset ships with: split name -> listed patient ids, and where each list came from."""
+
+    name: str  # recorded as method "official:<name>", e.g. "database_split"
+    lists: dict[str, list[str]]
+    files: dict[str, str] = field(default_factory=dict)  # split name -> file, for messages
+
+
 def split_from_file(path: str | Path, patient_ids: Sequence[str]) -> SplitResult:
     path = Path(path)
     try:
@@ -140,6 +151,12 @@ def split_from_file(path: str | Path, patient_ids: Sequence[str]) -> SplitResult
         raise DatakitError(f"split file is not valid JSON ({e})", path) from None
     if not isinstance(spec, dict) or not all(isinstance(v, list) for v in spec.values()):
         raise DatakitError("expected a JSON object mapping split name -> list of patient ids", path)
+    return _split_from_lists(spec, patient_ids, f"file:{path.name}", f"split file {path.name}",
+                             {name: f"{path}#{name}" for name in spec})
+
+
+def _split_from_lists(spec: dict[str, list], patient_ids: Sequence[str], method: str, label: str,
+                      where: dict[str, str]) -> SplitResult:
     out: dict[str, list[str]] = {}
     notes: list[str] = []
     seen: dict[str, str] = {}
@@ -148,17 +165,17 @@ def split_from_file(path: str | Path, patient_ids: Sequence[str]) -> SplitResult
         for pid in found:
             if pid in seen:
                 raise DatakitError(f"patient {pid} is listed in both {seen[pid]!r} and {name!r}",
-                                   f"{path}#{name}")
+                                   where.get(name, name))
             seen[pid] = name
         out[name] = found
         if missing:
-            notes.append(f"split file {path.name}: {len(missing)} patient(s) of {name!r} absent from the "
+            notes.append(f"{label}: {len(missing)} patient(s) of {name!r} absent from the "
                          f"data: {', '.join(missing)}")
     unlisted = sorted(set(patient_ids) - set(seen))
     if unlisted:
-        notes.append(f"split file {path.name}: {len(unlisted)} patient(s) in no split: "
+        notes.append(f"{label}: {len(unlisted)} patient(s) in no split: "
                      f"{', '.join(unlisted[:10])}{' ...' if len(unlisted) > 10 else ''}")
-    return SplitResult(out, f"file:{path.name}", None, [], notes)
+    return SplitResult(out, method, None, [], notes)
 
 
 def make_splits(
@@ -169,11 +186,13 @@ def make_splits(
     default_column: str | None = None,
     ratios: Sequence[float] = (0.7, 0.15, 0.15),
     seed: int = 0,
+    official: OfficialSplit | None = None,
 ) -> SplitResult:
     """Split ``patient_ids`` by ``spec`` (see module docstring).
 
     ``strata`` maps column name -> one value per patient (the ``patients/`` table);
-    ``default_column`` is the column plain ``stratified`` uses.
+    ``default_column`` is the column plain ``stratified`` uses; ``official`` is the source's own
+    split, used by ``spec == "official"``.
     """
     ids = list(patient_ids)
     ratios = list(ratios)
@@ -181,6 +200,11 @@ def make_splits(
     names = list(SPLIT_NAMES[: len(ratios)])
     if spec.startswith("file:"):
         return split_from_file(spec[5:], ids)
+    if spec == "official":
+        if official is None:
+            raise DatakitError("--split official: this source has no official split lists")
+        return _split_from_lists(official.lists, ids, f"official:{official.name}",
+                                 f"official split {official.name}", official.files)
     if spec == "random":
         order, method = _stratified_order(ids, None, rng), "random"
     elif spec == "stratified" or spec.startswith("stratified:"):
@@ -205,7 +229,7 @@ def make_splits(
                            [1 - 1 / k, 1 / k])
     else:
         raise DatakitError(f"unknown --split {spec!r}; choose random, stratified[:column], "
-                           f"kfold:K/FOLD or file:PATH")
+                           f"kfold:K/FOLD, file:PATH or official")
     labels = _spread(order, _quotas(len(order), ratios))
     out = {name: sorted(p for p, lab in zip(order, labels, strict=True) if lab == i)
            for i, name in enumerate(names)}

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import typer
 
+import datakit.cli.convert_camus  # noqa: F401  (adds `convert camus`)
+import datakit.cli.synth_camus  # noqa: F401  (adds `synth camus`)
 from datakit import __version__
 from datakit.cli import convert, store_cmds, synth
 
