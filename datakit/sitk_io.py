@@ -120,7 +120,10 @@ def check_nifti(path: Path) -> None:
             if path.stat().st_size < expected:
                 raise DatakitError(f"truncated: {path.stat().st_size} bytes, the header promises {expected}",
                                    path)
-    except (OSError, EOFError, zlib.error, struct.error) as e:
+    except EOFError:
+        raise DatakitError("truncated: the gzip stream ends early (an incomplete download or copy?)",
+                           path) from None
+    except (OSError, zlib.error, struct.error) as e:
         raise DatakitError(f"cannot read it as NIfTI ({e})", path) from None
 
 
