@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from datakit.cli.common import (
+    ImageCompressionOpt,
     OnErrorOpt,
     OutOpt,
     OverwriteOpt,
@@ -24,6 +25,7 @@ from datakit.cli.convert import app
 @app.command("camus")
 @cli_errors
 def convert_camus(
+    ctx: typer.Context,
     src: Path = typer.Argument(..., help="CAMUS release root, database_nifti/, the MHD release root "
                                "(training/, testing/), or a folder of patient folders."),
     out: Path = OutOpt,
@@ -42,6 +44,7 @@ def convert_camus(
     seed: int = SeedOpt,
     workers: int = WorkersOpt,
     on_error: str = OnErrorOpt,
+    image_compression: str = ImageCompressionOpt,
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """CAMUS 2D echo: 2CH/4CH ED/ES frames or sequences, LV/MYO/LA masks, Info cfg, official splits."""
@@ -59,5 +62,5 @@ def convert_camus(
     source = CamusSource(src, format=format, views=views, frames=frames, size=size, norm=norm, fold=fold)
     opts = ConvertOptions(out=out, overwrite=overwrite, workers=workers or default_workers(),
                           on_error=on_error, split=split, ratios=tuple(parse_ratios(ratios)), seed=seed,
-                          synth=synth, command=command_line())
+                          synth=synth, command=command_line(ctx), image_compression=image_compression)
     report(convert(source, opts, log=lambda m: typer.echo(m, err=True)))

@@ -33,6 +33,7 @@ def test_cli_convert_nifti_4ch_and_refuse_existing(camus_nifti: Path, tmp_path: 
     assert validate_store(out) == []
     with h5py.File(out) as f:
         assert set(f["meta/view"].asstr()[:]) == {"4CH"}
+        assert f.attrs["command"].startswith("datakit convert camus ") and "--views 4ch" in f.attrs["command"]
     again = _convert(camus_nifti, out)
     assert again.exit_code == 1 and "already exists" in again.output
     assert _convert(camus_nifti, out, "--overwrite", "--views", "2CH").exit_code == 0
