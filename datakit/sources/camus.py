@@ -269,21 +269,17 @@ class CamusSource:
         s = self.size
         stored = (fr.spacing[0] * h / s, fr.spacing[1] * w / s)  # a square resize keeps the field of view
         grid = SliceGrid((h, w), fr.spacing, stored, (s, s))
-        raw = fr.images.astype(np.float32)
-        resized = grid.image(np.moveaxis(raw, 0, -1), 0.0)
-        known = [i for i, m in enumerate(fr.masks) if m is not None]
-        masks = np.full((s, s, t), IGNORE, np.uint8)
-        if known:
-            masks[..., known] = grid.labels(np.stack([fr.masks[i] for i in known], axis=-1), 0)
         k = len(self.classes)
         extra = {"source_shape": np.array((h, w), np.int32), "source_spacing": np.array(fr.spacing, np.float32)}
         source = self._relative(fr.source)
+        unknown = np.full((s, s), IGNORE, np.uint8)
         out = []
-        for i in range(t):
-            norm = fit_normalizer(self.norm, raw[i])
-            m = np.ascontiguousarray(masks[..., i])
+        for i in range(t):  # frame by frame: contiguous 2D resampling beats one strided (H, W, T) pass
+            raw = fr.images[i].astype(np.float32)
+            norm = fit_normalizer(self.norm, raw)
+            m = unknown if fr.masks[i] is None else grid.labels(fr.masks[i], 0)
             out.append(Sample(
-                image=norm.apply(resized[None, :, :, i]), mask=m, scribble=np.full((s, s), IGNORE, np.uint8),
+                image=norm.apply(grid.image(raw, 0.0))[None], mask=m, scribble=unknown,
                 label_state=label_state_from_mask(m, k), dataset=self.name, patient=item.patient,
                 frame=fr.names[i], view=view, slice=-1, spacing=stored, source=source,
                 scribble_source="none", extra=extra,
