@@ -7,7 +7,7 @@ image file that conversion reads (the sequences and their ground truth; for the 
 the ED / ES ground truth). Both are timed as whole processes including interpreter start-up, in
 interleaved rounds; medians and their ratio are printed.
 
-    python benchmarks/convert_camus.py [--release nifti|mhd] [--patients 50] [--rounds 3]
+    python benchmarks/convert_camus.py [--release nifti|mhd] [--patients 50] [--rounds 3] [--src DIR]
 
 Target (issue 4): ratio <= 2 on the 2-core development machine.
 """
@@ -15,6 +15,7 @@ Target (issue 4): ratio <= 2 on the 2-core development machine.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -29,13 +30,19 @@ for f in open(sys.argv[1]).read().split():
 """
 
 
-def run_timed(cmd: list[str]) -> float:
-    """Wall seconds of a whole process (interpreter start-up included); exit on failure."""
+def run_timed(cmd: list[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of a whole process tree, interpreter start-up included; exit on failure.
+
+    CPU time (user + system, workers included) is the steadier figure on a shared machine.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr.decode()[-2000:]}")
-    return time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def input_files(root: Path, release: str) -> list[Path]:
@@ -51,12 +58,14 @@ def main() -> None:
     ap.add_argument("--patients", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--src", type=Path, help="an existing phantom release to reuse (default: write one)")
     a = ap.parse_args()
     from datakit.synth.camus import write_camus_phantoms
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "camus"
-        write_camus_phantoms(root, patients=a.patients, release=a.release, seed=0)
+        root = a.src or Path(tmp) / "camus"
+        if a.src is None:
+            write_camus_phantoms(root, patients=a.patients, release=a.release, seed=0)
         files = input_files(root, a.release)
         listing = Path(tmp) / "files.txt"
         listing.write_text("\n".join(map(str, files)))
@@ -68,23 +77,26 @@ def main() -> None:
                    "--frames", "sequence", "--overwrite", "--workers", str(a.workers)]
         floor = [sys.executable, "-c", FLOOR, str(listing)]
         run_timed(floor)  # warm the page cache so that neither side pays for the disk
-        t_conv, t_floor = [], []
+        floors, convs = [], []
         for r in range(a.rounds):
-            t_floor.append(run_timed(floor))
-            t_conv.append(run_timed(convert))
-            print(f"round {r + 1}: floor {t_floor[-1]:.2f} s, convert {t_conv[-1]:.2f} s, "
-                  f"ratio {t_conv[-1] / t_floor[-1]:.2f}", flush=True)
+            floors.append(run_timed(floor))
+            convs.append(run_timed(convert))
+            (wf, cf), (wc, cc) = floors[-1], convs[-1]
+            print(f"round {r + 1}: floor {wf:.2f} s (CPU {cf:.2f} s), convert {wc:.2f} s (CPU {cc:.2f} s), "
+                  f"ratio {wc / wf:.2f} (CPU {cc / cf:.2f})", flush=True)
         import h5py
 
         with h5py.File(out) as f:
             n = f["images"].shape[0]
         store_mb = out.stat().st_size / 2**20
-    med_f, med_c = statistics.median(t_floor), statistics.median(t_conv)
+    med_f, med_c = (statistics.median(w for w, _ in t) for t in (floors, convs))
+    cpu_f, cpu_c = (statistics.median(c for _, c in t) for t in (floors, convs))
     print(f"\ninput: {a.patients} patients ({a.release}), {len(files)} image files, {size_mb:.0f} MB on disk; "
           f"store {n} samples, {store_mb:.0f} MB")
-    print(f"decode floor (SimpleITK, 1 process): {med_f:.2f} s (median of {a.rounds})")
-    print(f"datakit convert camus --frames sequence: {med_c:.2f} s (median of {a.rounds})")
-    print(f"ratio convert / floor: {med_c / med_f:.2f}  (target <= 2)")
+    print(f"decode floor (SimpleITK, 1 process): {med_f:.2f} s, CPU {cpu_f:.2f} s (medians of {a.rounds})")
+    print(f"datakit convert camus --frames sequence: {med_c:.2f} s, CPU {cpu_c:.2f} s "
+          f"({a.workers or 'CPU-count'} workers)")
+    print(f"ratio convert / floor: {med_c / med_f:.2f} wall (target <= 2), {cpu_c / cpu_f:.2f} CPU")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, sparse
+from scipy import sparse
 
 
 def resampled_shape(shape: tuple[int, int], spacing: tuple[float, float], target: float) -> tuple[int, int]:
@@ -127,6 +127,8 @@ def letterbox(a: np.ndarray, size: int, order: int, fill: float) -> tuple[np.nda
         resized = a[..., rows[:, None], cols[None, :]]
     else:
         zoom = [1.0] * (a.ndim - 2) + [nh / h, nw / w]
+        from scipy import ndimage  # here: importing it costs a quarter second every converter would pay
+
         resized = ndimage.zoom(a.astype(np.float32, copy=False), zoom, order=order, mode="nearest",
                                grid_mode=True)
     out = np.full(a.shape[:-2] + (size, size), fill, dtype=resized.dtype)
