@@ -7,7 +7,7 @@ patient folders or one patient folder; the format is detected from the files.
 
 Each image is resized to ``size`` x ``size`` as SimpleITK's array order gives it (sector apex at
 the top); ``meta/spacing`` is the true (row, col) spacing of the stored pixels, from each file's
-header, so areas in mm^2 survive the resize. Intensities are normalised per image.
+header, so areas in mm^2 survive the resize. Intensities are normalised per stored image.
 """
 
 from __future__ import annotations
@@ -275,11 +275,12 @@ class CamusSource:
         unknown = np.full((s, s), IGNORE, np.uint8)
         out = []
         for i in range(t):  # frame by frame: contiguous 2D resampling beats one strided (H, W, T) pass
-            raw = fr.images[i].astype(np.float32)
-            norm = fit_normalizer(self.norm, raw)
+            image = grid.image(fr.images[i].astype(np.float32), 0.0)
+            # statistics of the stored image itself: exact per-image normalisation, 1/7 of the cost
+            norm = fit_normalizer(self.norm, image)
             m = unknown if fr.masks[i] is None else grid.labels(fr.masks[i], 0)
             out.append(Sample(
-                image=norm.apply(grid.image(raw, 0.0))[None], mask=m, scribble=unknown,
+                image=norm.apply(image)[None], mask=m, scribble=unknown,
                 label_state=label_state_from_mask(m, k), dataset=self.name, patient=item.patient,
                 frame=fr.names[i], view=view, slice=-1, spacing=stored, source=source,
                 scribble_source="none", extra=extra,
