@@ -182,7 +182,8 @@ class CamusSource:
         seen: dict[str, Path] = {}
         for d in self._dirs:
             if d.name in seen:
-                raise DatakitError(f"patient {d.name} found twice (also in {seen[d.name]})", d)
+                raise DatakitError(f"patient {d.name} found twice (also in {seen[d.name]}): convert one "
+                                   f"folder at a time, e.g. SRC = {d.parent}", d)
             seen[d.name] = d
         return [CamusItem(d.name, d) for d in self._dirs]
 

@@ -169,3 +169,20 @@ def test_empty_folder(tmp_path: Path) -> None:
     r = _convert(tmp_path / "empty", tmp_path / "x.h5")
     assert r.exit_code == 1 and "no camus patients found" in r.output
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_patient_in_training_and_testing(mhd_copy: Path, tmp_path: Path) -> None:
+    import shutil
+
+    dup = mhd_copy / "testing" / "patient0001"
+    shutil.copytree(mhd_copy / "training" / "patient0001", dup)
+    r = _convert(mhd_copy, tmp_path / "d.h5")
+    assert r.exit_code == 1 and f"error: {dup}" in r.output and "found twice" in r.output
+    assert _convert(mhd_copy / "training", tmp_path / "t.h5").exit_code == 0  # one folder at a time
+
+
+def test_mixed_formats_need_format(nifti_copy: Path, tmp_path: Path) -> None:
+    d = nifti_copy / "database_nifti" / "patient0001"
+    (d / "patient0001_2CH_ED.mhd").write_text("NDims = 2\n")
+    r = _convert(nifti_copy, tmp_path / "m.h5")
+    assert r.exit_code == 1 and f"error: {d}" in r.output and "--format" in r.output
