@@ -186,3 +186,44 @@ def test_mixed_formats_need_format(nifti_copy: Path, tmp_path: Path) -> None:
     (d / "patient0001_2CH_ED.mhd").write_text("NDims = 2\n")
     r = _convert(nifti_copy, tmp_path / "m.h5")
     assert r.exit_code == 1 and f"error: {d}" in r.output and "--format" in r.output
+
+
+def test_synthetic_scribbles_and_two_workers(camus_nifti: Path, tmp_path: Path) -> None:
+    """--scribbles synth:ALGO goes through the shared registry (a stand-in algorithm registered here)."""
+    import numpy as np
+
+    from datakit.scribbles import ALGORITHMS, register
+
+    @register("test-centre-rows")
+    def centre_rows(mask: np.ndarray, n_classes: int, rng: np.random.Generator) -> np.ndarray:
+        out = np.full(mask.shape, 255, np.uint8)
+        out[mask.shape[0] // 2] = mask[mask.shape[0] // 2]  # one labelled row
+        return out
+
+    try:
+        r = _convert(camus_nifti, tmp_path / "s.h5", "--scribbles", "synth:test-centre-rows", "-j", "2")
+        assert r.exit_code == 0, r.output
+        with h5py.File(tmp_path / "s.h5") as f:
+            assert set(f["meta/scribble_source"].asstr()[:]) == {"synthetic:test-centre-rows"}
+            sc, masks = f["scribbles"][:], f["masks"][:]
+            assert (sc[:, 24] == masks[:, 24]).all() and (np.delete(sc, 24, axis=1) == 255).all()
+        assert validate_store(tmp_path / "s.h5") == []
+    finally:
+        ALGORITHMS.pop("test-centre-rows", None)
+
+
+def test_single_slice_3d_mhd_frames(mhd_copy: Path, tmp_path: Path) -> None:
+    """ED / ES files written as W x H x 1 volumes (as some MHD copies are) convert like 2D ones."""
+    import SimpleITK as sitk
+
+    d = mhd_copy / "training" / "patient0001"
+    for name in ("patient0001_2CH_ED", "patient0001_2CH_ED_gt"):
+        img = sitk.ReadImage(str(d / f"{name}.mhd"))
+        vol = sitk.JoinSeries(img)
+        vol.SetSpacing((*img.GetSpacing(), 1.0))
+        sitk.WriteImage(vol, str(d / f"{name}.mhd"))
+    assert sitk.ReadImage(str(d / "patient0001_2CH_ED.mhd")).GetDimension() == 3
+    r = _convert(d, tmp_path / "p.h5", "--split", "random")
+    assert r.exit_code == 0, r.output
+    with h5py.File(tmp_path / "p.h5") as f:
+        assert (f["label_state"][:] == 1).all() and f["images"].shape[0] == 4
