@@ -30,7 +30,7 @@ class ViewInfo:
 
 def read_cfg(path: Path) -> dict[str, str]:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # tolerate a byte-order mark
     except FileNotFoundError:
         raise DatakitError(f"{path.name} not found", path) from None
     except (OSError, UnicodeDecodeError) as e:
