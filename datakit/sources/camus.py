@@ -174,6 +174,7 @@ class CamusSource:
         if self._dirs and self.format == "auto":
             self.format = detect_format(self._dirs)
         self.official_split = find_official_split(self.root, self.fold)
+        import SimpleITK  # noqa: F401  - once here, so forked workers inherit it instead of each importing it
 
     def default_split(self) -> str:
         return "official" if self.official_split is not None else "stratified"
