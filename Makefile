@@ -24,6 +24,8 @@ demo: install
 	$(BIN)/datakit convert acdc $(DEMO)/acdc --out $(DEMO)/acdc.h5 --overwrite
 	$(BIN)/datakit validate $(DEMO)/acdc.h5
 	$(BIN)/datakit info $(DEMO)/acdc.h5
+	$(BIN)/datakit stats $(DEMO)/acdc.h5 --plots $(DEMO)/stats
+	$(BIN)/datakit preview $(DEMO)/acdc.h5 --out $(DEMO)/preview.png --n 8
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -1,9 +1,9 @@
 """In-plane geometry shared by converters: resampling to a spacing, centre crop/pad, letterbox.
 
-Resampling is separable: each axis gets a sparse weight matrix (Keys cubic convolution, a = -0.5,
-the "bicubic" of image libraries; or nearest neighbour for labels). A whole volume is resampled
-with two sparse products, and the centre crop is folded into the matrices so that no pixel
-outside the output is ever computed.
+Resampling is separable: along each axis every output pixel is a weighted sum of 4 input rows
+(Keys cubic convolution, a = -0.5, the "bicubic" of image libraries) or one (nearest neighbour,
+labels). A whole volume is resampled at once, and the centre crop is folded into the tap tables so
+that no pixel outside the output is ever computed.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
 
 
 def resampled_shape(shape: tuple[int, int], spacing: tuple[float, float], target: float) -> tuple[int, int]:
@@ -29,14 +28,22 @@ def _centres(n_out: int, scale: float) -> np.ndarray:
     return (np.arange(n_out) + 0.5) * scale - 0.5
 
 
-def _cubic_matrix(n_in: int, coords: np.ndarray) -> sparse.csr_matrix:
+def _cubic_taps(n_in: int, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index, weight) tables of shape (n_out, 4) for Keys cubic interpolation at ``coords``."""
     base = np.floor(coords).astype(np.int64)
     taps = base[:, None] + np.arange(-1, 3)[None, :]
     weights = _keys_cubic(coords[:, None] - taps)
     weights /= weights.sum(axis=1, keepdims=True)
-    rows = np.repeat(np.arange(len(coords)), 4)
-    cols = np.clip(taps, 0, n_in - 1).ravel()  # edge pixels replicate outward
-    return sparse.csr_matrix((weights.ravel().astype(np.float32), (rows, cols)), shape=(len(coords), n_in))
+    return np.clip(taps, 0, n_in - 1), weights.astype(np.float32)  # edge pixels replicate outward
+
+
+def _interp_axis0(a: np.ndarray, taps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Resample axis 0 of a 2D array: each output row is a weighted sum of 4 input rows."""
+    index, weight = taps
+    out = a[index[:, 0]] * weight[:, 0:1]
+    for k in range(1, 4):
+        out += a[index[:, k]] * weight[:, k:k + 1]
+    return out
 
 
 def _nearest_index(n_in: int, coords: np.ndarray) -> np.ndarray:
@@ -75,17 +82,18 @@ class SliceGrid:
         t_row, t_col = target if isinstance(target, tuple) else (target, target)
         self.rows = _axis(shape[0], spacing[0], t_row, size[0])
         self.cols = _axis(shape[1], spacing[1], t_col, size[1])
-        self._ry = _cubic_matrix(shape[0], self.rows.coords)
-        self._rx = _cubic_matrix(shape[1], self.cols.coords)
+        self._ty = _cubic_taps(shape[0], self.rows.coords)
+        self._tx = _cubic_taps(shape[1], self.cols.coords)
 
     def image(self, a: np.ndarray, fill: float) -> np.ndarray:
         """Bicubic (Keys) resampling of (H, W, *rest) float data; padding takes ``fill``."""
         h, w = a.shape[:2]
         rest = a.shape[2:]
+        hh, ww = len(self.rows.coords), len(self.cols.coords)
         flat = np.ascontiguousarray(a, dtype=np.float32).reshape(h, -1)
-        t = (self._ry @ flat).reshape(self._ry.shape[0], w, -1)  # rows done: (h', w, r)
+        t = _interp_axis0(flat, self._ty).reshape(hh, w, -1)  # rows done: (h', w, r)
         t = np.ascontiguousarray(t.transpose(1, 0, 2)).reshape(w, -1)
-        t = (self._rx @ t).reshape(self._rx.shape[0], self._ry.shape[0], -1).transpose(1, 0, 2)
+        t = _interp_axis0(t, self._tx).reshape(ww, hh, -1).transpose(1, 0, 2)
         out = np.full(self.size + rest, fill, np.float32)
         out[self.rows.dest, self.cols.dest] = t.reshape(t.shape[:2] + rest)
         return out
@@ -126,9 +134,9 @@ def letterbox(a: np.ndarray, size: int, order: int, fill: float) -> tuple[np.nda
         cols = _nearest_index(w, _centres(nw, w / nw))
         resized = a[..., rows[:, None], cols[None, :]]
     else:
-        zoom = [1.0] * (a.ndim - 2) + [nh / h, nw / w]
-        from scipy import ndimage  # here: importing it costs a quarter second every converter would pay
+        from scipy import ndimage  # slow to import (~0.5 s); only this path needs it
 
+        zoom = [1.0] * (a.ndim - 2) + [nh / h, nw / w]
         resized = ndimage.zoom(a.astype(np.float32, copy=False), zoom, order=order, mode="nearest",
                                grid_mode=True)
     out = np.full(a.shape[:-2] + (size, size), fill, dtype=resized.dtype)

@@ -66,6 +66,7 @@ class ConversionReport:
     notes: list[str]
 
     def summary(self) -> str:
+        """One line for the terminal (skipped patients are listed separately, one line each)."""
         parts = ", ".join(f"{k} {v}" for k, v in self.splits.items())
         return (f"wrote {self.out}: {self.samples} samples, {self.patients} patients"
                 f"{f' ({parts})' if parts else ''}, {len(self.skipped)} skipped, {self.seconds:.1f} s")
@@ -165,12 +166,10 @@ def convert(source: Source, opts: ConvertOptions, log=print) -> ConversionReport
                 if opts.on_error == "stop":
                     raise DatakitError(err if item.patient in err else f"patient {item.patient}: {err}")
                 skipped.append({"patient": item.patient, "reason": err})
-                log(f"skipped {item.patient}: {err}")
                 continue
             result, encoded = res
             if not encoded:
                 skipped.append({"patient": item.patient, "reason": "no samples"})
-                log(f"skipped {item.patient}: no samples")
                 continue
             notes += result.warnings
             writer.append(encoded)
@@ -197,7 +196,13 @@ def convert(source: Source, opts: ConvertOptions, log=print) -> ConversionReport
 def _split(source: Source, opts: ConvertOptions, rows: list[dict[str, Any]]) -> SplitResult:
     spec = opts.split or source.default_split()
     ids = [r["id"] for r in rows]
+    if spec == "official":  # the split the source ships (sub-folders, split lists, ...)
+        official = getattr(source, "official_split", None)
+        if official is None:
+            raise DatakitError(f"{source.name} ships no official split; use random, stratified[:column], "
+                               f"kfold:K/FOLD or file:PATH")
+        return official(ids)
     strata = {k: ["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
                   for v in col] for k, col in _patient_columns(rows).items()}
     return make_splits(spec, ids, strata=strata, default_column=source.stratify_column,
-                       ratios=opts.ratios, seed=opts.seed, official=getattr(source, "official_split", None))
+                       ratios=opts.ratios, seed=opts.seed)

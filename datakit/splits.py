@@ -8,8 +8,8 @@ Methods (``--split``):
   ``train`` (cross-validation, as nnU-Net does it); no ``test``.
 - ``file:PATH``: a JSON object mapping split name -> list of patient ids (e.g.
   manifests/acdc_maag_split.json). Listed patients absent from the data are reported, not fatal.
-- ``official``: the ready-made lists a source ships with (e.g. CAMUS ``database_split/``), handed
-  to :func:`make_splits` as an :class:`OfficialSplit`; checked like a split file.
+- ``official``: the split the source itself ships (``official=`` mapping split name -> patient ids,
+  given by the source's ``official()``), e.g. train/ valid/ test/ sub-folders.
 
 Patients are never cut across splits. With at least as many patients as splits, every split gets one.
 """
@@ -132,15 +132,6 @@ def _match_ids(listed: Sequence[object], known: Sequence[str]) -> tuple[list[str
     return found, missing
 
 
-@dataclass(frozen=True)
-class OfficialSplit:
-    """A split a dataset ships with: split name -> listed patient ids, and where each list came from."""
-
-    name: str  # recorded as method "official:<name>", e.g. "database_split"
-    lists: dict[str, list[str]]
-    files: dict[str, str] = field(default_factory=dict)  # split name -> file, for messages
-
-
 def split_from_file(path: str | Path, patient_ids: Sequence[str]) -> SplitResult:
     path = Path(path)
     try:
@@ -151,12 +142,12 @@ def split_from_file(path: str | Path, patient_ids: Sequence[str]) -> SplitResult
         raise DatakitError(f"split file is not valid JSON ({e})", path) from None
     if not isinstance(spec, dict) or not all(isinstance(v, list) for v in spec.values()):
         raise DatakitError("expected a JSON object mapping split name -> list of patient ids", path)
-    return _split_from_lists(spec, patient_ids, f"file:{path.name}", f"split file {path.name}",
-                             {name: f"{path}#{name}" for name in spec})
+    return split_from_mapping(spec, patient_ids, f"file:{path.name}", f"split file {path.name}", path)
 
 
-def _split_from_lists(spec: dict[str, list], patient_ids: Sequence[str], method: str, label: str,
-                      where: dict[str, str]) -> SplitResult:
+def split_from_mapping(spec: dict[str, list], patient_ids: Sequence[str], method: str, origin: str,
+                       where: str | Path) -> SplitResult:
+    """A ready-made split (split name -> patient ids) checked against the converted patients."""
     out: dict[str, list[str]] = {}
     notes: list[str] = []
     seen: dict[str, str] = {}
@@ -165,15 +156,15 @@ def _split_from_lists(spec: dict[str, list], patient_ids: Sequence[str], method:
         for pid in found:
             if pid in seen:
                 raise DatakitError(f"patient {pid} is listed in both {seen[pid]!r} and {name!r}",
-                                   where.get(name, name))
+                                   f"{where}#{name}")
             seen[pid] = name
         out[name] = found
         if missing:
-            notes.append(f"{label}: {len(missing)} patient(s) of {name!r} absent from the "
+            notes.append(f"{origin}: {len(missing)} patient(s) of {name!r} absent from the "
                          f"data: {', '.join(missing)}")
     unlisted = sorted(set(patient_ids) - set(seen))
     if unlisted:
-        notes.append(f"{label}: {len(unlisted)} patient(s) in no split: "
+        notes.append(f"{origin}: {len(unlisted)} patient(s) in no split: "
                      f"{', '.join(unlisted[:10])}{' ...' if len(unlisted) > 10 else ''}")
     return SplitResult(out, method, None, [], notes)
 
@@ -186,13 +177,14 @@ def make_splits(
     default_column: str | None = None,
     ratios: Sequence[float] = (0.7, 0.15, 0.15),
     seed: int = 0,
-    official: OfficialSplit | None = None,
+    official: dict[str, list[str]] | None = None,
+    official_name: str = "source",
 ) -> SplitResult:
     """Split ``patient_ids`` by ``spec`` (see module docstring).
 
     ``strata`` maps column name -> one value per patient (the ``patients/`` table);
     ``default_column`` is the column plain ``stratified`` uses; ``official`` is the source's own
-    split, used by ``spec == "official"``.
+    split (``--split official``), recorded as method ``official:<official_name>``.
     """
     ids = list(patient_ids)
     ratios = list(ratios)
@@ -202,9 +194,10 @@ def make_splits(
         return split_from_file(spec[5:], ids)
     if spec == "official":
         if official is None:
-            raise DatakitError("--split official: this source has no official split lists")
-        return _split_from_lists(official.lists, ids, f"official:{official.name}",
-                                 f"official split {official.name}", official.files)
+            raise DatakitError("this dataset ships no official split; use random, stratified[:column], "
+                               "kfold:K/FOLD or file:PATH")
+        return split_from_mapping(official, ids, f"official:{official_name}", f"official split ({official_name})",
+                                  official_name)
     if spec == "random":
         order, method = _stratified_order(ids, None, rng), "random"
     elif spec == "stratified" or spec.startswith("stratified:"):

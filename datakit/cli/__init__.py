@@ -7,17 +7,38 @@ from __future__ import annotations
 
 import typer
 
-import datakit.cli.convert_camus  # noqa: F401  (adds `convert camus`)
-import datakit.cli.synth_camus  # noqa: F401  (adds `synth camus`)
 from datakit import __version__
-from datakit.cli import convert, store_cmds, synth
+
+# synth_unity adds `synth unity` to synth.app when imported (convert_camus, synth_camus: likewise)
+from datakit.cli import (  # noqa: F401
+    convert,
+    convert_camus,
+    convert_folder,
+    export,
+    merge,
+    preview,
+    scribble,
+    splines,
+    stats,
+    store_cmds,
+    synth,
+    synth_camus,
+    synth_unity,
+)
 
 app = typer.Typer(help="Medical-image segmentation datasets to one HDF5 store.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(convert.app, name="convert")
+convert_folder.register(convert.app)
+app.add_typer(export.app, name="export")
+app.command("merge")(merge.merge)
 app.add_typer(synth.app, name="synth")
+app.add_typer(splines.app, name="splines-to-masks")
 app.command("info")(store_cmds.info)
 app.command("validate")(store_cmds.validate)
+app.command("scribble")(scribble.scribble)
+app.command("stats")(stats.stats)
+app.command("preview")(preview.preview)
 
 
 def _version(value: bool) -> None:

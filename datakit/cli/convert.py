@@ -19,6 +19,7 @@ from datakit.cli.common import (
     default_workers,
     report,
 )
+from datakit.cli.scribble_opts import CoverageOpt, ScribbleSeedOpt, ThicknessOpt
 
 app = typer.Typer(help="Convert a source dataset into a datakit store.", no_args_is_help=True)
 
@@ -30,7 +31,11 @@ def convert_acdc(
     src: Path = typer.Argument(..., help="ACDC root, its training/ folder, or a folder of patient folders."),
     out: Path = OutOpt,
     scribbles: str = typer.Option("auto", help="auto (manual *_scribble.nii.gz beside the frames), "
-                                  "none, a folder of scribble files, or synth:ALGO."),
+                                  "none, a folder of scribble files, or synth:ALGO (skeleton, "
+                                  "randomwalk, wsl4mis)."),
+    scribble_thickness: int | None = ThicknessOpt,
+    scribble_coverage: float | None = CoverageOpt,
+    scribble_seed: int | None = ScribbleSeedOpt,
     spacing: float = typer.Option(1.51, help="In-plane pixel spacing of the store, mm."),
     size: int = typer.Option(224, help="Stored image size (square), pixels.", min=8),
     norm: str = typer.Option("percentile-iqr", help="Per-volume intensity normalisation: percentile-iqr "
@@ -50,7 +55,8 @@ def convert_acdc(
     from datakit.sources.acdc import AcdcSource
     from datakit.splits import parse_ratios
 
-    mode, synth = parse_scribbles(scribbles, seed)
+    mode, synth = parse_scribbles(scribbles, seed if scribble_seed is None else scribble_seed,
+                                  thickness=scribble_thickness, coverage=scribble_coverage)
     source = AcdcSource(src, scribbles=mode, spacing=spacing, size=size, norm=norm)
     opts = ConvertOptions(out=out, overwrite=overwrite, workers=workers or default_workers(),
                           on_error=on_error, split=split, ratios=tuple(parse_ratios(ratios)), seed=seed,

@@ -20,6 +20,7 @@ from datakit.cli.common import (
     report,
 )
 from datakit.cli.convert import app
+from datakit.cli.scribble_opts import CoverageOpt, ScribbleSeedOpt, ThicknessOpt
 
 
 @app.command("camus")
@@ -36,7 +37,11 @@ def convert_camus(
     size: int = typer.Option(256, help="Stored image size (square), pixels.", min=8),
     norm: str = typer.Option("zscore", help="Per-image intensity normalisation: zscore, minmax, "
                              "scale255 (x / 255), percentile-iqr, none."),
-    scribbles: str = typer.Option("none", help="none, or synth:ALGO (scribbles drawn from the masks)."),
+    scribbles: str = typer.Option("none", help="none, or synth:ALGO (scribbles drawn from the masks: skeleton, "
+                                  "randomwalk, wsl4mis)."),
+    scribble_thickness: int | None = ThicknessOpt,
+    scribble_coverage: float | None = CoverageOpt,
+    scribble_seed: int | None = ScribbleSeedOpt,
     split: str = typer.Option(None, help="official (default when database_split/ or listSubGroups/ exist), "
                               "stratified[:column] (default: image_quality), random, kfold:K/FOLD, file:PATH."),
     fold: int = typer.Option(None, help="Fold of listSubGroups/ (1-10) for --split official.", min=1),
@@ -54,7 +59,8 @@ def convert_camus(
     from datakit.sources.camus import CamusSource
     from datakit.splits import parse_ratios
 
-    mode, synth = parse_scribbles(scribbles, seed)
+    mode, synth = parse_scribbles(scribbles, seed if scribble_seed is None else scribble_seed,
+                                  thickness=scribble_thickness, coverage=scribble_coverage)
     if mode != "none":
         raise DatakitError("CAMUS has no scribble files: use --scribbles none or synth:ALGO")
     if fold is not None and split not in (None, "official"):

@@ -10,6 +10,10 @@ import typer
 from datakit.cli.common import cli_errors
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 @cli_errors
 def info(store: Path = typer.Argument(..., help="Store file (.h5)."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text.")) -> None:
@@ -29,7 +33,8 @@ def info(store: Path = typer.Argument(..., help="Store file (.h5)."),
         f"  classes   {', '.join(f'{i} {c}' for i, c in enumerate(d['classes']))}",
         f"  scribbles {', '.join(d['scribble_sources'])}",
         f"  splits    {d['split_method'] or 'none'}: " + (", ".join(
-            f"{k} {v['samples']} samples / {v['patients']} patients" for k, v in d["splits"].items()) or "none"),
+            f"{k} {v['samples']} samples / {_n(v['patients'], 'patient')}" for k, v in d["splits"].items())
+            or "none"),
         f"  created   {d['created']} by: {d['command']}",
     ]
     typer.echo("\n".join(lines))

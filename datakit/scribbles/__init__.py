@@ -57,3 +57,20 @@ def synthesize(mask: np.ndarray, n_classes: int, algo: str, seed: int, **params:
     wrong = (out != 255) & (out != mask)
     out[wrong] = 255
     return out
+
+
+def check_params(algo: str, params: dict[str, Any]) -> None:
+    """Fail fast, before any work, on a parameter the algorithm does not take or a bad value."""
+    import inspect
+
+    fn = get_algorithm(algo)
+    sig = inspect.signature(fn)
+    takes = [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    for name in params:
+        if name not in takes:
+            raise DatakitError(f"scribble algorithm {algo!r} takes no {name!r} parameter; "
+                               f"it takes {', '.join(takes) or 'none'}")
+    # a tiny two-class mask: the algorithm validates the values itself
+    probe = np.zeros((16, 16), np.uint8)
+    probe[4:12, 4:12] = 1
+    fn(probe, 2, np.random.default_rng(0), **params)

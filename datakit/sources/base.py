@@ -40,3 +40,8 @@ class Source(Protocol):
     def read(self, item: Any) -> ItemResult: ...
 
     def default_split(self) -> str: ...
+
+    # Optional: a source that ships its own split (sub-folders, published lists) also defines
+    #   official_split(patient_ids) -> datakit.splits.SplitResult
+    # which `--split official` uses (datakit.splits.make_splits("official", ids, official=mapping)
+    # checks a plain {split: [patient ids]} mapping the same way as a split file).

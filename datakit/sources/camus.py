@@ -28,7 +28,7 @@ from datakit.sample import IGNORE, Sample, label_state_from_mask
 from datakit.sitk_io import read_image
 from datakit.sources.base import ItemResult
 from datakit.sources.camus_info import QUALITY_RANK, ViewInfo, parse_info
-from datakit.splits import OfficialSplit
+from datakit.splits import SplitResult, make_splits
 
 MANIFEST = Path(__file__).resolve().parents[2] / "manifests" / "camus.json"
 PATIENT_DIR = re.compile(r"^patient\d{4}$")
@@ -91,7 +91,27 @@ def _read_list(path: Path) -> list[str]:
         raise DatakitError(f"cannot read split list ({e})", path) from None
 
 
-def find_official_split(root: Path, fold: int | None) -> OfficialSplit | None:
+@dataclass(frozen=True)
+class OfficialLists:
+    """The split lists a release ships: split name -> patient ids, and the files they came from."""
+
+    name: str  # recorded as method "official:<name>"
+    lists: dict[str, list[str]]
+    files: dict[str, Path]
+
+
+def _official(name: str, files: dict[str, Path]) -> OfficialLists:
+    lists = {split: _read_list(p) for split, p in files.items()}
+    seen: dict[str, str] = {}
+    for split, ids in lists.items():  # checked here, where the file can be named
+        for pid in ids:
+            if pid in seen and seen[pid] != split:
+                raise DatakitError(f"{pid} is also listed in {files[seen[pid]].name}", files[split])
+            seen[pid] = split
+    return OfficialLists(name, lists, files)
+
+
+def find_official_split(root: Path, fold: int | None) -> OfficialLists | None:
     """``database_split/`` (train / valid / test) or ``listSubGroups/`` (10 folds, ``fold`` 1-10)."""
     names = {"train": "training", "valid": "validation", "test": "testing"}
     for base in _split_roots(root):
@@ -100,17 +120,14 @@ def find_official_split(root: Path, fold: int | None) -> OfficialSplit | None:
             if fold is not None:
                 raise DatakitError("--fold needs the 10-fold lists of listSubGroups/; this release has "
                                    "one official split", d)
-            files = {k: d / f"subgroup_{v}.txt" for k, v in names.items()}
-            return OfficialSplit("database_split", {k: _read_list(p) for k, p in files.items()},
-                                 {k: str(p) for k, p in files.items()})
+            return _official("database_split", {k: d / f"subgroup_{v}.txt" for k, v in names.items()})
         d = base / "listSubGroups"
         if d.is_dir():
             k = 1 if fold is None else fold
             files = {s: d / f"subGroup{k}_{v}.txt" for s, v in names.items()}
             if not any(p.exists() for p in files.values()):
                 raise DatakitError(f"no lists for fold {k} (subGroup{k}_*.txt)", d)
-            return OfficialSplit(f"listSubGroups/subGroup{k}", {s: _read_list(p) for s, p in files.items()},
-                                 {s: str(p) for s, p in files.items()})
+            return _official(f"listSubGroups/subGroup{k}", files)
     if fold is not None:
         raise DatakitError("--fold needs listSubGroups/ beside the patients; none found", root)
     return None
@@ -154,7 +171,7 @@ class CamusSource:
     channels: int = 1
     stratify_column: str | None = "image_quality"
     keypoint_names: list[str] | None = None
-    official_split: OfficialSplit | None = field(init=False, default=None)
+    official_lists: OfficialLists | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -173,11 +190,19 @@ class CamusSource:
         self._dirs = find_patient_dirs(self.root)
         if self._dirs and self.format == "auto":
             self.format = detect_format(self._dirs)
-        self.official_split = find_official_split(self.root, self.fold)
+        self.official_lists = find_official_split(self.root, self.fold)
         import SimpleITK  # noqa: F401  - once here, so forked workers inherit it instead of each importing it
 
     def default_split(self) -> str:
-        return "official" if self.official_split is not None else "stratified"
+        return "official" if self.official_lists is not None else "stratified"
+
+    def official_split(self, patient_ids: list[str]) -> SplitResult:
+        """``--split official``: database_split/ or a listSubGroups/ fold, checked like a split file."""
+        if self.official_lists is None:
+            raise DatakitError("--split official: no database_split/ or listSubGroups/ beside the patients; "
+                               "use stratified (by image quality), random, kfold:K/FOLD or file:PATH", self.root)
+        return make_splits("official", patient_ids, official=self.official_lists.lists,
+                           official_name=self.official_lists.name)
 
     def items(self) -> list[CamusItem]:
         seen: dict[str, Path] = {}

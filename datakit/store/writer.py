@@ -73,6 +73,28 @@ class EncodedSample:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def encode_image(image: np.ndarray, compression: str = "none") -> bytes:
+    """One image chunk as the store holds it: raw float32, or gzip-1 over HDF5's shuffle."""
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    return _deflate(_shuffled(image), IMAGE_GZIP_LEVEL) if compression == "gzip" else image.tobytes()
+
+
+def encode_labels(labels: np.ndarray) -> bytes:
+    """One mask or scribble chunk as the store holds it (gzip)."""
+    return _deflate(np.ascontiguousarray(labels, np.uint8).tobytes(), LABEL_GZIP_LEVEL)
+
+
+def image_compression_of(dset: h5py.Dataset) -> str | None:
+    """The writer's name for an images dataset's filter pipeline; None if the writer cannot produce it."""
+    if dset.fletcher32 or dset.scaleoffset is not None:
+        return None
+    if dset.compression is None and not dset.shuffle:
+        return "none"
+    if dset.compression == "gzip" and dset.shuffle:
+        return "gzip"
+    return None
+
+
 def encode_sample(s: Sample, image_compression: str = "none") -> EncodedSample:
     image = np.ascontiguousarray(s.image, dtype=np.float32)
     if image.ndim != 3:
@@ -84,9 +106,9 @@ def encode_sample(s: Sample, image_compression: str = "none") -> EncodedSample:
         "scribble_source": s.scribble_source,
     }
     return EncodedSample(
-        image=_deflate(_shuffled(image), IMAGE_GZIP_LEVEL) if image_compression == "gzip" else image.tobytes(),
-        mask=_deflate(np.ascontiguousarray(s.mask, np.uint8).tobytes(), LABEL_GZIP_LEVEL),
-        scribble=_deflate(np.ascontiguousarray(s.scribble, np.uint8).tobytes(), LABEL_GZIP_LEVEL),
+        image=encode_image(image, image_compression),
+        mask=encode_labels(s.mask),
+        scribble=encode_labels(s.scribble),
         image_shape=image.shape,
         label_state=np.asarray(s.label_state, np.int8),
         keypoints=None if s.keypoints is None else np.asarray(s.keypoints, np.float32),

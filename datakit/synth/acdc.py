@@ -70,7 +70,8 @@ def write_patient(folder: Path, number: int, rng: np.random.Generator, cine: boo
     pid = f"patient{number:03d}"
     d = folder / pid
     d.mkdir(parents=True, exist_ok=True)
-    group = GROUPS[(number - 1) // 20 % len(GROUPS)] if number <= 100 else GROUPS[number % len(GROUPS)]
+    # ACDC numbers its groups in blocks of 20; phantom sets are small, so cycle through the groups
+    group = GROUPS[(number - 1) % len(GROUPS)]
     nb_frames = int(rng.integers(12, 31))
     ed, es = 1, int(rng.integers(nb_frames // 3, nb_frames // 2 + 2))
     sp = float(rng.choice([1.25, 1.3672, 1.4844, 1.5625, 1.7188]))

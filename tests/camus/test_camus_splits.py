@@ -11,7 +11,6 @@ import pytest
 
 from datakit.errors import DatakitError
 from datakit.sources.camus import CamusSource, find_official_split
-from datakit.splits import OfficialSplit, make_splits
 from datakit.store import validate_store
 from tests.camus.conftest import convert_store
 
@@ -22,18 +21,25 @@ def _split_patients(store: Path) -> dict[str, list[str]]:
         return {k: sorted(set(patients[f["splits"][k][:]])) for k in f["splits"]}
 
 
-def test_make_splits_official_mapping() -> None:
-    official = OfficialSplit("lists", {"train": ["patient0001", "3"], "test": ["patient0002", "patient0009"]},
-                             {"train": "a.txt", "test": "b.txt"})
-    s = make_splits("official", ["patient0001", "patient0002", "patient0003", "patient0004"], official=official)
-    assert s.method == "official:lists" and s.seed is None
-    assert s.patients == {"train": ["patient0001", "patient0003"], "test": ["patient0002"]}
-    assert any("patient0009" in n for n in s.notes) and any("patient0004" in n for n in s.notes)
-    with pytest.raises(DatakitError, match="no official split"):
-        make_splits("official", ["p1"])
-    twice = OfficialSplit("lists", {"train": ["p1"], "test": ["p1"]}, {"test": "b.txt"})
-    with pytest.raises(DatakitError, match="b.txt: patient p1 is listed in both"):
-        make_splits("official", ["p1"], official=twice)
+def test_patient_in_two_lists_names_the_file(nifti_copy: Path) -> None:
+    valid = nifti_copy / "database_split" / "subgroup_validation.txt"
+    first = (nifti_copy / "database_split" / "subgroup_training.txt").read_text().split()[0]
+    valid.write_text(valid.read_text() + first + "\n")
+    with pytest.raises(DatakitError, match=f"{first} is also listed in subgroup_training.txt") as e:
+        CamusSource(nifti_copy)
+    assert e.value.where == str(valid)
+
+
+def test_official_split_notes_unknown_and_unlisted(nifti_copy: Path, tmp_path: Path) -> None:
+    test_list = nifti_copy / "database_split" / "subgroup_testing.txt"
+    test_list.write_text(test_list.read_text() + "patient0999\n")
+    listed = set(sum(((nifti_copy / "database_split" / f"subgroup_{s}.txt").read_text().split()
+                      for s in ("training", "validation", "testing")), []))
+    src = CamusSource(nifti_copy)
+    split = src.official_split(["patient0001", "patient0002", "patient0077"])
+    assert split.method == "official:database_split"
+    assert any("patient0999" in n for n in split.notes) and any("patient0077" in n for n in split.notes)
+    assert {p for ids in split.patients.values() for p in ids} == {"patient0001", "patient0002"} & listed
 
 
 @pytest.mark.parametrize("fold", [None, 2, 10])
@@ -69,10 +75,10 @@ def test_no_split_folder_stratifies_on_image_quality(camus_nifti: Path, tmp_path
     root = tmp_path / "patients"
     shutil.copytree(camus_nifti / "database_nifti", root)
     src = CamusSource(root)
-    assert src.official_split is None and src.default_split() == "stratified"
+    assert src.official_lists is None and src.default_split() == "stratified"
     out = convert_store(root, tmp_path / "s.h5", size=32)
     with h5py.File(out) as f:
         assert f["splits"].attrs["method"] == "stratified:image_quality"
-    with pytest.raises(DatakitError, match="no official split"):
+    with pytest.raises(DatakitError, match="no database_split/ or listSubGroups/"):
         convert_store(root, tmp_path / "o.h5", size=32, split="official")
     assert not (tmp_path / "o.h5").exists()

@@ -1,0 +1,67 @@
+"""Conversion of the real ACDC patients vs the decode floor, as whole processes.
+
+The floor is one process that only nibabel-loads every input file (frames, masks, scribbles)
+once. The conversion is `datakit convert acdc` with its defaults (workers = CPU count). Both are
+timed the same way, as whole processes including interpreter start-up, in 3 interleaved rounds;
+the medians and their ratio are printed, with the peak resident memory of the conversion's whole
+process tree (main process + workers).
+
+    python benchmarks/convert_acdc.py [--src ../shared/data/acdc] [--rounds 3]
+
+Target (issue 2): ratio <= 1.2 on the 2-core development machine, peak memory < 1 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _proc import run_timed  # noqa: E402
+
+FLOOR = """
+import sys, glob, nibabel as nib, numpy as np
+for f in sorted(glob.glob(sys.argv[1] + '/**/*.nii.gz', recursive=True)):
+    np.asarray(nib.load(f).dataobj)
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--src", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "acdc")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=0)
+    a = ap.parse_args()
+    if not a.src.is_dir():
+        raise SystemExit(f"{a.src}: not found (the real ACDC data lives in ../shared/data/acdc)")
+    n_files = len(list(a.src.rglob("*.nii.gz")))
+    size_mb = sum(p.stat().st_size for p in a.src.rglob("*.nii.gz")) / 2**20
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "acdc.h5"
+        convert = [sys.executable, "-m", "datakit", "convert", "acdc", str(a.src), "--out", str(out),
+                   "--overwrite", "--workers", str(a.workers)]
+        floor = [sys.executable, "-c", FLOOR, str(a.src)]
+        run_timed(floor)  # warm the page cache so that neither side pays for the disk
+        t_conv, t_floor, peaks = [], [], []
+        for r in range(a.rounds):
+            wall_f, _ = run_timed(floor)
+            wall_c, peak = run_timed(convert)
+            t_floor.append(wall_f)
+            t_conv.append(wall_c)
+            peaks.append(peak)
+            print(f"round {r + 1}: floor {wall_f:.2f} s, convert {wall_c:.2f} s, ratio {wall_c / wall_f:.2f}, "
+                  f"peak {peak:.0f} MB", flush=True)
+        store_mb = out.stat().st_size / 2**20
+    med_f, med_c = statistics.median(t_floor), statistics.median(t_conv)
+    print(f"\ninput: {n_files} NIfTI files, {size_mb:.0f} MB gzip; store {store_mb:.0f} MB")
+    print(f"decode floor (nibabel, 1 process): {med_f:.2f} s (median of {a.rounds})")
+    print(f"datakit convert acdc:              {med_c:.2f} s (median of {a.rounds})")
+    print(f"ratio convert / floor:             {med_c / med_f:.2f}  (target <= 1.2)")
+    print(f"peak memory (process tree):        {max(peaks):.0f} MB  (target < 1024)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""``datakit splines-to-masks <format> SRC --out STORE.h5``: spline-labelled datasets to a store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from datakit.cli.common import (
+    OutOpt,
+    OverwriteOpt,
+    RatiosOpt,
+    SeedOpt,
+    WorkersOpt,
+    cli_errors,
+    command_line,
+    default_workers,
+    report,
+)
+
+app = typer.Typer(help="Rasterise spline (curve) labels into masks and convert to a datakit store.",
+                  no_args_is_help=True)
+
+
+@app.command("unity")
+@cli_errors
+def unity(
+    src: Path = typer.Argument(..., help="Unity root: png-cache/ and the labels JSON files."),
+    out: Path = OutOpt,
+    labels: Path = typer.Option(None, "--labels", help="Labels JSON to convert (default SRC/labels-all.json; "
+                                "a bare name is looked up in SRC)."),
+    classes: Path = typer.Option(None, "--classes", help="Class manifest: classes, curve rules "
+                                 "(fill/line/between), points (default manifests/unity_classes.json)."),
+    size: int = typer.Option(256, help="Stored image size (square, aspect kept by padding), pixels.", min=8),
+    norm: str = typer.Option("scale255", help="Per-image intensity normalisation: scale255 (x / 255), "
+                             "percentile-iqr, zscore, minmax, none."),
+    scribbles: str = typer.Option("none", help="none, or synth:ALGO to draw scribbles from the masks."),
+    split: str = typer.Option(None, help="official (labels-train/tune/ival -> train/valid/test; the default "
+                              "when those files exist, else random), random, kfold:K/FOLD or file:PATH."),
+    ratios: str = RatiosOpt,
+    seed: int = SeedOpt,
+    workers: int = WorkersOpt,
+    on_error: str = typer.Option("stop", "--on-error", help="stop: exit 1 on the first problem; skip: leave "
+                                 "out a bad frame (bad key, missing image) or a bad label (the frame is kept, "
+                                 "its class unknown), record why."),
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Unity Imaging echo: PNG frames + curve/point labels -> masks, label states, keypoints."""
+    from datakit.cli.scribble_opts import parse_scribbles
+    from datakit.errors import DatakitError
+    from datakit.pipeline import ConvertOptions, convert
+    from datakit.sources.unity import UnitySource
+    from datakit.splits import parse_ratios
+
+    if on_error not in ("stop", "skip"):
+        raise DatakitError(f"--on-error must be stop or skip, not {on_error!r}")
+    if scribbles not in ("none", "auto") and not scribbles.startswith("synth:"):
+        raise DatakitError("Unity has no manual scribbles: --scribbles takes none or synth:ALGO")
+    _, synth = parse_scribbles(scribbles, seed)
+    source = UnitySource(src, labels=labels, classes_file=classes, size=size, norm=norm, on_error=on_error)
+    if split == "official" and not source.split_files():
+        raise DatakitError("--split official needs labels-train/-tune/-ival (.json or .txt)", src)
+    opts = ConvertOptions(out=out, overwrite=overwrite, workers=workers or default_workers(),
+                          on_error=on_error, split=split, ratios=tuple(parse_ratios(ratios)), seed=seed,
+                          synth=synth, command=command_line())
+    report(convert(source, opts, log=lambda m: typer.echo(m, err=True)))

@@ -1,0 +1,273 @@
+"""Export a store to nnU-Net v2's raw dataset layout (docs/nnunet.md).
+
+``OUT/DatasetNNN_NAME/``: ``imagesTr/<case>_0000.<ending>`` (one file per channel, or one RGB PNG),
+``labelsTr/<case>.<ending>``, ``imagesTs/`` + ``labelsTs/`` for the store's ``test`` split,
+``dataset.json``, ``splits_final.json`` (the store's train/valid split, patient-grouped by
+construction) and ``datakit_cases.json`` (case -> store sample indices, patient, split).
+
+Cases: NIfTI (``.nii.gz``) when the store has pixel spacing; slices of one source volume
+(same dataset, patient, frame and view, with ``meta/slice`` >= 0 and a slice spacing) are stacked
+back into one 3D case, spacing (row, col, slice_spacing) from ``meta/``. Other samples are single
+2D cases (a 1-slice NIfTI, nnU-Net's 2D convention of spacing 999 across slices). Stores of 8-bit
+natural images (no spacing, normalisation scale:1/255) export as PNG, as nnU-Net's own 2D datasets do.
+Labels are consecutive 0..K-1; where a label is unknown (255) the ``ignore`` label K is used, as
+nnU-Net requires (the highest value, named "ignore"). With ``labels="scribbles"`` that is every
+unlabelled pixel.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from datakit.errors import DatakitError
+from datakit.store.contract import IGNORE_INDEX
+from datakit.store.reader import Store
+
+PNG_NORMALIZATION = "scale:1/255"
+FLAT_SPACING = 999.0  # nnU-Net's marker for "no third dimension" in 2D data stored as 3D
+
+
+@dataclass
+class Case:
+    name: str
+    indices: list[int]  # store samples, in slice order
+    split: str  # train / valid / test / "" (in no split)
+    spacing: tuple[float, float, float]  # row, col, slice
+
+
+@dataclass
+class ExportReport:
+    folder: Path
+    training: int
+    test: int
+    file_ending: str
+    labels: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"wrote {self.folder}: {self.training} training cases, {self.test} test cases ({self.file_ending}), "
+                f"labels {', '.join(f'{v} {k}' for k, v in self.labels.items())}")
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", str(text)).strip("-_") or "x"
+
+
+def _split_of(store: Store) -> np.ndarray:
+    out = np.full(len(store), "", object)
+    for name in ("train", "valid", "test"):
+        if name in store.splits:
+            out[store.splits[name]] = name
+    return out
+
+
+def plan_cases(store: Store, volumes: bool) -> tuple[list[Case], list[str]]:
+    """Group samples into cases: slices of one volume stacked when ``volumes``, else one per sample."""
+    meta, notes = store.meta, []
+    split = _split_of(store)
+    groups: dict[tuple, list[int]] = {}
+    singles: list[int] = []
+    for i in range(len(store)):
+        if volumes and int(meta["slice"][i]) >= 0 and math.isfinite(float(meta["slice_spacing"][i])):
+            key = (meta["dataset"][i], meta["patient"][i], meta["frame"][i], meta["view"][i])
+            groups.setdefault(key, []).append(i)
+        else:
+            singles.append(i)
+    cases: list[Case] = []
+    used: set[str] = set()
+
+    def add(base: str, idx: list[int]) -> None:
+        name, k = base, 1
+        while name in used:
+            k += 1
+            name = f"{base}-{k}"
+        used.add(name)
+        splits = sorted({split[i] for i in idx})
+        if len(splits) > 1:
+            raise DatakitError(f"case {name} has samples in several splits ({', '.join(splits)})", store.path)
+        sr, sc = (float(x) if math.isfinite(float(x)) else 1.0 for x in meta["spacing"][idx[0]])
+        ss = float(meta["slice_spacing"][idx[0]]) if len(idx) > 1 else FLAT_SPACING
+        cases.append(Case(name, idx, splits[0], (sr, sc, ss)))
+
+    for (_, patient, frame, view), idx in groups.items():
+        idx.sort(key=lambda i: int(meta["slice"][i]))
+        slices = [int(meta["slice"][i]) for i in idx]
+        base = "_".join(_safe(p) for p in (patient, view, frame) if p)
+        if slices == list(range(slices[0], slices[0] + len(slices))):
+            add(base, idx)
+        else:  # missing or repeated slices: stacking would misplace them
+            notes.append(f"{patient} {frame}: slices {slices} are not consecutive; exported one case per slice")
+            for i in idx:
+                add(f"{base}_s{int(meta['slice'][i]):03d}", [i])
+    per_key: dict[str, int] = {}
+    for i in singles:
+        per_key[meta["patient"][i]] = per_key.get(meta["patient"][i], 0) + 1
+    for i in singles:
+        base = "_".join(_safe(p) for p in (meta["patient"][i], meta["view"][i], meta["frame"][i]) if p)
+        add(base if per_key[meta["patient"][i]] == 1 else f"{base}_{i:05d}", [i])
+    return cases, notes
+
+
+def _target(out_dir: Path, dataset_id: int, name: str, overwrite: bool) -> Path:
+    if not 1 <= dataset_id <= 999:
+        raise DatakitError(f"--dataset-id must be 1-999 (nnU-Net's three digits), not {dataset_id}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
+        raise DatakitError(f"--name {name!r}: use letters, digits, '_' and '-' only")
+    if not out_dir.is_dir():
+        raise DatakitError("output folder does not exist", out_dir)
+    target = out_dir / f"Dataset{dataset_id:03d}_{name}"
+    others = [p.name for p in out_dir.glob(f"Dataset{dataset_id:03d}_*") if p != target]
+    if others:
+        raise DatakitError(f"nnU-Net dataset ids must be unique; {', '.join(others)} already uses {dataset_id}",
+                           out_dir)
+    if target.exists() and not overwrite:
+        raise DatakitError("already exists; pass --overwrite to replace it", target)
+    return target
+
+
+def export_nnunet(store_path: str | Path, out_dir: str | Path, dataset_id: int, name: str, *,
+                  labels: str = "masks", fmt: str = "auto", channel_names: Sequence[str] | None = None,
+                  overwrite: bool = False) -> ExportReport:
+    """Write ``OUT_DIR/DatasetNNN_NAME`` (see the module docstring); nothing is left on failure."""
+    if labels not in ("masks", "scribbles"):
+        raise DatakitError(f"--labels must be masks or scribbles, not {labels!r}")
+    target = _target(Path(out_dir), dataset_id, name, overwrite)
+    with Store(store_path) as store:
+        fmt = _format(store, fmt)
+        channels = store.channels
+        names = list(channel_names) if channel_names else (["R", "G", "B"] if channels == 3 else ["image"])
+        if len(names) != channels:
+            raise DatakitError(f"--channel-names gives {len(names)} name(s) for {channels} channel(s)")
+        if "ignore" in store.classes:
+            raise DatakitError("a class is named 'ignore', which nnU-Net reserves for unknown pixels", store.path)
+        cases, notes = plan_cases(store, volumes=fmt == "nifti")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        try:
+            report = _write(store, cases, tmp, target.name, fmt, labels, names, notes)
+            report.folder = target
+            if target.exists():
+                shutil.rmtree(target)
+            tmp.rename(target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return report
+
+
+def _format(store: Store, fmt: str) -> str:
+    spaced = bool(np.isfinite(store.meta["spacing"].astype(float)).any())
+    eight_bit = str(store.file["images"].attrs.get("normalization", "")) == PNG_NORMALIZATION
+    if fmt == "auto":
+        return "png" if eight_bit and not spaced else "nifti"
+    if fmt == "png" and not eight_bit:
+        raise DatakitError("--format png needs 8-bit images (normalisation scale:1/255); use nifti", store.path)
+    if fmt not in ("png", "nifti"):
+        raise DatakitError(f"--format must be auto, nifti or png, not {fmt!r}")
+    return fmt
+
+
+def _write(store: Store, cases: list[Case], root: Path, title: str, fmt: str, labels: str,
+           channel_names: list[str], notes: list[str]) -> ExportReport:
+    k = len(store.classes)
+    ending = ".png" if fmt == "png" else ".nii.gz"
+    source = "scribbles" if labels == "scribbles" else "masks"
+    used_ignore = False
+    written: dict[str, list[str]] = {"train": [], "valid": [], "test": [], "": []}
+    case_map: dict[str, dict] = {}
+    skipped = 0
+    for case in cases:
+        idx = case.indices
+        lab = _read(store.file[source], idx)
+        if (lab == IGNORE_INDEX).all():
+            skipped += 1
+            continue
+        unknown = lab == IGNORE_INDEX
+        used_ignore |= bool(unknown.any())
+        lab = lab.copy()
+        lab[unknown] = k
+        img = _read(store.file["images"], idx)
+        part = "Ts" if case.split == "test" else "Tr"
+        (root / f"images{part}").mkdir(exist_ok=True)
+        (root / f"labels{part}").mkdir(exist_ok=True)
+        if fmt == "png":
+            _write_png(img[0], lab[0], root, part, case.name)
+        else:
+            _write_nifti(img, lab, case.spacing, root, part, case.name)
+        written[case.split].append(case.name)
+        case_map[case.name] = {"split": case.split or None, "samples": [int(i) for i in idx],
+                               "patient": str(store.meta["patient"][idx[0]]),
+                               "dataset": str(store.meta["dataset"][idx[0]])}
+    training = len(written["train"]) + len(written["valid"]) + len(written[""])
+    if training == 0:
+        raise DatakitError(f"no training case has any {source} label to export", store.path)
+    if skipped:
+        notes.append(f"{skipped} case(s) without any {source} label skipped")
+    label_map = {c: i for i, c in enumerate(store.classes)}
+    if used_ignore:
+        label_map["ignore"] = k
+    dataset = {
+        "channel_names": {str(i): n for i, n in enumerate(channel_names)},
+        "labels": label_map,
+        "numTraining": training,
+        "file_ending": ending,
+        "name": title,
+        "description": f"exported by datakit from {store.path.name} ({source})",
+        "datakit": {"store": str(store.path), "command": str(store.attrs.get("command", "")), "labels": source},
+    }
+    if fmt == "png":
+        dataset["overwrite_image_reader_writer"] = "NaturalImage2DIO"
+    (root / "dataset.json").write_text(json.dumps(dataset, indent=2))
+    if written["train"] and written["valid"]:
+        splits = [{"train": sorted(written["train"]), "val": sorted(written["valid"])}]
+        (root / "splits_final.json").write_text(json.dumps(splits, indent=2))
+    else:
+        notes.append("the store has no train and valid split: no splits_final.json (nnU-Net will make "
+                     "its own folds, by case, not by patient)")
+    if written[""]:
+        notes.append(f"{len(written[''])} training case(s) in no store split: in imagesTr, not in splits_final")
+    (root / "datakit_cases.json").write_text(json.dumps(case_map, indent=1))
+    return ExportReport(root, training, len(written["test"]), ending, label_map, notes)
+
+
+def _read(d, idx: list[int]) -> np.ndarray:
+    """Rows ``idx`` of an HDF5 dataset, in that order (h5py reads only increasing indices)."""
+    if idx == list(range(idx[0], idx[0] + len(idx))):
+        return d[idx[0]:idx[0] + len(idx)]
+    order = sorted(set(idx))
+    rows = d[order]
+    return rows[[order.index(i) for i in idx]]
+
+
+def _write_png(image: np.ndarray, label: np.ndarray, root: Path, part: str, case: str) -> None:
+    from PIL import Image
+
+    pixels = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)  # exact for scale:1/255 stores
+    pixels = pixels[0] if pixels.shape[0] == 1 else np.moveaxis(pixels, 0, -1)
+    Image.fromarray(pixels).save(root / f"images{part}" / f"{case}_0000.png")
+    Image.fromarray(label.astype(np.uint8)).save(root / f"labels{part}" / f"{case}.png")
+
+
+def _write_nifti(images: np.ndarray, labels: np.ndarray, spacing: tuple[float, float, float], root: Path,
+                 part: str, case: str) -> None:
+    """images (Z, C, H, W), labels (Z, H, W) -> (H, W, Z) volumes: rows are the first axis, as read."""
+    import nibabel as nib
+
+    affine = np.diag([*spacing, 1.0])
+
+    def save(a: np.ndarray, path: Path) -> None:
+        img = nib.Nifti1Image(np.ascontiguousarray(a), affine)
+        img.header.set_xyzt_units("mm")
+        nib.save(img, path)
+
+    for c in range(images.shape[1]):
+        save(np.moveaxis(images[:, c], 0, -1).astype(np.float32), root / f"images{part}" / f"{case}_{c:04d}.nii.gz")
+    save(np.moveaxis(labels, 0, -1).astype(np.uint8), root / f"labels{part}" / f"{case}.nii.gz")

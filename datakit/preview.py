@@ -1,0 +1,100 @@
+"""``datakit preview``: a PNG montage of samples (image, mask overlay, scribble overlay) with
+patient / frame / slice captions and a class colour legend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from datakit.errors import DatakitError
+from datakit.store import Store
+
+IGNORE = 255
+# class colours by label value (tab10 order; background yellow: it stands out on grey images)
+PALETTE = np.array([(1.0, 0.85, 0.2), (0.12, 0.47, 0.71), (1.0, 0.5, 0.05), (0.17, 0.63, 0.17),
+                    (0.84, 0.15, 0.16), (0.58, 0.4, 0.74), (0.55, 0.34, 0.29), (0.89, 0.47, 0.76),
+                    (0.74, 0.74, 0.13), (0.09, 0.75, 0.81)])
+
+
+def colour(k: int) -> np.ndarray:
+    return PALETTE[k % len(PALETTE)]
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """(C, H, W) normalised image -> (H, W, 3) in [0, 1], stretched between its 1st/99th percentiles."""
+    x = image[0] if image.shape[0] == 1 else np.moveaxis(image[:3], 0, -1)
+    lo, hi = np.percentile(x, [1, 99])
+    x = np.clip((x - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(x)
+    return np.repeat(x[..., None], 3, axis=-1) if x.ndim == 2 else x
+
+
+def overlay(rgb: np.ndarray, labels: np.ndarray, alpha: float, background: bool) -> np.ndarray:
+    """Blend class colours over ``rgb``; 255 stays the image; background only if asked."""
+    out = rgb.copy()
+    for k in np.unique(labels):
+        if k == IGNORE or (k == 0 and not background):
+            continue
+        sel = labels == k
+        out[sel] = (1 - alpha) * out[sel] + alpha * colour(int(k))
+    return out
+
+
+def pick(store: Store, split: str | None, n: int, seed: int) -> np.ndarray:
+    idx = store.indices(split)
+    if not len(idx):
+        raise DatakitError(f"split {split!r} has no samples", store.path)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(idx, size=min(n, len(idx)), replace=False))
+
+
+def write_preview(path: str | Path, out: str | Path, split: str | None = None, n: int = 16,
+                  seed: int = 0) -> Path:
+    """Montage of ``n`` random samples of ``split``: 2 samples per row, 3 panels each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise DatakitError("output folder does not exist", out.parent)
+    if n < 1:
+        raise DatakitError(f"--n must be at least 1, not {n}")
+    with Store(path) as s:
+        chosen = pick(s, split, n, seed)
+        per_row = 2 if len(chosen) > 1 else 1
+        rows = int(np.ceil(len(chosen) / per_row))
+        fig, axes = plt.subplots(rows, 3 * per_row, figsize=(2.3 * 3 * per_row, 2.5 * rows + 0.9), squeeze=False)
+        for ax in axes.ravel():
+            ax.axis("off")
+        for j, i in enumerate(chosen):
+            smp = s.sample(int(i))
+            rgb = to_rgb(smp["image"])
+            r, c0 = divmod(j, per_row)
+            panels = (rgb, overlay(rgb, smp["mask"], 0.45, background=False),
+                      overlay(rgb, smp["scribble"], 1.0, background=True))
+            where = [str(smp["patient"])] + [str(x) for x in (smp["view"], smp["frame"]) if str(x)]
+            if int(smp["slice"]) >= 0:
+                where.append(f"slice {int(smp['slice'])}")
+            titles = (f"#{int(i)} " + " ".join(where), "mask" + ("" if (smp["mask"] != IGNORE).any() else ": none"),
+                      f"scribble ({smp['scribble_source']})")
+            for k, (img, title) in enumerate(zip(panels, titles, strict=True)):
+                ax = axes[r, 3 * c0 + k]
+                ax.imshow(img, interpolation="nearest")
+                ax.set_title(title, fontsize=8)
+        legend = [Patch(color=colour(k), label=f"{k} {name}") for k, name in enumerate(s.classes)]
+        fig.legend(handles=legend, loc="lower center", ncol=min(len(legend), 8), frameon=False, fontsize=9)
+        fig.suptitle(f"{s.path.name}: {len(chosen)} of {len(s.indices(split))} samples "
+                     f"({split or 'all'}, seed {seed}); background shown in scribbles only", fontsize=10)
+        inch = 1 / fig.get_figheight()
+        fig.tight_layout(rect=(0, 0.45 * inch, 1, 1 - 0.1 * inch), h_pad=2.0)
+        tmp = out.with_name(f".{out.name}.tmp.png")
+        try:
+            fig.savefig(tmp, dpi=100)
+            tmp.replace(out)
+        finally:
+            plt.close(fig)
+            tmp.unlink(missing_ok=True)
+    return out

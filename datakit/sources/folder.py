@@ -1,0 +1,257 @@
+"""Generic image/mask folders (Kvasir-SEG, LGG brain MRI, chest X-ray lungs, ...): one 2D sample per pair.
+
+Pairs are found by :mod:`datakit.sources.folder_files`. Each image is normalised on its own, then
+letterboxed to ``size`` x ``size`` (aspect kept, padding at the normalised background level, mask 0).
+Masks are class indices, or grey levels mapped explicitly (``binarize`` / ``mask_values``): a value
+outside the mapping is an error, never folded into a class.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from datakit.errors import DatakitError
+from datakit.geometry import letterbox
+from datakit.normalize import NORMALIZERS, fit_normalizer
+from datakit.sample import Sample, label_state_from_mask
+from datakit.sources.base import ItemResult
+from datakit.sources.folder_files import Pair, find_pairs, header_mode, is_colour, read_array
+from datakit.splits import SplitResult, make_splits
+
+MAX_LISTED = 10
+SAMPLED = 16  # images decoded to tell colour from grey-saved-as-RGB
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601, as PIL's convert("L")
+
+
+def _antialiased(image: np.ndarray, size: int) -> np.ndarray:
+    """Blur before shrinking (as skimage's resize does: sigma = (factor - 1) / 2), else a 1348-pixel
+    endoscopy frame shrunk to 256 by linear interpolation aliases fine texture into moire."""
+    factor = max(image.shape[-2:]) / size
+    if factor <= 1:
+        return image
+    from scipy import ndimage
+
+    sigma = (factor - 1) / 2
+    return ndimage.gaussian_filter(image, sigma=(0, sigma, sigma), mode="nearest")
+
+
+@dataclass(frozen=True)
+class FolderItem:
+    patient: str
+    pairs: tuple[Pair, ...]
+
+
+def _values(vals: np.ndarray) -> str:
+    shown = ", ".join(str(v) for v in vals[:MAX_LISTED].tolist())
+    return shown + (f" ... ({len(vals)} values)" if len(vals) > MAX_LISTED else "")
+
+
+@dataclass
+class MaskMapping:
+    """How mask pixels become class indices: binarize, an explicit grey-level list, or as they are."""
+
+    n_classes: int
+    binarize: float | None = None
+    values: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.binarize is not None and self.values is not None:
+            raise DatakitError("--binarize and --mask-values exclude each other: choose one")
+        if self.values is not None:
+            if len(set(self.values)) != len(self.values):
+                raise DatakitError(f"--mask-values lists a value twice: {self.values}")
+            if len(self.values) != self.n_classes:
+                raise DatakitError(f"--mask-values gives {len(self.values)} grey levels but there are "
+                                   f"{self.n_classes} classes (--classes)")
+        if self.binarize is not None and self.n_classes != 2:
+            raise DatakitError(f"--binarize makes 2 classes, but --classes names {self.n_classes}")
+
+    def apply(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        if raw.ndim == 3:
+            if not is_colour(raw):
+                raw = raw[..., 0]
+            elif self.binarize is not None:  # JPEG chroma noise on a black/white mask
+                raw = raw.astype(np.float32).mean(axis=2)
+            else:
+                raise DatakitError("mask is colour (RGB channels differ); masks must hold grey levels or "
+                                   "class indices (a black/white JPEG mask: use --binarize T)", path)
+        if self.binarize is not None:
+            return (raw > self.binarize).astype(np.uint8)
+        vals, counts = np.unique(raw, return_counts=True)
+        if self.values is not None:
+            known = np.isin(vals, self.values)
+            if not known.all():
+                raise DatakitError(f"{int(counts[~known].sum())} pixel(s) with value(s) {_values(vals[~known])} "
+                                   f"outside --mask-values {','.join(map(str, self.values))}", path)
+            lut = {v: i for i, v in enumerate(self.values)}
+            out = np.zeros(raw.shape, np.uint8)
+            for v in vals.tolist():
+                out[raw == v] = lut[v]
+            return out
+        if vals.min() < 0 or vals.max() >= self.n_classes or not np.array_equal(vals, np.round(vals)):
+            few = len(vals) <= MAX_LISTED  # a handful of grey levels: a class coding, not JPEG noise
+            raise DatakitError(f"mask values {_values(vals)} are not class indices 0-{self.n_classes - 1}; use "
+                               f"--binarize 127 for black/white masks (JPEG noise included)"
+                               + (f", or --mask-values {','.join(str(v) for v in vals.tolist())} to map these "
+                                  f"grey levels to classes in order" if few else ""), path)
+        return raw.astype(np.uint8)
+
+
+@dataclass
+class FolderSource:
+    root: Path
+    classes: list[str] | None = None
+    mask_suffix: str = ""
+    images_dir: str = "images"
+    masks_dir: str = "masks"
+    binarize: float | None = None
+    mask_values: list[int] | None = None
+    size: int = 256
+    norm: str = "auto"  # auto: scale255 when every image is 8-bit, else percentile-iqr
+    channels_opt: str = "auto"  # auto (3 when any image is colour), 1, 3
+    patient_regex: str | None = None
+    name: str | None = None
+    stratify_column: str | None = None
+    keypoint_names: list[str] | None = None
+    pairs: list[Pair] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        if self.size < 8:
+            raise DatakitError(f"--size must be at least 8, not {self.size}")
+        if self.classes is None:
+            n = len(self.mask_values) if self.mask_values else 2
+            self.classes = ["background", "foreground"] if n == 2 else \
+                ["background", *(f"class{i}" for i in range(1, n))]
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            raise DatakitError(f"--classes needs at least 2 distinct names, not {self.classes}")
+        self.mapping = MaskMapping(len(self.classes), self.binarize, self.mask_values)
+        self.pairs = find_pairs(self.root, self.mask_suffix, self.images_dir, self.masks_dir)
+        self.name = f"folder:{self.name or self.root.resolve().name}"
+        self.image_size = (self.size, self.size)
+        self._items = self._group()
+        modes = [header_mode(p.image) for p in self.pairs] \
+            if "auto" in (self.norm, self.channels_opt) else []
+        if self.channels_opt == "auto":
+            coded_rgb = [p.image for p, (c, _) in zip(self.pairs, modes, strict=True) if c == 3]
+            self.channels = self._auto_channels(coded_rgb)
+        elif self.channels_opt in ("1", "3"):
+            self.channels = int(self.channels_opt)
+        else:
+            raise DatakitError(f"--channels must be auto, 1 or 3, not {self.channels_opt!r}")
+        if self.norm == "auto":
+            self.norm = "scale255" if all(eight for _, eight in modes) else "percentile-iqr"
+        if self.norm not in NORMALIZERS:
+            raise DatakitError(f"unknown --norm {self.norm!r}; choose auto, {', '.join(NORMALIZERS)}")
+        self.normalization = fit_normalizer(self.norm, np.zeros(2, np.float32)).name
+
+    @staticmethod
+    def _auto_channels(rgb_files: list[Path]) -> int:
+        """3 if an RGB-coded image really is colour; grey saved as RGB (e.g. chest X-ray JPEGs) is 1.
+
+        Decoding every file twice would double the conversion: up to SAMPLED files spread evenly
+        through the folder decide (``--channels`` overrides).
+        """
+        if not rgb_files:
+            return 1
+        step = max(1, len(rgb_files) // SAMPLED)
+        return 3 if any(is_colour(read_array(p)) for p in rgb_files[::step][:SAMPLED]) else 1
+
+    def __getstate__(self) -> dict[str, object]:
+        # the pipeline pickles the source with every item it sends to a worker: leave the file
+        # lists behind (read() needs only the item), or a large folder costs O(files^2) to send
+        state = self.__dict__.copy()
+        state["pairs"], state["_items"] = [], []
+        return state
+
+    # -- patients and splits ------------------------------------------------------------------------
+    def _patient_of(self, pair: Pair) -> str:
+        rel = pair.key.split("/", 1)[1] if pair.split is not None else pair.key
+        if self.patient_regex is None:
+            return rel
+        try:
+            m = re.search(self.patient_regex, rel)
+        except re.error as e:
+            raise DatakitError(f"--patient-regex {self.patient_regex!r} is not a valid regex ({e})") from None
+        if m is None:
+            raise DatakitError(f"--patient-regex {self.patient_regex!r} does not match {rel!r}", pair.image)
+        pid = m.groupdict().get("patient") or (m.group(1) if m.groups() else m.group(0))
+        if not pid:
+            raise DatakitError(f"--patient-regex {self.patient_regex!r} gives an empty patient id", pair.image)
+        return pid
+
+    def _group(self) -> list[FolderItem]:
+        groups: dict[str, list[Pair]] = {}
+        for pair in self.pairs:
+            groups.setdefault(self._patient_of(pair), []).append(pair)
+        for pid, pairs in groups.items():
+            splits = sorted({p.split or "" for p in pairs})
+            if len(splits) > 1:
+                raise DatakitError(f"patient {pid!r} has files in several split folders ({', '.join(splits)}): "
+                                   f"{pairs[0].image.name} ...", self.root)
+        return [FolderItem(pid, tuple(pairs)) for pid, pairs in sorted(groups.items())]
+
+    def items(self) -> list[FolderItem]:
+        return list(self._items)
+
+    def official(self) -> dict[str, list[str]] | None:
+        """train/ valid/ test/ sub-folders as the split; None when the folder has none."""
+        if not any(p.split for p in self.pairs):
+            return None
+        out: dict[str, list[str]] = {}
+        for item in self._items:
+            out.setdefault(item.pairs[0].split or "", []).append(item.patient)
+        return out
+
+    def official_split(self, patient_ids: list[str]) -> SplitResult:
+        """``--split official``: the train/ valid/ test/ sub-folders, checked like a split file."""
+        return make_splits("official", patient_ids, official=self.official(), official_name=self.name)
+
+    def default_split(self) -> str:
+        return "official" if self.official() is not None else "random"
+
+    # -- one patient ----------------------------------------------------------------------------------
+    def _image(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        """(C, H, W) float32 in the store's channel count (colour -> grey by luminance when 1)."""
+        a = raw.astype(np.float32)
+        if a.ndim == 3 and self.channels == 1:
+            a = a[..., 0] if not is_colour(raw) else a @ LUMA
+        if a.ndim == 2:
+            return np.repeat(a[None], self.channels, axis=0)
+        return np.ascontiguousarray(np.moveaxis(a, -1, 0))
+
+    def _relative(self, path: Path) -> str:
+        try:
+            return path.resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return str(path)
+
+    def _sample(self, item: FolderItem, pair: Pair) -> Sample:
+        raw = read_array(pair.image)
+        raw_mask = read_array(pair.mask, labels=True)
+        if raw_mask.shape[:2] != raw.shape[:2]:
+            raise DatakitError(f"mask is {raw_mask.shape[1]}x{raw_mask.shape[0]} pixels, its image "
+                               f"{pair.image.name} {raw.shape[1]}x{raw.shape[0]}", pair.mask)
+        labels = self.mapping.apply(raw_mask, pair.mask)
+        image = self._image(raw, pair.image)
+        norm = fit_normalizer(self.norm, image)
+        boxed, scale, _ = letterbox(_antialiased(norm.apply(image), self.size), self.size, order=1,
+                                    fill=norm.background)
+        mask, _, _ = letterbox(labels, self.size, order=0, fill=0)
+        return Sample(
+            image=np.ascontiguousarray(boxed, np.float32), mask=mask,
+            scribble=np.full(mask.shape, 255, np.uint8), label_state=label_state_from_mask(mask, len(self.classes)),
+            dataset=self.name, patient=item.patient, source=self._relative(pair.image),
+            extra={"source_shape": np.array(raw.shape[:2], np.int32), "letterbox_scale": np.float32(scale)},
+        )
+
+    def read(self, item: FolderItem) -> ItemResult:
+        samples = [self._sample(item, pair) for pair in item.pairs]
+        row: dict[str, object] = {"id": item.patient, "images": float(len(samples))}
+        if item.pairs[0].split is not None:
+            row["split_folder"] = item.pairs[0].key.split("/", 1)[0]
+        return ItemResult(samples, row)

@@ -1,0 +1,259 @@
+"""Unity Imaging echo: PNG frames in ``png-cache/`` with spline labels in JSON (FORMATS.md).
+
+One item per video (the 64-hex code in the file name: ``meta/patient``), so frames of a video
+never straddle splits. Each labelled frame becomes one sample: the PNG letterboxed to ``size`` x
+``size`` (aspect kept, spacing unknown), its curves rasterised by :func:`datakit.splines.render_labels`
+in the stored grid, its points as keypoints through the same transform.
+
+Errors (``on_error``): with ``"stop"`` any bad key, missing image or malformed label stops the
+conversion, naming the labels file and key. With ``"skip"``:
+- a bad key (not a Unity file name, absolute, or resolving outside SRC) or a missing or unreadable
+  image drops that frame (never read); the other frames of its video are kept;
+- a malformed label (curve with < 3 points, non-numeric coordinates, unknown type) drops that label
+  only: the frame is kept, the label's class gets state -1 (unknown) unless another label draws it,
+  a point's keypoint gets visibility -1.
+Each is recorded in the store's ``notes`` attribute and printed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import posixpath
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from datakit.errors import DatakitError
+from datakit.sample import Sample, unknown_labels
+from datakit.sources.base import ItemResult
+from datakit.splits import SplitResult
+from datakit.unity_classes import ClassMap, load_class_map
+
+IMAGE_NAME = re.compile(r"^(\d{2})-([0-9a-fA-F]{64})-(\d{4})\.png$")
+# split name in the store -> Unity's file stem (a .json of labels, or a .txt list of image names)
+SPLIT_FILES = {"train": "labels-train", "valid": "labels-tune", "test": "labels-ival"}
+SPLIT_PRIORITY = ("test", "valid", "train")  # a tie between splits goes to the held-out one
+NORMS = {"scale255": "scale:1/255", "percentile-iqr": "percentile_iqr:5-95"}
+
+
+@dataclass(frozen=True)
+class UnityFrame:
+    key: str  # the JSON key
+    path: str  # image path relative to SRC (posix)
+    frame: str  # the 4 digits of the file name
+    entry: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class UnityItem:
+    patient: str  # the video's 64-hex code, lower case
+    frames: tuple[UnityFrame, ...]
+    notes: tuple[str, ...] = ()  # problems found while listing (on_error="skip"), reported once
+
+
+def image_path(key: str) -> tuple[str, re.Match[str]]:
+    """Relative image path of a labels key, by the png-cache rule; raises on an unsafe key.
+
+    A bare file name maps to ``png-cache/<class>/<h1>/<h2>/<name>``; a key that is already a
+    relative path is taken as is. Absolute paths and paths leaving SRC are refused, never read.
+    """
+    if not isinstance(key, str) or not key.strip():
+        raise DatakitError("empty image name")
+    text = key.replace("\\", "/")
+    if text.startswith("/") or re.match(r"^[A-Za-z]:", text):
+        raise DatakitError("is an absolute path; refused (only names under SRC are read)")
+    norm = posixpath.normpath(text)
+    if norm == ".." or norm.startswith("../"):
+        raise DatakitError("resolves outside SRC; refused (only names under SRC are read)")
+    name = posixpath.basename(norm)
+    m = IMAGE_NAME.match(name)
+    if not m:
+        raise DatakitError("is not a Unity image name <class>-<64 hex>-<frame 4 digits>.png")
+    if "/" in norm:
+        return norm, m
+    code = m.group(2).lower()
+    return f"png-cache/{m.group(1)}/{code[:2]}/{code[2:4]}/{name}", m
+
+
+def read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DatakitError(f"{what} not found", path) from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DatakitError(f"{what} is not valid JSON ({e})", path) from None
+
+
+def load_png(path: Path) -> np.ndarray:
+    """(H, W) float32 grey levels: colour frames (overlays, RGB exports) are converted to luma."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                return np.asarray(im, np.float32)
+            return np.asarray(im.convert("L"), np.float32)
+    except FileNotFoundError:
+        raise DatakitError("image not found", path) from None
+    except OSError as e:
+        raise DatakitError(f"cannot read PNG ({e})", path) from None
+
+
+@dataclass
+class UnitySource:
+    root: Path
+    labels: Path | None = None  # default SRC/labels-all.json; a relative name is tried under SRC
+    classes_file: Path | None = None  # default manifests/unity_classes.json
+    size: int = 256
+    norm: str = "scale255"
+    on_error: str = "stop"
+    name: str = "unity"
+    channels: int = 1
+    stratify_column: str | None = None
+    class_map: ClassMap = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        if not self.root.is_dir():
+            raise DatakitError("not a folder", self.root)
+        if self.size < 8:
+            raise DatakitError(f"--size must be at least 8, not {self.size}")
+        self.class_map = load_class_map(self.classes_file)
+        self.classes = self.class_map.classes
+        self.keypoint_names = self.class_map.points or None
+        self.image_size = (self.size, self.size)
+        self.normalization = NORMS.get(self.norm, self.norm)
+        self.labels_path = self._labels_path()
+
+    def _labels_path(self) -> Path:
+        if self.labels is None:
+            return self.root / "labels-all.json"
+        given = Path(self.labels)
+        return given if given.exists() or given.is_absolute() else self.root / given
+
+    def _problem(self, reason: str, where: str, notes: list[str]) -> None:
+        if self.on_error == "stop":
+            raise DatakitError(reason, where)
+        notes.append(f"skipped frame {where}: {reason}")
+
+    # -- listing ----------------------------------------------------------------------------------
+    def items(self) -> list[UnityItem]:
+        data = read_json(self.labels_path, "labels file")
+        if not isinstance(data, dict):
+            raise DatakitError("expected a JSON object mapping image name -> {labels: ...}", self.labels_path)
+        videos: dict[str, list[UnityFrame]] = {}
+        notes: list[str] = []
+        names: set[str] = set()
+        for key, entry in data.items():
+            where = f"{self.labels_path.name}#{key}"
+            try:
+                rel, m = image_path(key)
+            except DatakitError as e:
+                self._problem(e.reason, where, notes)
+                continue
+            if not (self.root / rel).is_file():
+                self._problem(f"image not found: {rel}", where, notes)
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("labels"), dict):
+                names.update(entry["labels"])
+            videos.setdefault(m.group(2).lower(), []).append(UnityFrame(key, rel, m.group(3), entry))
+        unused = sorted(names - self.class_map.label_names)
+        if unused:
+            notes.append(f"{self.labels_path.name}: labels not in the class manifest, ignored: {', '.join(unused)}")
+        items = [UnityItem(code, tuple(sorted(frames, key=lambda f: (f.frame, f.path))))
+                 for code, frames in sorted(videos.items())]
+        if items and notes:
+            items[0] = UnityItem(items[0].patient, items[0].frames, tuple(notes))
+        return items
+
+    # -- one video -------------------------------------------------------------------------------
+    def read(self, item: UnityItem) -> ItemResult:
+        from datakit.geometry import letterbox
+        from datakit.normalize import fit_normalizer
+        from datakit.splines import PixelTransform, render_labels
+
+        notes = list(item.notes)
+        samples: list[Sample] = []
+        k = len(self.classes)
+        for fr in item.frames:
+            where = f"{self.labels_path.name}#{fr.key}"
+            try:
+                raw = load_png(self.root / fr.path)
+            except DatakitError as e:
+                self._problem(e.reason, where, notes)
+                continue
+            norm = fit_normalizer(self.norm, raw)
+            boxed, scale, offset = letterbox(raw, self.size, order=1, fill=math.nan)
+            image = norm.apply(boxed)
+            image[np.isnan(image)] = norm.background  # padding: the normalised background level
+            try:
+                out = render_labels(fr.entry, self.class_map, self.image_size, PixelTransform(scale, offset),
+                                    image=where, on_error=self.on_error)
+            except DatakitError as e:  # reached only for frame-level problems when skipping
+                self._problem(e.reason, where, notes)
+                continue
+            notes += out.problems
+            if len(out.label_state) != k:  # pragma: no cover - the class map fixes both
+                raise AssertionError("label_state length differs from classes")
+            samples.append(Sample(
+                image=image[None], mask=out.mask, scribble=unknown_labels(self.image_size),
+                label_state=out.label_state, dataset=self.name, patient=item.patient, frame=fr.frame,
+                view="", slice=-1, source=fr.path, keypoints=out.keypoints if self.keypoint_names else None,
+                extra={"source_shape": np.array(raw.shape, np.int32)},
+            ))
+        classes = sorted({IMAGE_NAME.match(posixpath.basename(f.path)).group(1) for f in item.frames})
+        row = {"id": item.patient, "image_class": ",".join(classes), "frames": float(len(samples))}
+        return ItemResult(samples, row, notes)
+
+    # -- splits -----------------------------------------------------------------------------------
+    def split_files(self) -> dict[str, Path]:
+        """Unity's own split files present in SRC: split name -> labels JSON (or its .txt list)."""
+        found = {}
+        for split, stem in SPLIT_FILES.items():
+            for ext in (".json", ".txt"):
+                if (self.root / f"{stem}{ext}").is_file():
+                    found[split] = self.root / f"{stem}{ext}"
+                    break
+        return found
+
+    def default_split(self) -> str:
+        return "official" if self.split_files() else "random"
+
+    def official_split(self, videos: list[str]) -> SplitResult:
+        """Videos to train / valid / test from labels-train / -tune / -ival, never cut.
+
+        A video whose frames the files put in several splits goes where most of its frames are
+        (ties: test, then valid), and is reported.
+        """
+        votes: dict[str, Counter[str]] = {}
+        for split, path in self.split_files().items():
+            if path.suffix == ".json":
+                data = read_json(path, "split file")
+                if not isinstance(data, dict):
+                    raise DatakitError("expected a JSON object mapping image name -> labels", path)
+                names = list(data)
+            else:
+                names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            for name in names:
+                m = IMAGE_NAME.match(posixpath.basename(str(name).replace("\\", "/")))
+                if m:
+                    votes.setdefault(m.group(2).lower(), Counter())[split] += 1
+        out: dict[str, list[str]] = {s: [] for s in SPLIT_FILES}
+        notes: list[str] = []
+        for video in videos:
+            v = votes.get(video)
+            if not v:
+                notes.append(f"video {video} is in none of the split files: in no split")
+                continue
+            best = max(v, key=lambda s: (v[s], -SPLIT_PRIORITY.index(s)))
+            if len(v) > 1:
+                notes.append(f"video {video} has frames in {dict(v)}; all go to {best!r} (a video is never cut)")
+            out[best].append(video)
+        stems = ",".join(p.name for p in self.split_files().values())
+        return SplitResult({s: sorted(v) for s, v in out.items()}, f"official:{stems}", None, [], notes)

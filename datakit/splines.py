@@ -1,0 +1,359 @@
+"""Unity Imaging labels to masks and keypoints: one labels entry in, arrays out (no I/O).
+
+A curve label holds the control points of a natural cubic spline parameterised by cumulative chord
+length (Unity's own convention, at least 3 points). It is sampled densely (under one output pixel
+between samples) and rasterised in the output grid, by the rule that names it in the class
+manifest (:mod:`datakit.unity_classes`):
+
+- ``fill``: the curve closed along the chord between its end points, filled (chambers);
+- ``line``: the open curve drawn ``thickness`` output pixels wide (walls);
+- ``between``: the region between two curves (e.g. myocardium between endo- and epicardium),
+  the second curve walked back from the end nearest the first curve's end.
+
+Rules paint in manifest order; a later rule overwrites an earlier one where they overlap. Pixels
+are inside a polygon when their centre is (even-odd rule); pixel centres sit at integer
+coordinates, x the column and y the row, as in Unity's JSON.
+
+Label states per class: 1 if the class has pixels in the final mask; otherwise -1 (unknown) if one
+of its labels is ``blurred``, malformed, or drawn but covered; otherwise 0 if one of its labels
+is ``off``; otherwise -1 (the frame does not annotate it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from datakit.errors import DatakitError
+from datakit.unity_classes import ClassMap
+
+MIN_CURVE_POINTS = 3
+SAMPLES_PER_PIXEL = 1.25  # spline samples per output pixel of chord length: gaps stay < 1 px
+STATES = ("point", "curve", "off", "blurred")
+
+
+@dataclass(frozen=True)
+class PixelTransform:
+    """Source pixel coordinates to stored ones: ``(p + 0.5) * scale - 0.5 + offset``.
+
+    The same mapping :func:`datakit.geometry.letterbox` applies to the image.
+    """
+
+    scale: float = 1.0
+    offset: tuple[float, float] = (0.0, 0.0)  # (row, col) of the content in the output
+
+    def apply(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = self.scale
+        return (x + 0.5) * s - 0.5 + self.offset[1], (y + 0.5) * s - 0.5 + self.offset[0]
+
+
+@dataclass
+class Rendered:
+    mask: np.ndarray  # (H, W) uint8 class indices
+    label_state: np.ndarray  # (K,) int8
+    keypoints: np.ndarray  # (P, 3) float32: x, y, visibility
+    problems: list[str] = field(default_factory=list)  # labels left out (on_error="skip")
+    unused: list[str] = field(default_factory=list)  # label names no rule or point uses
+
+
+class LabelProblem(Exception):
+    """A malformed label; becomes a DatakitError naming image and label, or a problem line."""
+
+
+# -- parsing -------------------------------------------------------------------------------------
+def _numbers(value: Any, axis: str) -> np.ndarray:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        values = [value]
+    elif isinstance(value, str):
+        values = value.replace(",", " ").split()
+    elif isinstance(value, list):
+        values = value
+    else:
+        raise LabelProblem(f"{axis} must be a string of numbers, not {type(value).__name__}")
+    try:
+        out = np.asarray(values, np.float64)
+    except (TypeError, ValueError):
+        raise LabelProblem(f"{axis} holds a non-numeric coordinate: {str(value)[:60]!r}") from None
+    if not np.isfinite(out).all():
+        raise LabelProblem(f"{axis} holds a non-finite coordinate: {str(value)[:60]!r}")
+    return out
+
+
+def parse_xy(instance: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The x (column) and y (row) arrays of a point or curve instance."""
+    if "x" not in instance or "y" not in instance:
+        raise LabelProblem("needs both 'x' and 'y'")
+    x, y = _numbers(instance["x"], "x"), _numbers(instance["y"], "y")
+    if len(x) != len(y):
+        raise LabelProblem(f"x has {len(x)} values but y has {len(y)}")
+    return x, y
+
+
+def instances(value: Any) -> list[dict[str, Any]]:
+    """Both JSON variants: one dict per label, or a list of such dicts (several instances)."""
+    items = value if isinstance(value, list) else [value]
+    for inst in items:
+        if not isinstance(inst, dict):
+            raise LabelProblem(f"expected an object with 'type', not {type(inst).__name__}")
+        t = inst.get("type")
+        if t not in STATES:
+            raise LabelProblem(f"unknown type {t!r}; expected one of {', '.join(STATES)}")
+    return items
+
+
+# -- geometry ------------------------------------------------------------------------------------
+def natural_spline(t: np.ndarray, z: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Natural cubic spline through points ``z`` (complex: x + iy) at knots ``t``, evaluated at ``ts``.
+
+    The same curve as ``scipy.interpolate.CubicSpline(t, pts, bc_type="natural")`` (the tests check
+    it) without its per-call overhead, which would dominate at 500 frames/s with several curves a
+    frame: second derivatives M from the tridiagonal system (M = 0 at both ends), then a cubic per
+    interval. Complex numbers carry x and y through one 1-D computation.
+    """
+    n = len(t)
+    h = t[1:] - t[:-1]
+    slope = (z[1:] - z[:-1]) / h
+    m = np.zeros(n, complex)
+    if n > 2:  # Thomas algorithm on Python numbers: n is small, numpy calls would cost more
+        hl = h.tolist()
+        rhs = (6 * (slope[1:] - slope[:-1])).tolist()
+        diag = [2 * (hl[i] + hl[i + 1]) for i in range(n - 2)]
+        for i in range(1, n - 2):
+            f = hl[i] / diag[i - 1]
+            diag[i] -= f * hl[i]
+            rhs[i] -= f * rhs[i - 1]
+        sol = [rhs[-1] / diag[-1]]
+        for i in range(n - 4, -1, -1):
+            sol.append((rhs[i] - hl[i + 1] * sol[-1]) / diag[i])
+        m[1:-1] = sol[::-1]
+    k = np.searchsorted(t, ts, side="right") - 1
+    np.minimum(k, n - 2, out=k)  # ts == t[-1] belongs to the last interval
+    u = ts - t[k]
+    c1 = (slope - h * (2 * m[:-1] + m[1:]) / 6)[k]
+    c3 = ((m[1:] - m[:-1]) / (6 * h))[k]
+    return z[k] + u * (c1 + u * (m[k] / 2 + u * c3))
+
+
+def spline_points(x: np.ndarray, y: np.ndarray, per_pixel: float = SAMPLES_PER_PIXEL,
+                  max_length: float = math.inf) -> np.ndarray:
+    """Natural cubic spline through (x, y) by cumulative chord length, sampled densely: (n, 2) x, y.
+
+    ``per_pixel`` samples per pixel of chord length (the arc of a smooth curve exceeds its chords
+    by a few percent, so 1.25 keeps samples under 1 px apart). Repeated consecutive points are
+    dropped (a zero chord has no parameter); fewer than 3 distinct points is a :class:`LabelProblem`,
+    and so is a curve longer than ``max_length`` pixels (coordinates far off the image would
+    otherwise ask for millions of samples).
+    """
+    z = x + 1j * y
+    if len(z) >= 2:
+        z = z[np.concatenate([[True], z[1:] != z[:-1]])]
+    if len(z) < MIN_CURVE_POINTS:
+        raise LabelProblem(f"curve has {len(z)} distinct point(s); a spline needs at least {MIN_CURVE_POINTS}")
+    t = np.concatenate([[0.0], np.cumsum(np.abs(z[1:] - z[:-1]))])
+    if t[-1] > max_length:
+        raise LabelProblem(f"curve is {t[-1]:.0f} px long in the output, far larger than the image: "
+                           f"coordinates out of range?")
+    n = max(int(math.ceil(t[-1] * per_pixel)) + 1, len(z))
+    ts = np.arange(n) * (t[-1] / (n - 1))  # np.linspace's Python overhead shows at this rate
+    ts[-1] = t[-1]
+    return natural_spline(t, z, ts).view(np.float64).reshape(-1, 2)
+
+
+def fill_polygon(mask: np.ndarray, x: np.ndarray, y: np.ndarray, value: int) -> None:
+    """Set ``value`` where the pixel centre lies inside the closed polygon (even-odd), in place.
+
+    A vectorised scan line over the polygon's bounding box: each edge crosses the pixel-centre rows
+    in [min y, max y), so every row meets an even number of crossings.
+    """
+    h, w = mask.shape
+    x1, y1 = np.concatenate([x[1:], x[:1]]), np.concatenate([y[1:], y[:1]])
+    r0 = np.maximum(np.ceil(np.minimum(y, y1)), 0).astype(np.int64)  # ufuncs: np.clip is slower here
+    r1 = np.minimum(np.ceil(np.maximum(y, y1)), h).astype(np.int64)
+    counts = np.maximum(r1 - r0, 0)
+    total = int(counts.sum())
+    if total == 0:
+        return
+    edge = np.repeat(np.arange(len(x)), counts)
+    rows = r0[edge] + (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts))
+    xa, ya = x[edge], y[edge]
+    cross = xa + (rows - ya) / (y1[edge] - ya) * (x1[edge] - xa)  # counts > 0 implies ya != yb
+    cols = np.minimum(np.maximum(np.ceil(cross), 0), w).astype(np.int64)
+    order = np.argsort(rows * (w + 1) + cols, kind="stable")  # by row, then column
+    rows, cols = rows[order], cols[order]
+    top, bottom = int(rows[0]), int(rows[-1]) + 1
+    left, right = int(cols.min()), int(cols.max())  # spans cover [left, right): work in the box only
+    width = right - left + 1
+    flat = (rows - top) * width + (cols - left)
+    size = (bottom - top) * width
+    diff = np.bincount(flat[0::2], minlength=size) - np.bincount(flat[1::2], minlength=size)
+    inside = np.cumsum(diff.reshape(bottom - top, width)[:, :-1], axis=1) > 0
+    mask[top:bottom, left:right][inside] = value
+
+
+def _disk(thickness: float) -> tuple[np.ndarray, np.ndarray]:
+    r = max(thickness, 1.0) / 2.0
+    k = int(math.ceil(r))
+    dy, dx = np.mgrid[-k:k + 1, -k:k + 1]
+    inside = dy**2 + dx**2 <= max(r - 0.5, 0.0) ** 2 + 1e-9
+    return dy[inside], dx[inside]
+
+
+def draw_line(mask: np.ndarray, x: np.ndarray, y: np.ndarray, value: int, thickness: float) -> None:
+    """Stamp a disk ``thickness`` pixels wide at every sample (samples are < 1 px apart), in place."""
+    h, w = mask.shape
+    dy, dx = _disk(thickness)
+    r = (np.rint(y).astype(np.int64)[:, None] + dy[None, :]).ravel()
+    c = (np.rint(x).astype(np.int64)[:, None] + dx[None, :]).ravel()
+    ok = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+    mask[r[ok], c[ok]] = value
+
+
+def between_polygon(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Outline of the region between two sampled curves: a, then b from the end nearest a's end."""
+    if np.hypot(*(a[-1] - b[-1])) < np.hypot(*(a[-1] - b[0])):
+        b = b[::-1]
+    return np.concatenate([a, b])
+
+
+# -- one entry -----------------------------------------------------------------------------------
+class _Class:
+    __slots__ = ("blurred", "drawn", "off", "problem")
+
+    def __init__(self) -> None:
+        self.drawn = self.off = self.blurred = self.problem = False
+
+
+def render_labels(
+    entry: dict[str, Any],
+    class_map: ClassMap,
+    shape: tuple[int, int],
+    transform: PixelTransform = PixelTransform(),
+    *,
+    image: str = "",
+    on_error: str = "stop",
+) -> Rendered:
+    """Masks, label states and keypoints of one Unity labels entry (``{"labels": {...}}``).
+
+    ``shape`` is the output (H, W); ``transform`` maps PNG pixels to it (letterbox). With
+    ``on_error="stop"`` a malformed label raises a DatakitError naming ``image`` and the label;
+    with ``"skip"`` that label is left out (its class becomes unknown, its keypoint -1) and
+    described in ``problems``.
+    """
+    labels = entry.get("labels") if isinstance(entry, dict) else None
+    if not isinstance(labels, dict):
+        raise DatakitError("entry has no 'labels' object", image or None)
+    problems: list[str] = []
+
+    def fail(name: str, reason: str) -> None:
+        if on_error == "stop":
+            raise DatakitError(f"label {name!r}: {reason}", image or None)
+        problems.append(f"{image}: label {name!r} left out: {reason}")
+
+    parsed: dict[str, list[dict[str, Any]] | None] = {}
+
+    def get(name: str) -> list[dict[str, Any]] | None:
+        """Instances of a label, [] when absent, None when malformed (already reported)."""
+        if name not in parsed:
+            try:
+                parsed[name] = instances(labels[name]) if name in labels else []
+            except LabelProblem as e:
+                fail(name, str(e))
+                parsed[name] = None
+        return parsed[name]
+
+    def curve(name: str, inst: dict[str, Any]) -> np.ndarray | None:
+        try:
+            x, y = transform.apply(*parse_xy(inst))
+            return spline_points(x, y, SAMPLES_PER_PIXEL, max_length)
+        except LabelProblem as e:
+            fail(name, str(e))
+            return None
+
+    mask = np.zeros(shape, np.uint8)
+    max_length = 20.0 * (shape[0] + shape[1])  # a real contour stays within a few image perimeters
+    states = [_Class() for _ in class_map.classes]
+    for rule in class_map.rules:
+        st = states[rule.index]
+        if rule.mode == "between":
+            first, second = (get(n) for n in rule.curves)
+            if first is None or second is None:
+                st.problem = True
+                continue
+            for ia, ib in zip(first, second, strict=False):  # instance k pairs with instance k
+                kinds = {ia["type"], ib["type"]}
+                if kinds == {"curve"}:
+                    a, b = curve(rule.curves[0], ia), curve(rule.curves[1], ib)
+                    if a is None or b is None:
+                        st.problem = True
+                        continue
+                    poly = between_polygon(a, b)
+                    fill_polygon(mask, poly[:, 0], poly[:, 1], rule.index)
+                    st.drawn = True
+                elif "blurred" in kinds:
+                    st.blurred = True
+                elif "off" in kinds:
+                    st.off = True
+                else:
+                    fail(rule.curves[0], f"a 'between' rule needs two curves, found types {sorted(kinds)}")
+                    st.problem = True
+            continue
+        for name in rule.curves:
+            insts = get(name)
+            if insts is None:
+                st.problem = True
+                continue
+            for inst in insts:
+                if inst["type"] == "off":
+                    st.off = True
+                elif inst["type"] == "blurred":
+                    st.blurred = True
+                else:
+                    pts = curve(name, inst)
+                    if pts is None:
+                        st.problem = True
+                    elif rule.mode == "fill":
+                        fill_polygon(mask, pts[:, 0], pts[:, 1], rule.index)
+                        st.drawn = True
+                    else:
+                        draw_line(mask, pts[:, 0], pts[:, 1], rule.index, rule.thickness)
+                        st.drawn = True
+    keypoints = _keypoints(class_map.points, get, transform, fail)
+    # only painted classes can be present; (mask == k).any() beats bincount on uint8
+    present = [k == 0 or s.drawn for k, s in enumerate(states)]
+    present = [p and bool((mask == k).any()) for k, p in enumerate(present)]
+    label_state = np.array([1 if present[k] else -1 if (s.blurred or s.problem or s.drawn) else
+                            0 if s.off else -1 for k, s in enumerate(states)], np.int8)
+    label_state[0] = 1 if present[0] else 0
+    used = class_map.label_names
+    return Rendered(mask, label_state, keypoints, problems, sorted(n for n in labels if n not in used))
+
+
+def _keypoints(names: Sequence[str], get: Callable[[str], list[dict[str, Any]] | None],
+               transform: PixelTransform, fail: Callable[[str, str], None]) -> np.ndarray:
+    """(P, 3) x, y, visibility; the first instance of each point label counts."""
+    out = np.full((len(names), 3), np.nan, np.float32)
+    for i, name in enumerate(names):
+        insts = get(name)
+        out[i, 2] = -1  # absent or malformed: unknown
+        if not insts:
+            continue
+        inst = insts[0]
+        if inst["type"] == "off":
+            out[i, 2] = 0
+        elif inst["type"] == "point":
+            try:
+                x, y = parse_xy(inst)
+                if len(x) != 1:
+                    raise LabelProblem(f"a point needs one x and one y, found {len(x)}")
+            except LabelProblem as e:
+                fail(name, str(e))
+                continue
+            tx, ty = transform.apply(x, y)
+            out[i] = (tx[0], ty[0], 1)
+        elif inst["type"] == "curve":
+            fail(name, "is a curve, but the class manifest lists it as a point")
+    return out

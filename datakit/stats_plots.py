@@ -1,0 +1,78 @@
+"""``datakit stats --plots DIR``: PNG figures of a store's statistics (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from datakit.preview import colour
+from datakit.stats import SampleFigures
+
+
+def write_plots(stats: dict[str, Any], figs: SampleFigures, out: Path) -> list[Path]:
+    """Coverage distributions per class, samples and patients per split, intensity histogram."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    classes = stats["classes"]
+    written = []
+
+    # coverage distributions: one column per class, mask on top, scribble below
+    fig, axes = plt.subplots(2, len(classes), figsize=(3.2 * len(classes), 5.5), squeeze=False)
+    for j, name in enumerate(classes):
+        for row, (px, known, what) in enumerate(((figs.mask_px, figs.mask_known, "mask"),
+                                                 (figs.scribble_px, figs.scribble_known, "scribble"))):
+            ax = axes[row, j]
+            values = 100.0 * px[known, j] / figs.pixels
+            ax.hist(values, bins=40, color=colour(j), alpha=0.9)
+            ax.set_title(f"{name}: {what}", fontsize=10)
+            ax.set_xlabel("% of image pixels")
+            if j == 0:
+                ax.set_ylabel("samples")
+            if not len(values):
+                ax.text(0.5, 0.5, f"no {what}s", transform=ax.transAxes, ha="center", va="center")
+    fig.suptitle("Coverage per class (samples that carry the array)")
+    fig.tight_layout()
+    written.append(_save(fig, out / "coverage.png"))
+
+    # samples and patients per split
+    names = [n for n in stats["splits"] if n != "all"] or list(stats["splits"])
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, key in zip(axes, ("samples", "patients"), strict=True):
+        values = [stats["splits"][n][key] for n in names]
+        bars = ax.bar(names, values, color=[f"C{i}" for i in range(len(names))])
+        ax.bar_label(bars)
+        ax.margins(y=0.12)  # room for the labels
+        ax.set_title(f"{key} per split")
+        ax.set_ylabel(key)
+    fig.tight_layout()
+    written.append(_save(fig, out / "splits.png"))
+
+    # intensity histogram (the subsample the percentiles come from)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    values = np.concatenate(figs.subsample) if figs.subsample else np.zeros(0)
+    if len(values):
+        lo, hi = np.percentile(values, [0.1, 99.9])
+        ax.hist(values, bins=100, range=(lo, hi) if hi > lo else None, color="C0")
+        for q, label in ((np.percentile(values, 1), "p1"), (np.percentile(values, 99), "p99")):
+            ax.axvline(q, color="k", ls="--", lw=1)
+            ax.text(q, ax.get_ylim()[1] * 0.95, f" {label}", va="top")
+    ax.set_title("Stored intensities (all samples, normalised)")
+    ax.set_xlabel("intensity")
+    ax.set_ylabel("pixels (sampled)" if len(values) < figs.sum.size * figs.pixels else "pixels")
+    fig.tight_layout()
+    written.append(_save(fig, out / "intensity.png"))
+    return written
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,200 @@
+"""``datakit export nnunet``: the export read back and checked against nnU-Net v2's documented rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from datakit.cli import app
+from datakit.pipeline import ConvertOptions, convert
+from datakit.sources.folder import FolderSource
+from datakit.store import Store
+from tests.folder_data import write_pairs
+
+runner = CliRunner()
+
+
+def run(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def read(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pixel array and affine (None for PNG)."""
+    if path.name.endswith(".nii.gz"):
+        img = nib.load(path)
+        return np.asarray(img.dataobj), img.affine
+    return np.asarray(Image.open(path)), None
+
+
+def check_nnunet_rules(folder: Path) -> dict:
+    """nnU-Net v2 dataset format (documentation/dataset_format.md), as verify_dataset_integrity checks it."""
+    ds = json.loads((folder / "dataset.json").read_text())
+    for key in ("channel_names", "labels", "numTraining", "file_ending"):
+        assert key in ds, key
+    labels = ds["labels"]
+    values = sorted(labels.values())
+    assert labels["background"] == 0 and values == list(range(len(values)))  # consecutive from 0
+    if "ignore" in labels:
+        assert labels["ignore"] == max(values)  # the ignore label must be the highest
+    ending, n_channels = ds["file_ending"], len(ds["channel_names"])
+    cases = sorted(p.name[: -len(ending)] for p in (folder / "labelsTr").iterdir())
+    assert ds["numTraining"] == len(cases)
+    per_channel = 1 if ending == ".png" else n_channels  # RGB PNG: one file holds the 3 channels
+    expected = sorted(f"{c}_{k:04d}{ending}" for c in cases for k in range(per_channel))
+    assert sorted(p.name for p in (folder / "imagesTr").iterdir()) == expected
+    for c in cases:
+        lab, lab_affine = read(folder / "labelsTr" / f"{c}{ending}")
+        assert set(np.unique(lab).tolist()) <= set(values), c
+        for k in range(per_channel):
+            img, img_affine = read(folder / "imagesTr" / f"{c}_{k:04d}{ending}")
+            assert img.shape[:lab.ndim] == lab.shape, c  # matching geometry
+            if lab_affine is not None:
+                assert np.allclose(img_affine, lab_affine), c
+    if (folder / "splits_final.json").exists():
+        for fold in json.loads((folder / "splits_final.json").read_text()):
+            assert set(fold) == {"train", "val"} and not set(fold["train"]) & set(fold["val"])
+            assert set(fold["train"]) | set(fold["val"]) <= set(cases)
+    return ds
+
+
+def test_acdc_volumes_export_as_nifti_cases(acdc_store: Path, tmp_path: Path) -> None:
+    r = run("export", "nnunet", acdc_store, tmp_path, "--dataset-id", "27", "--name", "ACDC")
+    assert r.exit_code == 0, r.output
+    folder = tmp_path / "Dataset027_ACDC"
+    ds = check_nnunet_rules(folder)
+    assert ds["file_ending"] == ".nii.gz" and ds["labels"] == {"background": 0, "RV": 1, "MYO": 2, "LV": 3}
+    cases = json.loads((folder / "datakit_cases.json").read_text())
+    with Store(acdc_store) as s:
+        split_of = {p: k for k, idx in s.splits.items() for p in s.meta["patient"][idx]}
+        n_test = len({(s.meta["patient"][i], s.meta["frame"][i]) for i in s.splits["test"]})
+        assert len(list((folder / "imagesTs").iterdir())) == n_test
+        for case, info in cases.items():
+            part = "Ts" if info["split"] == "test" else "Tr"
+            img = nib.load(folder / f"images{part}" / f"{case}_0000.nii.gz")
+            lab = np.asarray(nib.load(folder / f"labels{part}" / f"{case}.nii.gz").dataobj)
+            idx = info["samples"]
+            assert s.meta["slice"][idx].tolist() == list(range(len(idx)))  # the whole volume, in order
+            assert np.array_equal(lab, np.moveaxis(s.file["masks"][idx[0]:idx[-1] + 1], 0, -1))
+            assert np.allclose(np.asarray(img.dataobj)[:, :, 1], s.file["images"][idx[1], 0])
+            assert np.allclose(img.header.get_zooms(), [*s.meta["spacing"][idx[0]], s.meta["slice_spacing"][idx[0]]])
+            assert split_of[info["patient"]] == (info["split"] or "")
+        folds = json.loads((folder / "splits_final.json").read_text())
+        patients = {c: cases[c]["patient"] for c in cases}
+        train_p = {patients[c] for c in folds[0]["train"]}
+        val_p = {patients[c] for c in folds[0]["val"]}
+        assert not train_p & val_p  # patient-grouped: ED and ES of one patient never straddle folds
+        assert val_p == set(s.meta["patient"][s.splits["valid"]])
+
+
+def test_scribbles_export_uses_the_ignore_label(acdc_store: Path, tmp_path: Path) -> None:
+    r = run("export", "nnunet", acdc_store, tmp_path, "--dataset-id", "28", "--name", "ACDCscribbles",
+            "--labels", "scribbles")
+    assert r.exit_code == 0, r.output
+    folder = tmp_path / "Dataset028_ACDCscribbles"
+    ds = check_nnunet_rules(folder)
+    assert ds["labels"]["ignore"] == 4
+    cases = json.loads((folder / "datakit_cases.json").read_text())
+    case, info = next((c, i) for c, i in cases.items() if i["split"] != "test")
+    lab = np.asarray(nib.load(folder / "labelsTr" / f"{case}.nii.gz").dataobj)
+    with Store(acdc_store) as s:
+        sc = np.moveaxis(s.file["scribbles"][info["samples"][0]:info["samples"][-1] + 1], 0, -1)
+    assert np.array_equal(lab == 4, sc == 255) and np.array_equal(lab[sc != 255], sc[sc != 255])
+    assert 0.0 < (lab < 4).mean() < 0.5  # sparse: most pixels are ignore
+
+
+@pytest.fixture(scope="module")
+def rgb_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("rgb")
+    write_pairs(tmp / "polyps", [f"p{i}" for i in range(6)], size=(30, 40), rgb=True, mask_scale=1)
+    out = tmp / "polyps.h5"
+    convert(FolderSource(tmp / "polyps", classes=["background", "polyp"], size=32),
+            ConvertOptions(out=out, workers=1, progress=False), log=lambda m: None)
+    return out
+
+
+def test_natural_images_export_as_rgb_png(rgb_store: Path, tmp_path: Path) -> None:
+    r = run("export", "nnunet", rgb_store, tmp_path, "--dataset-id", "120", "--name", "Polyps")
+    assert r.exit_code == 0, r.output
+    folder = tmp_path / "Dataset120_Polyps"
+    ds = check_nnunet_rules(folder)
+    assert ds["file_ending"] == ".png" and ds["channel_names"] == {"0": "R", "1": "G", "2": "B"}
+    cases = json.loads((folder / "datakit_cases.json").read_text())
+    with Store(rgb_store) as s:
+        for case, info in cases.items():
+            part = "Ts" if info["split"] == "test" else "Tr"
+            i = info["samples"][0]
+            img = np.asarray(Image.open(folder / f"images{part}" / f"{case}_0000.png"))
+            assert img.shape == (32, 32, 3)
+            assert np.array_equal(img, np.rint(np.moveaxis(s.file["images"][i], 0, -1) * 255))  # 8-bit exact
+            lab = np.asarray(Image.open(folder / f"labels{part}" / f"{case}.png"))
+            assert np.array_equal(lab, s.file["masks"][i])
+
+
+def test_export_refuses_and_leaves_nothing_behind(rgb_store: Path, acdc_store: Path, tmp_path: Path) -> None:
+    assert run("export", "nnunet", rgb_store, tmp_path, "--dataset-id", "5", "--name", "A").exit_code == 0
+    r = run("export", "nnunet", rgb_store, tmp_path, "--dataset-id", "5", "--name", "A")
+    assert r.exit_code == 1 and "--overwrite" in r.output
+    r = run("export", "nnunet", rgb_store, tmp_path, "--dataset-id", "5", "--name", "B")
+    assert r.exit_code == 1 and "Dataset005_A already uses 5" in r.output
+    r = run("export", "nnunet", rgb_store, tmp_path, "--dataset-id", "1000", "--name", "C")
+    assert r.exit_code == 1 and "1-999" in r.output
+    r = run("export", "nnunet", acdc_store, tmp_path, "--dataset-id", "6", "--name", "D", "--format", "png")
+    assert r.exit_code == 1 and "8-bit" in r.output
+    r = run("export", "nnunet", rgb_store, tmp_path / "missing", "--dataset-id", "7", "--name", "E")
+    assert r.exit_code == 1 and "does not exist" in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset005_A"]
+    r = run("export", "nnunet", rgb_store, tmp_path, "--dataset-id", "5", "--name", "A", "--labels", "scribbles",
+            "--overwrite")
+    assert r.exit_code == 1 and "no training case has any scribbles" in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset005_A"]  # the previous export is intact
+    r = run("export", "nnunet", rgb_store, tmp_path, "--dataset-id", "5", "--name", "A", "--overwrite")
+    assert r.exit_code == 0 and check_nnunet_rules(tmp_path / "Dataset005_A")
+
+
+def test_2d_samples_as_nifti_one_file_per_channel(rgb_store: Path, tmp_path: Path) -> None:
+    r = run("export", "nnunet", rgb_store, tmp_path, "--dataset-id", "121", "--name", "PolypsNii",
+            "--format", "nifti", "--channel-names", "red,green,blue")
+    assert r.exit_code == 0, r.output
+    folder = tmp_path / "Dataset121_PolypsNii"
+    ds = check_nnunet_rules(folder)
+    assert ds["channel_names"] == {"0": "red", "1": "green", "2": "blue"}
+    case = sorted(p.name for p in (folder / "labelsTr").iterdir())[0][: -len(".nii.gz")]
+    img = nib.load(folder / "imagesTr" / f"{case}_0002.nii.gz")
+    assert img.shape == (32, 32, 1) and img.header.get_zooms()[2] == 999.0  # nnU-Net's 2D convention
+
+
+def test_unknown_mask_pixels_become_ignore_and_empty_cases_are_skipped(tmp_path: Path) -> None:
+    from tests.folder_data import small_store
+
+    masks = [np.zeros((8, 8), np.uint8) for _ in range(5)]
+    masks[0][2:4, 2:4] = 1
+    masks[1][:, :4] = 255  # half unknown
+    masks[3][:] = 255  # no mask at all
+    store = small_store(tmp_path / "s.h5", classes=["background", "lesion"], masks=masks)
+    r = run("export", "nnunet", store, tmp_path, "--dataset-id", "9", "--name", "Toy")
+    assert r.exit_code == 0, r.output
+    assert "1 case(s) without any masks label skipped" in r.output
+    folder = tmp_path / "Dataset009_Toy"
+    ds = check_nnunet_rules(folder)
+    assert ds["labels"] == {"background": 0, "lesion": 1, "ignore": 2}
+    lab = np.asarray(Image.open(folder / "labelsTr" / "p1.png"))
+    assert (lab[:, :4] == 2).all() and (lab[:, 4:] == 0).all()
+    assert not (folder / "labelsTs" / "p3.png").exists() and (folder / "labelsTs" / "p4.png").exists()
+    assert json.loads((folder / "splits_final.json").read_text()) == [{"train": ["p0", "p1"], "val": ["p2"]}]
+
+
+def test_slices_stored_out_of_order_are_read_in_slice_order(tmp_path: Path) -> None:
+    import h5py
+
+    from datakit.export.nnunet import _read
+
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        d = f.create_dataset("x", data=np.arange(10) * 10)
+        assert _read(d, [3, 4, 5]).tolist() == [30, 40, 50]
+        assert _read(d, [5, 2, 7]).tolist() == [50, 20, 70]

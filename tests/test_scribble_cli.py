@@ -1,0 +1,147 @@
+"""`convert acdc --scribbles synth:ALGO` and `datakit scribble` through the CLI, exit codes asserted."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from datakit.cli import app
+from datakit.store import Store, validate_store
+
+runner = CliRunner()
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+@pytest.fixture(scope="module")
+def two_patients(acdc_phantoms: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of two phantom patient folders (fewer slices: these tests synthesise every one)."""
+    root = tmp_path_factory.mktemp("two") / "patients"
+    root.mkdir()
+    for d in sorted(p for p in acdc_phantoms.rglob("patient*") if p.is_dir())[:2]:
+        shutil.copytree(d, root / d.name)
+    return root
+
+
+def _convert(src: Path, out: Path, *args: str) -> Path:
+    r = runner.invoke(app, ["convert", "acdc", str(src), "--out", str(out), "--split", "random",
+                            "--ratios", "0.5,0.5,0", "--seed", "5", "-j", "1", *args])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def manual_store(two_patients: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _convert(two_patients, tmp_path_factory.mktemp("manual") / "manual.h5")
+
+
+@pytest.fixture(scope="module")
+def synth_store(two_patients: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _convert(two_patients, tmp_path_factory.mktemp("synth") / "synth.h5",
+                    "--scribbles", "synth:wsl4mis", "--scribble-thickness", "3")
+
+
+def test_convert_with_synthetic_scribbles(synth_store: Path) -> None:
+    assert validate_store(synth_store) == []
+    with Store(synth_store) as s:
+        assert set(s.meta["scribble_source"]) == {"synthetic:wsl4mis"}
+        assert json.loads(s.attrs["scribble_synthesis"]) == {"algo": "wsl4mis", "seed": 5, "thickness": 3}
+        masks, scribbles = s.file["masks"][()], s.file["scribbles"][()]
+    labelled = scribbles != 255
+    assert labelled.any() and (scribbles[labelled] == masks[labelled]).all()
+
+
+def test_scribble_command_matches_convert_synth(manual_store: Path, synth_store: Path, tmp_path: Path) -> None:
+    """Re-scribbling the manual store gives exactly what converting with synth: gave."""
+    acdc_store = manual_store
+    before = _digest(acdc_store)
+    out = tmp_path / "re.h5"
+    r = runner.invoke(app, ["scribble", str(acdc_store), "--algo", "wsl4mis", "--scribble-thickness", "3",
+                            "--seed", "5", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "synthetic scribbles" in r.output
+    assert _digest(acdc_store) == before  # the input is only read
+    assert validate_store(out) == []
+    with Store(out) as new, Store(synth_store) as ref, Store(acdc_store) as old:
+        assert np.array_equal(new.file["scribbles"][()], ref.file["scribbles"][()])
+        for name in ("images", "masks", "label_state"):
+            assert np.array_equal(new.file[name][()], old.file[name][()]), name
+        for name, col in old.meta.items():
+            if name != "scribble_source":
+                assert np.array_equal(new.meta[name], col), name
+        assert set(new.meta["scribble_source"]) == {"synthetic:wsl4mis"}
+        assert {k: v.tolist() for k, v in new.splits.items()} == {k: v.tolist() for k, v in old.splits.items()}
+        assert new.split_attrs["method"] == old.split_attrs["method"]
+        assert list(new.patients) == list(old.patients)
+        assert new.attrs["source_dataset"] == "acdc"
+        assert "datakit scribble" in new.attrs["command"]
+        assert json.loads(new.attrs["scribble_synthesis"])["algo"] == "wsl4mis"
+        assert new.file["images"].compression == old.file["images"].compression
+
+
+def test_scribble_refuses_existing_output_then_overwrites(manual_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "new.h5"
+    out.write_bytes(b"previous")
+    args = ["scribble", str(manual_store), "--algo", "skeleton", "--out", str(out)]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 1 and "already exists" in r.output and "--overwrite" in r.output
+    assert out.read_bytes() == b"previous"
+    r = runner.invoke(app, [*args, "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert validate_store(out) == [] and _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--algo", "skeletn"], "unknown scribble algorithm 'skeletn'; known: randomwalk, skeleton"),
+    (["--algo", "skeleton", "--scribble-coverage", "0.2"], "takes no 'coverage'"),
+])
+def test_scribble_bad_input_leaves_nothing(manual_store: Path, tmp_path: Path, extra: list[str],
+                                          message: str) -> None:
+    out = tmp_path / "x.h5"
+    r = runner.invoke(app, ["scribble", str(manual_store), "--out", str(out), *extra])
+    assert r.exit_code == 1, r.output
+    assert message in r.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_scribble_on_a_file_that_is_not_a_store(tmp_path: Path) -> None:
+    bad = tmp_path / "plain.h5"
+    with h5py.File(bad, "w") as f:
+        f["x"] = 1
+    r = runner.invoke(app, ["scribble", str(bad), "--algo", "skeleton", "--out", str(tmp_path / "o.h5")])
+    assert r.exit_code == 1 and "plain.h5" in r.output and "not a datakit store" in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.h5"]
+
+
+def test_scribble_out_same_as_input_is_refused(manual_store: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "s.h5"
+    copy.write_bytes(manual_store.read_bytes())
+    r = runner.invoke(app, ["scribble", str(copy), "--algo", "skeleton", "--out", str(copy), "--overwrite"])
+    assert r.exit_code == 1 and "must differ" in r.output
+    assert validate_store(copy) == []
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--scribbles", "synth:nope"], "unknown scribble algorithm 'nope'"),
+    (["--scribbles", "synth:skeleton", "--scribble-coverage", "0.1"], "takes no 'coverage'"),
+    (["--scribbles", "auto", "--scribble-thickness", "3"], "only applies to --scribbles synth:ALGO"),
+])
+def test_convert_bad_scribble_options(two_patients: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    out = tmp_path / "o.h5"
+    r = runner.invoke(app, ["convert", "acdc", str(two_patients), "--out", str(out), "-j", "1", *args])
+    assert r.exit_code == 1, r.output
+    assert message in r.output
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,310 @@
+"""Unity Imaging: phantoms, the source, `datakit splines-to-masks unity` and `datakit synth unity`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from datakit.cli import app
+from datakit.store import validate_store
+from datakit.synth.unity import write_unity_phantoms
+
+runner = CliRunner()
+HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+@pytest.fixture(scope="session")
+def unity_phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five phantom videos of two frames (3 train, 1 tune, 1 ival), read-only: copy to modify."""
+    root = tmp_path_factory.mktemp("unity") / "unity"
+    write_unity_phantoms(root, videos=5, frames=2, seed=3, shape=(120, 160))
+    return root
+
+
+@pytest.fixture
+def unity_copy(unity_phantoms: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "unity"
+    shutil.copytree(unity_phantoms, dst)
+    return dst
+
+
+def tree_digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+def convert(src: Path, out: Path, *extra: str):
+    return runner.invoke(app, ["splines-to-masks", "unity", str(src), "--out", str(out), "-j", "1", *extra])
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.suffix in (".h5", ".tmp") or p.name.endswith(".tmp"))
+
+
+@pytest.fixture(scope="session")
+def unity_store(unity_phantoms: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ustore") / "unity.h5"
+    before = tree_digest(unity_phantoms)
+    res = convert(unity_phantoms, out, "--size", "96")
+    assert res.exit_code == 0, res.output
+    assert tree_digest(unity_phantoms) == before  # sources are only read
+    return out
+
+
+def test_synth_writes_the_unity_layout(unity_phantoms: Path) -> None:
+    pngs = sorted(unity_phantoms.glob("png-cache/*/*/*/*.png"))
+    assert len(pngs) == 10
+    for p in pngs:
+        cls, code, frame = p.name[:-4].split("-")
+        assert p.parent.parts[-3:] == (cls, code[:2], code[2:4]) and HEX.match(code) and len(frame) == 4
+    assert {p.parts[-4] for p in pngs} == {"01", "02"}
+    modes = {Image.open(p).mode for p in pngs}
+    assert modes == {"L", "RGB"}
+    labels = json.loads((unity_phantoms / "labels-all.json").read_text())
+    assert set(labels) == {p.name for p in pngs}
+    variants = {type(e["labels"]["curve-lv-endo"]).__name__ for e in labels.values()}
+    assert variants == {"dict", "list"}  # both JSON variants
+    types = [inst["type"] for e in labels.values() for v in e["labels"].values()
+             for inst in (v if isinstance(v, list) else [v])]
+    assert {"curve", "point", "off", "blurred"} <= set(types)
+    for stem in ("labels-train", "labels-tune", "labels-ival"):
+        part = json.loads((unity_phantoms / f"{stem}.json").read_text())
+        assert (unity_phantoms / f"{stem}.txt").read_text().split() == list(part)
+    assert len(json.loads((unity_phantoms / "labels-ival.json").read_text())) == 2
+
+
+def test_synth_cli_refuses_a_non_empty_folder(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["synth", "unity", str(tmp_path / "u"), "--videos", "1", "--frames", "1"])
+    assert res.exit_code == 0, res.output
+    assert "wrote 1 frames of 1 Unity phantom videos" in res.output
+    res = runner.invoke(app, ["synth", "unity", str(tmp_path / "u"), "--videos", "1"])
+    assert res.exit_code == 1 and "--overwrite" in res.output
+
+
+def test_store_is_valid_with_masks_states_keypoints(unity_store: Path, unity_phantoms: Path) -> None:
+    assert validate_store(unity_store) == []
+    with h5py.File(unity_store) as f:
+        assert json.loads(f.attrs["classes"]) == ["background", "LV", "MYO", "LA", "RV", "RA"]
+        assert f["images"].shape == (10, 1, 96, 96) and f["images"].attrs["normalization"] == "scale:1/255"
+        masks, states = f["masks"][:], f["label_state"][:]
+        assert set(np.unique(masks)) == {0, 1, 2, 3, 4, 5}
+        assert (states == 0).any() and (states == -1).any()  # off RA, blurred RV
+        for m, s in zip(masks, states, strict=True):  # a state of 1 exactly when the class has pixels
+            present = np.bincount(m.ravel(), minlength=6) > 0
+            assert ((s == 1) == present).all()
+        kp = f["keypoints"]
+        assert json.loads(kp.attrs["names"])[0] == "mv-ant-hinge"
+        assert (kp[:, :, 2] == 1).any() and (kp[:, :, 2] == -1).any()
+        assert np.isnan(f["meta/spacing"][:]).all()
+        patients = [p.decode() for p in f["meta/patient"][:]]
+        assert all(HEX.match(p) for p in patients) and len(set(patients)) == 5
+        assert {d.decode() for d in f["meta/dataset"][:]} == {"unity"}
+        src = f["meta/source"][0].decode()
+        assert src.startswith("png-cache/") and (unity_phantoms / src).is_file()
+        assert f["meta/source_shape"][0].tolist() == [120, 160]
+        # letterbox: 120 x 160 -> 72 x 96, padded 12 rows above and below
+        assert (masks[:, :12] == 0).all() and (masks[:, -12:] == 0).all()
+
+
+def test_splits_follow_unity_files_and_never_cut_a_video(unity_store: Path, unity_phantoms: Path) -> None:
+    def videos(stem: str) -> set[str]:
+        return {k.split("-")[1] for k in json.loads((unity_phantoms / f"{stem}.json").read_text())}
+
+    with h5py.File(unity_store) as f:
+        patients = np.array([p.decode() for p in f["meta/patient"][:]])
+        assert f["splits"].attrs["method"].startswith("official:labels-train.json")
+        got = {name: set(patients[f["splits"][name][:]]) for name in ("train", "valid", "test")}
+    assert got == {"train": videos("labels-train"), "valid": videos("labels-tune"), "test": videos("labels-ival")}
+    for video in set(patients):
+        assert sum(video in s for s in got.values()) == 1
+
+
+def test_video_split_across_files_goes_to_one_split(unity_copy: Path, tmp_path: Path) -> None:
+    train = json.loads((unity_copy / "labels-train.json").read_text())
+    moved = sorted(train)[0]  # one frame of a training video now also listed for testing
+    ival = json.loads((unity_copy / "labels-ival.json").read_text())
+    ival[moved] = train[moved]
+    (unity_copy / "labels-ival.json").write_text(json.dumps(ival))
+    res = convert(unity_copy, tmp_path / "s.h5", "--size", "64")
+    assert res.exit_code == 0, res.output
+    assert "never cut" in res.output
+    with h5py.File(tmp_path / "s.h5") as f:
+        patients = np.array([p.decode() for p in f["meta/patient"][:]])
+        video = moved.split("-")[1]
+        assert video in set(patients[f["splits/train"][:]])  # 2 frames listed in train, 1 in ival
+        assert video not in set(patients[f["splits/test"][:]])
+    assert validate_store(tmp_path / "s.h5") == []
+
+
+def test_random_split_without_split_files_and_labels_option(unity_copy: Path, tmp_path: Path) -> None:
+    res = convert(unity_copy, tmp_path / "t.h5", "--labels", "labels-train.json", "--size", "64")
+    assert res.exit_code == 0, res.output
+    with h5py.File(tmp_path / "t.h5") as f:
+        assert f["images"].shape[0] == 6 and len(set(f["meta/patient"][:])) == 3
+        assert len(f["splits/test"]) == 0 and len(f["splits/train"]) == 6
+    for stem in ("labels-train", "labels-tune", "labels-ival"):
+        (unity_copy / f"{stem}.json").unlink()
+    res = convert(unity_copy, tmp_path / "txt.h5", "--size", "64")  # the .txt lists suffice
+    assert res.exit_code == 0, res.output
+    with h5py.File(tmp_path / "txt.h5") as f:
+        assert f["splits"].attrs["method"] == "official:labels-train.txt,labels-tune.txt,labels-ival.txt"
+        assert [len(f["splits"][n]) for n in ("train", "valid", "test")] == [6, 2, 2]
+    for stem in ("labels-train", "labels-tune", "labels-ival"):
+        (unity_copy / f"{stem}.txt").unlink()
+    res = convert(unity_copy, tmp_path / "r.h5", "--size", "64")
+    assert res.exit_code == 0, res.output
+    with h5py.File(tmp_path / "r.h5") as f:
+        assert f["splits"].attrs["method"] == "random"
+    res = convert(unity_copy, tmp_path / "o.h5", "--split", "official")
+    assert res.exit_code == 1 and "labels-train" in res.output and not (tmp_path / "o.h5").exists()
+
+
+@pytest.mark.parametrize("key", [
+    "../outside/01-{code}-0000.png",
+    "png-cache/../../outside/01-{code}-0000.png",
+    "/tmp/01-{code}-0000.png",
+])
+def test_path_traversal_is_refused_never_read(unity_copy: Path, tmp_path: Path, key: str) -> None:
+    code = "ab" * 32
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(outside / f"01-{code}-0000.png")
+    labels = json.loads((unity_copy / "labels-all.json").read_text())
+    first = next(iter(labels.values()))
+    bad_key = key.format(code=code)
+    labels[bad_key] = first
+    (unity_copy / "labels-all.json").write_text(json.dumps(labels))
+    out = tmp_path / "store" / "u.h5"
+    out.parent.mkdir()
+    res = convert(unity_copy, out, "--size", "64")
+    assert res.exit_code == 1
+    assert bad_key in res.output and ("outside SRC" in res.output or "absolute" in res.output)
+    assert leftovers(out.parent) == []
+    res = convert(unity_copy, out, "--size", "64", "--on-error", "skip")
+    assert res.exit_code == 0, res.output
+    assert f"skipped frame labels-all.json#{bad_key}" in res.output
+    with h5py.File(out) as f:
+        assert f["images"].shape[0] == 10 and code not in {p.decode() for p in f["meta/patient"][:]}
+        assert bad_key in f.attrs["notes"]
+    assert validate_store(out) == []
+
+
+def test_missing_image_and_bad_key_name(unity_copy: Path, tmp_path: Path) -> None:
+    labels = json.loads((unity_copy / "labels-all.json").read_text())
+    gone = sorted(labels)[0]
+    next(unity_copy.glob(f"png-cache/*/*/*/{gone}")).unlink()
+    labels["not-a-unity-name.png"] = labels[sorted(labels)[1]]
+    no_labels = sorted(labels)[2]
+    labels[no_labels] = {"label": {}}  # an entry without its "labels" object
+    (unity_copy / "labels-all.json").write_text(json.dumps(labels))
+    res = convert(unity_copy, tmp_path / "m.h5")
+    assert res.exit_code == 1 and gone in res.output and "image not found" in res.output
+    assert leftovers(tmp_path) == []
+    res = convert(unity_copy, tmp_path / "m.h5", "--on-error", "skip", "--size", "64")
+    assert res.exit_code == 0, res.output
+    assert "not a Unity image name" in res.output and gone in res.output
+    assert f"{no_labels}: entry has no 'labels' object" in res.output
+    with h5py.File(tmp_path / "m.h5") as f:
+        assert f["images"].shape[0] == 8  # the videos keep their other frames
+    # an unreadable PNG is named too
+    tune = next(iter(json.loads((unity_copy / "labels-tune.json").read_text())))
+    broken = next(unity_copy.glob(f"png-cache/*/*/*/{tune}"))
+    broken.write_bytes(b"not a png")
+    res = convert(unity_copy, tmp_path / "b.h5", "--labels", str(unity_copy / "labels-tune.json"))
+    assert res.exit_code == 1 and "cannot read PNG" in res.output and tune in res.output
+    assert leftovers(tmp_path) == ["m.h5"]
+
+
+def test_malformed_curve_stops_or_drops_the_label(unity_copy: Path, tmp_path: Path) -> None:
+    labels = json.loads((unity_copy / "labels-all.json").read_text())
+    name = sorted(labels)[0]
+    lv = labels[name]["labels"]["curve-lv-endo"]
+    inst = lv[0] if isinstance(lv, list) else lv
+    inst["x"], inst["y"] = "10 20", "30 40"
+    (unity_copy / "labels-all.json").write_text(json.dumps(labels))
+    res = convert(unity_copy, tmp_path / "c.h5")
+    assert res.exit_code == 1
+    assert name in res.output and "curve-lv-endo" in res.output and "at least 3" in res.output
+    assert leftovers(tmp_path) == []
+    res = convert(unity_copy, tmp_path / "c.h5", "--on-error", "skip", "--size", "64")
+    assert res.exit_code == 0, res.output
+    with h5py.File(tmp_path / "c.h5") as f:
+        sources = [s.decode() for s in f["meta/source"][:]]
+        i = [Path(s).name for s in sources].index(name)  # the frame is kept ...
+        assert f["label_state"][i, 1] == -1 and not (f["masks"][i] == 1).any()  # ... its LV unknown
+        assert f["label_state"][i, 2] == 1  # the rest of the frame is drawn
+        assert f["images"].shape[0] == 10
+    assert validate_store(tmp_path / "c.h5") == []
+
+
+def test_existing_output_and_bad_options(unity_phantoms: Path, unity_store: Path, tmp_path: Path) -> None:
+    res = convert(unity_phantoms, unity_store)
+    assert res.exit_code == 1 and "--overwrite" in res.output
+    res = convert(unity_phantoms, tmp_path / "x.h5", "--scribbles", str(tmp_path))
+    assert res.exit_code == 1 and "no manual scribbles" in res.output
+    res = convert(unity_phantoms, tmp_path / "x.h5", "--scribbles", "synth:no-such-algo")
+    assert res.exit_code == 1 and "unknown scribble algorithm" in res.output
+    bad = tmp_path / "classes.json"
+    bad.write_text(json.dumps({"classes": ["background", "LV"], "rules": [{"class": "LV", "mode": "x"}]}))
+    res = convert(unity_phantoms, tmp_path / "x.h5", "--classes", str(bad))
+    assert res.exit_code == 1 and "classes.json#rules[0].mode" in res.output
+    res = convert(unity_phantoms, tmp_path / "x.h5", "--labels", "nope.json")
+    assert res.exit_code == 1 and "nope.json" in res.output and "not found" in res.output
+    (tmp_path / "broken.json").write_text("{")
+    res = convert(unity_phantoms, tmp_path / "x.h5", "--labels", str(tmp_path / "broken.json"))
+    assert res.exit_code == 1 and "not valid JSON" in res.output
+    assert leftovers(tmp_path) == []
+
+
+def test_custom_classes_with_a_line_rule(unity_phantoms: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "lv_only.json"
+    manifest.write_text(json.dumps({
+        "classes": ["background", "LV", "WALL"],
+        "rules": [{"class": "WALL", "mode": "line", "curves": ["curve-lv-antsep-rv", "curve-lv-post-epi"],
+                   "thickness": 2},
+                  {"class": "LV", "mode": "fill", "curves": ["curve-lv-endo"]}],
+        "points": ["lv-apex-endo"]}))
+    res = convert(unity_phantoms, tmp_path / "lv.h5", "--classes", str(manifest), "--size", "64",
+                  "--labels", "labels-ival.json")
+    assert res.exit_code == 0, res.output
+    assert "labels not in the class manifest, ignored" in res.output
+    with h5py.File(tmp_path / "lv.h5") as f:
+        assert json.loads(f.attrs["classes"]) == ["background", "LV", "WALL"]
+        assert set(np.unique(f["masks"][:])) == {0, 1, 2}
+        assert f["keypoints"].shape == (2, 1, 3)
+    assert validate_store(tmp_path / "lv.h5") == []
+
+
+def test_help_lists_the_commands() -> None:
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0 and "splines-to-masks" in res.output
+    res = runner.invoke(app, ["synth", "--help"])
+    assert res.exit_code == 0 and "unity" in res.output
+
+
+def test_masks_and_keypoints_line_up_with_the_stored_image(unity_store: Path) -> None:
+    with h5py.File(unity_store) as f:
+        images, masks, kp = f["images"][:, 0], f["masks"][:], f["keypoints"][:]
+        names = json.loads(f["keypoints"].attrs["names"])
+    apex = names.index("lv-apex-endo")
+    for img, m, k in zip(images, masks, kp, strict=True):
+        # the phantom's blood pool is dark and its myocardium bright, in the stored image too
+        assert img[m == 1].mean() < 0.5 * img[m == 2].mean()
+        # the endocardial apex point lies on the LV contour
+        x, y, vis = k[apex]
+        assert vis == 1
+        rows, cols = np.nonzero(m == 1)
+        assert np.hypot(cols - x, rows - y).min() < 1.5
+        assert y < rows.mean()  # apex up
