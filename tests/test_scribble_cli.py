@@ -145,3 +145,27 @@ def test_convert_bad_scribble_options(two_patients: Path, tmp_path: Path, args: 
     assert r.exit_code == 1, r.output
     assert message in r.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_scribble_options_reach_folder_and_unity_converters(tmp_path: Path) -> None:
+    """--scribble-thickness changes the synthetic scribbles of `convert folder` and `splines-to-masks`."""
+    from datakit.store import Store
+    from datakit.synth.unity import write_unity_phantoms
+    from tests.folder_data import write_pairs
+
+    write_pairs(tmp_path / "folder", [f"case{i}" for i in range(4)], size=(96, 96))
+    unity = tmp_path / "unity"
+    write_unity_phantoms(unity)
+
+    def pixels(cmd: list[str], thickness: str) -> int:
+        out = tmp_path / f"{cmd[0]}-{thickness}.h5"
+        r = CliRunner().invoke(app, [*cmd, "--out", str(out), "--scribbles", "synth:skeleton",
+                                     "--scribble-thickness", thickness, "--workers", "1"])
+        assert r.exit_code == 0, r.output
+        with Store(out) as s:
+            assert set(s.meta["scribble_source"]) == {"synthetic:skeleton"}
+            return int(sum((b != 255).sum() for _, b in s.iter_chunks("scribbles")))
+
+    for cmd in (["convert", "folder", str(tmp_path / "folder"), "--binarize", "127", "--classes", "background,fg",
+                 "--size", "96"], ["splines-to-masks", "unity", str(unity)]):
+        assert pixels(cmd, "5") > 1.5 * pixels(cmd, "1"), cmd

@@ -19,6 +19,7 @@ from datakit.cli.common import (
     default_workers,
     report,
 )
+from datakit.cli.scribble_opts import CoverageOpt, ScribbleSeedOpt, ThicknessOpt
 from datakit.errors import DatakitError
 
 
@@ -59,6 +60,9 @@ def convert_folder(
                                       "Default: each file is its own subject."),
     name: str = typer.Option(None, help="Dataset name (meta/dataset = folder:NAME; default the folder name)."),
     scribbles: str = typer.Option("none", help="none, or synth:ALGO (scribbles drawn from the masks)."),
+    scribble_thickness: int | None = ThicknessOpt,
+    scribble_coverage: float | None = CoverageOpt,
+    scribble_seed: int | None = ScribbleSeedOpt,
     split: str = typer.Option(None, help="official (train/ valid/ test/ sub-folders; the default when present), "
                               "random (the default otherwise), kfold:K/FOLD, file:PATH."),
     ratios: str = RatiosOpt,
@@ -73,7 +77,8 @@ def convert_folder(
     from datakit.sources.folder import FolderSource
     from datakit.splits import parse_ratios
 
-    mode, synth = parse_scribbles(scribbles, seed)
+    mode, synth = parse_scribbles(scribbles, seed if scribble_seed is None else scribble_seed,
+                                 thickness=scribble_thickness, coverage=scribble_coverage)
     if mode != "none":
         raise DatakitError(f"--scribbles for folders is none or synth:ALGO, not {scribbles!r}")
     source = FolderSource(src, classes=_names(classes), mask_suffix=mask_suffix, images_dir=images_dir,

@@ -17,6 +17,7 @@ from datakit.cli.common import (
     default_workers,
     report,
 )
+from datakit.cli.scribble_opts import CoverageOpt, ScribbleSeedOpt, ThicknessOpt
 
 app = typer.Typer(help="Rasterise spline (curve) labels into masks and convert to a datakit store.",
                   no_args_is_help=True)
@@ -35,6 +36,9 @@ def unity(
     norm: str = typer.Option("scale255", help="Per-image intensity normalisation: scale255 (x / 255), "
                              "percentile-iqr, zscore, minmax, none."),
     scribbles: str = typer.Option("none", help="none, or synth:ALGO to draw scribbles from the masks."),
+    scribble_thickness: int | None = ThicknessOpt,
+    scribble_coverage: float | None = CoverageOpt,
+    scribble_seed: int | None = ScribbleSeedOpt,
     split: str = typer.Option(None, help="official (labels-train/tune/ival -> train/valid/test; the default "
                               "when those files exist, else random), random, kfold:K/FOLD or file:PATH."),
     ratios: str = RatiosOpt,
@@ -56,7 +60,8 @@ def unity(
         raise DatakitError(f"--on-error must be stop or skip, not {on_error!r}")
     if scribbles not in ("none", "auto") and not scribbles.startswith("synth:"):
         raise DatakitError("Unity has no manual scribbles: --scribbles takes none or synth:ALGO")
-    _, synth = parse_scribbles(scribbles, seed)
+    _, synth = parse_scribbles(scribbles, seed if scribble_seed is None else scribble_seed,
+                              thickness=scribble_thickness, coverage=scribble_coverage)
     source = UnitySource(src, labels=labels, classes_file=classes, size=size, norm=norm, on_error=on_error)
     if split == "official" and not source.split_files():
         raise DatakitError("--split official needs labels-train/-tune/-ival (.json or .txt)", src)
