@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import threading
 import time
@@ -27,6 +28,17 @@ def _tree_rss_kb(pid: int) -> int:
 
 def run_timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """Run ``cmd``; return (wall seconds, peak MB of its whole process tree, sampled every 20 ms)."""
+    wall, peak, _ = run_measured(cmd, env)
+    return wall, peak
+
+
+def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """Run ``cmd``; return (wall s, peak MB of its process tree, CPU s of the tree: user + system).
+
+    CPU seconds are what a shared, noisy machine distorts least: other load stretches wall time,
+    and a program that uses both cores suffers from it more than a single-process one.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     peak = [0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env or os.environ.copy())
@@ -43,4 +55,6 @@ def run_timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float,
     t.join()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.decode()[-2000:]}")
-    return wall, peak[0] / 1024
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, peak[0] / 1024, cpu

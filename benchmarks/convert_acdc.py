@@ -14,13 +14,14 @@ Target (issue 2): ratio <= 1.2 on the 2-core development machine, peak memory < 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _proc import run_timed  # noqa: E402
+from _proc import run_measured, run_timed  # noqa: E402
 
 FLOOR = """
 import sys, glob, nibabel as nib, numpy as np
@@ -45,21 +46,26 @@ def main() -> None:
                    "--overwrite", "--workers", str(a.workers)]
         floor = [sys.executable, "-c", FLOOR, str(a.src)]
         run_timed(floor)  # warm the page cache so that neither side pays for the disk
-        t_conv, t_floor, peaks = [], [], []
+        t_conv, t_floor, peaks, c_conv, c_floor = [], [], [], [], []
         for r in range(a.rounds):
-            wall_f, _ = run_timed(floor)
-            wall_c, peak = run_timed(convert)
+            wall_f, _, cpu_f = run_measured(floor)
+            wall_c, peak, cpu_c = run_measured(convert)
             t_floor.append(wall_f)
             t_conv.append(wall_c)
+            c_floor.append(cpu_f)
+            c_conv.append(cpu_c)
             peaks.append(peak)
-            print(f"round {r + 1}: floor {wall_f:.2f} s, convert {wall_c:.2f} s, ratio {wall_c / wall_f:.2f}, "
-                  f"peak {peak:.0f} MB", flush=True)
+            print(f"round {r + 1}: floor {wall_f:.2f} s ({cpu_f:.2f} CPU s), convert {wall_c:.2f} s "
+                  f"({cpu_c:.2f} CPU s), wall ratio {wall_c / wall_f:.2f}, peak {peak:.0f} MB", flush=True)
         store_mb = out.stat().st_size / 2**20
     med_f, med_c = statistics.median(t_floor), statistics.median(t_conv)
     print(f"\ninput: {n_files} NIfTI files, {size_mb:.0f} MB gzip; store {store_mb:.0f} MB")
     print(f"decode floor (nibabel, 1 process): {med_f:.2f} s (median of {a.rounds})")
     print(f"datakit convert acdc:              {med_c:.2f} s (median of {a.rounds})")
     print(f"ratio convert / floor:             {med_c / med_f:.2f}  (target <= 1.2)")
+    print(f"CPU seconds, floor / convert:      {statistics.median(c_floor):.2f} / {statistics.median(c_conv):.2f} "
+          f"(ratio {statistics.median(c_conv) / statistics.median(c_floor):.2f}; {os.cpu_count()} cores)")
+    print(f"load average at the end:           {os.getloadavg()[0]:.1f} (wall ratios are only meaningful near 0)")
     print(f"peak memory (process tree):        {max(peaks):.0f} MB  (target < 1024)")
 
 

@@ -2,8 +2,8 @@
 
 Resampling is separable: along each axis every output pixel is a weighted sum of 4 input rows
 (Keys cubic convolution, a = -0.5, the "bicubic" of image libraries) or one (nearest neighbour,
-labels). A whole volume is resampled at once, and the centre crop is folded into the tap tables so
-that no pixel outside the output is ever computed.
+labels). A whole volume is resampled at once with two sparse products, and the centre crop is
+folded into the tap tables so that no pixel outside the output is ever computed.
 """
 
 from __future__ import annotations
@@ -37,13 +37,13 @@ def _cubic_taps(n_in: int, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(taps, 0, n_in - 1), weights.astype(np.float32)  # edge pixels replicate outward
 
 
-def _interp_axis0(a: np.ndarray, taps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Resample axis 0 of a 2D array: each output row is a weighted sum of 4 input rows."""
+def _sparse_rows(n_in: int, taps: tuple[np.ndarray, np.ndarray]):
+    """The tap tables as a CSR matrix (n_out x n_in): one product resamples axis 0 of a 2D array."""
+    from scipy import sparse  # imported here: sources that only letterbox never pay for it
+
     index, weight = taps
-    out = a[index[:, 0]] * weight[:, 0:1]
-    for k in range(1, 4):
-        out += a[index[:, k]] * weight[:, k:k + 1]
-    return out
+    rows = np.repeat(np.arange(len(index)), index.shape[1])
+    return sparse.csr_matrix((weight.ravel(), (rows, index.ravel())), shape=(len(index), n_in))
 
 
 def _nearest_index(n_in: int, coords: np.ndarray) -> np.ndarray:
@@ -82,8 +82,8 @@ class SliceGrid:
         t_row, t_col = target if isinstance(target, tuple) else (target, target)
         self.rows = _axis(shape[0], spacing[0], t_row, size[0])
         self.cols = _axis(shape[1], spacing[1], t_col, size[1])
-        self._ty = _cubic_taps(shape[0], self.rows.coords)
-        self._tx = _cubic_taps(shape[1], self.cols.coords)
+        self._ry = _sparse_rows(shape[0], _cubic_taps(shape[0], self.rows.coords))
+        self._rx = _sparse_rows(shape[1], _cubic_taps(shape[1], self.cols.coords))
 
     def image(self, a: np.ndarray, fill: float) -> np.ndarray:
         """Bicubic (Keys) resampling of (H, W, *rest) float data; padding takes ``fill``."""
@@ -91,9 +91,9 @@ class SliceGrid:
         rest = a.shape[2:]
         hh, ww = len(self.rows.coords), len(self.cols.coords)
         flat = np.ascontiguousarray(a, dtype=np.float32).reshape(h, -1)
-        t = _interp_axis0(flat, self._ty).reshape(hh, w, -1)  # rows done: (h', w, r)
+        t = (self._ry @ flat).reshape(hh, w, -1)  # rows done: (h', w, r)
         t = np.ascontiguousarray(t.transpose(1, 0, 2)).reshape(w, -1)
-        t = _interp_axis0(t, self._tx).reshape(ww, hh, -1).transpose(1, 0, 2)
+        t = (self._rx @ t).reshape(ww, hh, -1).transpose(1, 0, 2)
         out = np.full(self.size + rest, fill, np.float32)
         out[self.rows.dest, self.cols.dest] = t.reshape(t.shape[:2] + rest)
         return out

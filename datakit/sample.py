@@ -39,5 +39,13 @@ def label_state_from_mask(mask: np.ndarray, n_classes: int) -> np.ndarray:
     return (counts > 0).astype(np.int8)
 
 
+def label_states_of_stack(masks: np.ndarray, n_classes: int) -> np.ndarray:
+    """:func:`label_state_from_mask` for a (N, H, W) stack at once: (N, K) int8."""
+    flat = masks.reshape(len(masks), -1)
+    states = np.stack([(flat == c).any(axis=1) for c in range(n_classes)], axis=1).astype(np.int8)
+    states[(flat == IGNORE).all(axis=1)] = -1
+    return states
+
+
 def unknown_labels(shape: tuple[int, int]) -> np.ndarray:
     return np.full(shape, IGNORE, np.uint8)

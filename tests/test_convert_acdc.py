@@ -198,7 +198,15 @@ def _fails(src: Path, tmp_path: Path, *expected: str) -> None:
 def test_truncated_file(acdc_copy: Path, tmp_path: Path) -> None:
     f = _frame_file(acdc_copy, 3)
     f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
-    _fails(acdc_copy, tmp_path, str(f), "unreadable NIfTI")
+    _fails(acdc_copy, tmp_path, str(f), "truncated gzip stream")
+
+
+def test_truncated_uncompressed_data(acdc_copy: Path, tmp_path: Path) -> None:
+    """A .nii.gz whose gzip stream is whole but whose voxel data stop short of the header's promise."""
+    f = _frame_file(acdc_copy, 3, "_gt")
+    raw = gzip.decompress(f.read_bytes())
+    f.write_bytes(gzip.compress(raw[: len(raw) - 1000]))
+    _fails(acdc_copy, tmp_path, str(f), "truncated:")
 
 
 def test_unreadable_gzip_payload(acdc_copy: Path, tmp_path: Path) -> None:

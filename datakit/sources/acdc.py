@@ -21,7 +21,7 @@ from datakit.errors import DatakitError
 from datakit.geometry import SliceGrid
 from datakit.nifti import load_nifti, nifti_array
 from datakit.normalize import fit_normalizer
-from datakit.sample import IGNORE, Sample, label_state_from_mask
+from datakit.sample import IGNORE, Sample, label_states_of_stack
 from datakit.sources.base import ItemResult
 
 MANIFEST = Path(__file__).resolve().parents[2] / "manifests" / "acdc.json"
@@ -189,7 +189,7 @@ class AcdcSource:
                                    f"(4 = unlabelled)", scribble_path)
             scribble = scribble.astype(np.uint8)
             scribble[scribble == VALVANO_UNLABELLED] = IGNORE
-        zooms = [float(z) for z in img.header.get_zooms()[:3]]
+        zooms = [float(z) for z in img.zooms[:3]]
         if not all(np.isfinite(zooms)) or min(zooms[:2]) <= 0:
             raise DatakitError(f"invalid voxel spacing {zooms} in the header", image_path)
         norm = fit_normalizer(self.norm, volume)
@@ -201,7 +201,7 @@ class AcdcSource:
         masks = np.ascontiguousarray(np.moveaxis(grid.labels(mask, 0), -1, 0))
         scribbles = np.ascontiguousarray(np.moveaxis(grid.labels(scribble, IGNORE), -1, 0)) \
             if scribble is not None else None
-        k = len(self.classes)
+        states = label_states_of_stack(masks, len(self.classes))
         extra = {"source_shape": np.array(volume.shape[:2], np.int32),
                  "source_spacing": np.array(zooms[:2], np.float32)}
         out = []
@@ -210,7 +210,7 @@ class AcdcSource:
             sc2 = scribbles[z] if scribbles is not None else np.full(m.shape, IGNORE, np.uint8)
             out.append(Sample(
                 image=images[z][None], mask=m, scribble=sc2,
-                label_state=label_state_from_mask(m, k),
+                label_state=states[z],
                 dataset=self.name, patient=item.patient, frame=label, view="SAX", slice=z,
                 spacing=(self.spacing, self.spacing), slice_spacing=zooms[2],
                 source=self._relative(image_path),
