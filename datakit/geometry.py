@@ -69,16 +69,19 @@ def _axis(n_in: int, spacing: float, target: float, size: int) -> _Axis:
 class SliceGrid:
     """In-plane resampling of (H, W, ...) arrays to ``target`` mm, centre cropped/padded to ``size``.
 
-    Spacing of the result is exactly ``target``: output pixel centres map to input coordinates
-    (o + 0.5) * target / s - 0.5. Images and labels share the mapping, so labels never drift.
+    ``target`` is one spacing for both axes or a (row, col) pair. Spacing of the result is exactly
+    ``target``: output pixel centres map to input coordinates (o + 0.5) * target / s - 0.5.
+    Images and labels share the mapping, so labels never drift.
     """
 
-    def __init__(self, shape: tuple[int, int], spacing: tuple[float, float], target: float,
-                 size: tuple[int, int]):
+    def __init__(self, shape: tuple[int, int], spacing: tuple[float, float],
+                 target: float | tuple[float, float], size: tuple[int, int]):
         self.shape = tuple(shape)
         self.size = tuple(size)
-        self.rows = _axis(shape[0], spacing[0], target, size[0])
-        self.cols = _axis(shape[1], spacing[1], target, size[1])
+        # a (row, col) target resizes anisotropically (e.g. CAMUS: any H x W to a square)
+        t_row, t_col = target if isinstance(target, tuple) else (target, target)
+        self.rows = _axis(shape[0], spacing[0], t_row, size[0])
+        self.cols = _axis(shape[1], spacing[1], t_col, size[1])
         self._ry = _sparse_rows(shape[0], _cubic_taps(shape[0], self.rows.coords))
         self._rx = _sparse_rows(shape[1], _cubic_taps(shape[1], self.cols.coords))
 

@@ -9,9 +9,10 @@ import typer
 
 from datakit import __version__
 
-# synth_unity adds `synth unity` to synth.app when imported
+# synth_unity adds `synth unity` to synth.app when imported (convert_camus, synth_camus: likewise)
 from datakit.cli import (  # noqa: F401
     convert,
+    convert_camus,
     convert_folder,
     export,
     merge,
@@ -21,6 +22,7 @@ from datakit.cli import (  # noqa: F401
     stats,
     store_cmds,
     synth,
+    synth_camus,
     synth_unity,
 )
 
