@@ -42,28 +42,50 @@ def _heart(shape: tuple[int, int], spacing: float, centre: tuple[float, float], 
 
 
 def _scribble(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Valvano-style scribbles: a thin line inside each structure and some background; 4 elsewhere."""
+    """Valvano-style scribbles: a line inside each structure and a broken ring of background; 4 elsewhere.
+
+    The skeleton of a ring (myocardium) or crescent (RV) is a good stroke; that of a round blood
+    pool collapses to a point, so such a region gets a chord through its centre instead, as an
+    annotator would draw it.
+    """
     out = np.full(labels.shape, 4, np.uint16)
     for c in (1, 2, 3):
         region = ndimage.binary_erosion(labels == c, iterations=2)
         if region.sum() < 10:
             continue
         line = skeletonize(region)
+        if line.sum() < 8:
+            rows, cols = np.nonzero(region)
+            angle = rng.uniform(0, np.pi)
+            t = np.linspace(-1, 1, 200)[:, None] * np.hypot(np.ptp(rows), np.ptp(cols))
+            pts = np.round([rows.mean(), cols.mean()] + t * [np.sin(angle), np.cos(angle)]).astype(int)
+            ok = (pts >= 0).all(axis=1) & (pts[:, 0] < labels.shape[0]) & (pts[:, 1] < labels.shape[1])
+            line = np.zeros_like(region)
+            line[pts[ok, 0], pts[ok, 1]] = True
+            line &= region
         out[line] = c
-    bg = labels == 0
-    ring = bg & ndimage.binary_dilation(labels > 0, iterations=8) & ~ndimage.binary_dilation(labels > 0, iterations=6)
-    keep = ring & (rng.random(labels.shape) < 0.6)
-    out[keep] = 0
+    heart = labels > 0
+    ring = ndimage.binary_dilation(heart, iterations=8) & ~ndimage.binary_dilation(heart, iterations=6)
+    out[ring & (labels == 0) & (rng.random(labels.shape) < 0.6)] = 0
     return out
 
 
 def _image(labels: np.ndarray, tissue: np.ndarray, rng: np.random.Generator, gain: float) -> np.ndarray:
-    """MRI-like intensities (bright blood, dark muscle, textured tissue), int16."""
-    means = np.array([90.0, 380.0, 140.0, 400.0], np.float32)
-    img = means[labels]
-    img = np.where(labels == 0, img + tissue, img)
-    img = ndimage.uniform_filter(img, 3) + rng.normal(0, 12, labels.shape).astype(np.float32)
+    """Cine-SSFP-like intensities: bright blood, dark myocardium, textured body tissue, dark air; int16."""
+    means = np.array([0.0, 420.0, 110.0, 450.0], np.float32)
+    img = np.where(labels == 0, tissue, means[labels])
+    img = ndimage.uniform_filter(img, 3) + rng.normal(0, 10, labels.shape).astype(np.float32)
     return np.clip(img * gain, 0, 4000).astype(np.int16)
+
+
+def _body(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Static anatomy around the heart: a body ellipse of smooth tissue (~80-260) on dark air (~15)."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
+    cy, cx = shape[0] / 2, shape[1] / 2
+    inside = ((yy - cy) / (0.46 * shape[0])) ** 2 + ((xx - cx) / (0.47 * shape[1])) ** 2 < 1
+    texture = ndimage.gaussian_filter(rng.normal(0, 1, shape), 4)
+    texture = 170 + 45 * texture / (texture.std() or 1)
+    return np.where(inside, np.clip(texture, 60, 300), 15.0).astype(np.float32)
 
 
 def write_patient(folder: Path, number: int, rng: np.random.Generator, cine: bool = True) -> None:
@@ -79,15 +101,14 @@ def write_patient(folder: Path, number: int, rng: np.random.Generator, cine: boo
     shape = (int(rng.integers(18, 24)) * 10 + (0 if rng.random() < 0.5 else 6), 256)
     nz = int(rng.integers(6, 11)) if thick == 10 else int(rng.integers(10, 16))
     centre = (shape[0] / 2 + rng.uniform(-10, 10), shape[1] / 2 + rng.uniform(-15, 15))
-    lv_ed = rng.uniform(22, 30) * (1.25 if group == "DCM" else 1.0)
+    lv_ed = rng.uniform(25, 32) * (1.25 if group == "DCM" else 1.0)
     wall = rng.uniform(7, 10) * (1.5 if group == "HCM" else 1.0)
     rv_scale = 1.3 if group == "RV" else 1.0
     gain = rng.uniform(0.8, 1.5)
     affine = np.diag([-sp, -sp, thick, 1.0])
     cine_volume = np.zeros((*shape, nz, nb_frames), np.int16)
     # static tissue texture, one per slice (the anatomy outside the heart does not beat)
-    tissue = [(ndimage.gaussian_filter(rng.normal(0, 1, shape), 3) * 60 * 4 + 40).astype(np.float32)
-              for _ in range(nz)]
+    tissue = [_body(shape, rng) for _ in range(nz)]
     frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for t in range(nb_frames):
         # contraction: the LV radius shrinks from ED to ES and back (cosine cycle)
