@@ -93,8 +93,10 @@ def _run(config: Path | None = None, resume: bool = False, overwrite: bool = Fal
     import os
 
     if int(os.environ.get("RANK", 0)) == 0:
+        best = (f"best valid Dice {summary['best_dice']:.4f} at step {summary['best_step']}"
+                if summary["best_dice"] >= 0 else "no validation")
         _err(f"done: {summary['steps']} steps in {summary['wall_s']:.1f} s ({summary['steps_per_s']:.2f} it/s); "
-             f"best valid Dice {summary['best_dice']:.4f} at step {summary['best_step']}; run in {summary['run_dir']}")
+             f"{best}; run in {summary['run_dir']}")
 
 
 def _clear_run_dir(out: Path) -> None:

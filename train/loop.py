@@ -289,6 +289,7 @@ class Trainer:
         if self.d.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.toml").write_text(to_toml(cfg))
+            _truncate_metrics(self.run_dir / "metrics.jsonl", self.step)
             self.log(f"train {cfg.method}: {self.streams.how}; device {self.device}, world {self.d.world}")
         loader, sampler = make_loader(cfg.store, self.streams, KINDS[cfg.method], cfg.batch_size,
                                       cfg.seed, cfg.workers, self.d.rank, self.d.world, self.sampler_state,
@@ -341,6 +342,14 @@ class Trainer:
         return {"steps": self.step - start, "step": self.step, "wall_s": wall,
                 "steps_per_s": (self.step - start) / max(wall, 1e-9), "best_dice": self.best,
                 "best_step": self.best_step, "run_dir": str(self.run_dir)}
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop rows logged after the checkpoint: those steps are about to be run again."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in keep))
 
 
 def _write(metrics, tb, row: dict[str, Any]) -> None:
