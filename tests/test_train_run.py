@@ -146,9 +146,16 @@ def test_eval_and_predict_cli(small_store: Path, tmp_path: Path):
     files = sorted(pred.glob("*_pred.nii.gz"))  # ACDC stores have meta/source_shape: NIfTI
     s = Store(small_store)
     assert len(files) == 2 * len(set(s.meta["patient"][s.splits["test"]]))
-    img = nib.load(files[0])
-    assert img.shape[:2] == (64, 64) and np.allclose(img.header.get_zooms()[:2], (3.0, 3.0))
+    img = nib.load(files[0])  # back on the source grid by default
+    first = s.meta["patient"] == files[0].name.split("_")[0]
+    assert img.shape[:2] == tuple(s.meta["source_shape"][first][0])
+    assert np.allclose(img.header.get_zooms()[:2], s.meta["source_spacing"][first][0])
     assert set(np.unique(np.asarray(img.dataobj))) <= {0, 1, 2, 3}
+    stored = tmp_path / "stored"
+    assert invoke("predict", "--checkpoint", run / "checkpoints" / "last.pt", "--store", small_store, "--out",
+                  stored, "--split", "test", "--grid", "stored").exit_code == 0
+    img = nib.load(sorted(stored.glob("*.nii.gz"))[0])
+    assert img.shape[:2] == (64, 64) and np.allclose(img.header.get_zooms()[:2], (3.0, 3.0))
     png = tmp_path / "png"
     r = invoke("predict", "--checkpoint", ck, "--store", small_store, "--out", png, "--split", "test",
                "--format", "png")

@@ -212,12 +212,16 @@ def predict_cmd(
     split: str = typer.Option("all", help="Split to predict, or 'all'."),
     fmt: str = typer.Option("auto", "--format", help="auto (NIfTI when the store has meta/source_shape, "
                             "else PNG) | png | nifti."),
+    grid: str = typer.Option("source", help="NIfTI grid: source (back on the scanner's voxel grid, from "
+                             "meta/source_shape) | stored (the store's pixels)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into an existing non-empty folder."),
 ) -> None:
     """Predicted label maps: PNG per slice (palette, pixel value = class) or NIfTI per volume."""
     if fmt not in ("auto", "png", "nifti"):
         raise DatakitError(f"--format must be auto, png or nifti, not {fmt!r}")
+    if grid not in ("source", "stored"):
+        raise DatakitError(f"--grid must be source or stored, not {grid!r}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise DatakitError("output folder exists and is not empty; pass --overwrite", out)
     ck, _, s, model, dev = _load(checkpoint, None, store, device)
@@ -225,7 +229,7 @@ def predict_cmd(
 
     if fmt == "auto":
         fmt = "nifti" if "source_shape" in s.meta else "png"
-    n = write_predictions(model, s, s.indices(split), dev, out, fmt)
+    n = write_predictions(model, s, s.indices(split), dev, out, fmt, grid)
     _err(f"wrote {n} {fmt.upper()} files to {out}")
 
 
