@@ -163,6 +163,13 @@ def _load(checkpoint: Path | None, run: Path | None, store: Path | None, device:
     return ck, checkpoint, s, ckpt.build_model(ck).to(dev), dev
 
 
+def _indices(s, split: str):
+    idx = s.indices(split)
+    if not len(idx):
+        raise DatakitError(f"split {split!r} holds no samples (e.g. held-out patients absent from the data)", s.path)
+    return idx
+
+
 @app.command("eval")
 @cli_errors
 def eval_cmd(
@@ -181,7 +188,7 @@ def eval_cmd(
     from train.inference import evaluate
 
     res = {"split": split, "store": str(s.path), "checkpoint": str(ck_path), "step": int(ck["step"]),
-           **evaluate(model, s, s.indices(split), dev)}
+           **evaluate(model, s, _indices(s, split), dev)}
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         tmp = json_out.with_name(f".{json_out.name}.tmp")
@@ -229,7 +236,7 @@ def predict_cmd(
 
     if fmt == "auto":
         fmt = "nifti" if "source_shape" in s.meta else "png"
-    n = write_predictions(model, s, s.indices(split), dev, out, fmt, grid)
+    n = write_predictions(model, s, _indices(s, split), dev, out, fmt, grid)
     _err(f"wrote {n} {fmt.upper()} files to {out}")
 
 
