@@ -188,6 +188,10 @@ def test_cli_refuses_bad_input_and_leaves_nothing(small_store: Path, tmp_path: P
     r = invoke("run", "--store", small_store, "--out", run)
     assert r.exit_code == 1 and "--overwrite" in r.output
     assert [p.name for p in run.iterdir()] == ["notes.txt"]
+    r = invoke("run", "--store", small_store, "--out", run, "--overwrite", "--max-steps", 1, "--valid-split", "",
+               *FAST)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.toml", "metrics.jsonl", "notes.txt"]
     r = invoke("eval", "--run", tmp_path / "nowhere")
     assert r.exit_code == 1 and "nowhere" in r.output
     bad = tmp_path / "bad.pt"
