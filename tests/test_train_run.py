@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -259,9 +260,17 @@ def test_two_rank_ddp_on_cpu(small_store: Path, tmp_path: Path):
            "--master-port", str(port), "-m", "train", "run", "--store", str(small_store), "--out", str(run),
            "--method", "maag",
            "--max-steps", "2", "--eval-every", "2", "--device", "cpu", *FAST]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert "world 2" in p.stderr
+    # own session, so that a hang kills torchrun's rank processes too, not torchrun alone
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                         start_new_session=True)
+    try:
+        _, err = p.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        raise
+    assert p.returncode == 0, err[-3000:]
+    assert "world 2" in err
     ms = [x["step"] for x in rows(run) if "loss/total" in x]
     assert ms == [1, 2]  # rank 0 alone writes
     ck = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
