@@ -1,19 +1,244 @@
-"""The ``train`` command (run, eval, predict). Filled by the training issue."""
+"""The ``train`` command: ``run`` (train), ``eval`` (3D Dice / HD95 on a split), ``predict`` (label maps).
+
+``python -m train ...`` and ``torchrun ... -m train run ...`` work the same way. torch is imported
+inside the commands so ``train --help`` stays fast.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
 import typer
 
-app = typer.Typer(help="Train and evaluate segmentation from a datakit store.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+from datakit.errors import DatakitError
+
+app = typer.Typer(help="Train and evaluate segmentation (MAAG, partial CE, full masks) from a datakit store.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 
 
-@app.command("run")
-def run() -> None:
-    """Train a model (not implemented yet)."""
-    typer.echo("train run: not implemented yet", err=True)
-    raise typer.Exit(2)
+def cli_errors(fn):
+    """DatakitError -> 'error: ...' on stderr and exit 1 (no traceback for the user's mistakes)."""
+    @functools.wraps(fn)
+    def wrapper(*a: Any, **k: Any) -> Any:
+        try:
+            return fn(*a, **k)
+        except DatakitError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
+    return wrapper
+
+
+def _err(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+# -- run: every TrainConfig field becomes an option ------------------------------------------------
+def _config_options() -> list[inspect.Parameter]:
+    from train.config import TrainConfig
+
+    params = []
+    for name, f in TrainConfig.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        ann: Any = f.annotation
+        help_ = f.description or ""
+        if get_origin(ann) is Literal:
+            help_ += f" [{'|'.join(map(str, get_args(ann)))}]"
+            ann = str
+        if name in ("store", "out"):
+            decls = [flag] + (["-o"] if name == "out" else [])
+        elif ann is bool:
+            decls = [f"{flag}/--no-{flag[2:]}"]
+        else:
+            decls = [flag]
+        default = f.default if not f.is_required() else None
+        if default is not None and not isinstance(default, Path):
+            help_ += f" (default: {str(default).lower() if isinstance(default, bool) else default})"
+        option = typer.Option(None, *decls, help=help_, show_default=False)
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                        annotation=ann | None))
+    return params
+
+
+def _run(config: Path | None = None, resume: bool = False, overwrite: bool = False, **values: Any) -> None:
+    from train.config import load_toml, resolve
+    from train.loop import check_run_dir, train
+
+    if resume:
+        if values.get("out") is None:
+            raise DatakitError("--resume needs --out RUN_DIR")
+        check_run_dir(values["out"], resume=True, overwrite=False)
+        saved = values["out"] / "config.toml"
+        file_values = load_toml(saved) if saved.is_file() else {}
+        where = str(saved)
+        if config is not None:
+            raise DatakitError("--resume continues with RUN_DIR/config.toml; --config is not allowed with it")
+    else:
+        file_values = load_toml(config) if config is not None else {}
+        where = str(config) if config is not None else "options"
+    missing = [k for k in ("store", "out") if values.get(k) is None and k not in file_values]
+    if missing:
+        raise DatakitError(f"missing --{missing[0]} (give it as an option or in --config)")
+    cfg = resolve(file_values, values, where)
+    if not cfg.store.is_file():
+        raise DatakitError("no such store file", cfg.store)
+    check_run_dir(cfg.out, resume, overwrite)
+    if overwrite and not resume and cfg.out.is_dir():
+        _clear_run_dir(cfg.out)
+    summary = train(cfg, resume=resume, log=_err)
+    import os
+
+    if int(os.environ.get("RANK", 0)) == 0:
+        best = (f"best valid Dice {summary['best_dice']:.4f} at step {summary['best_step']}"
+                if summary["best_dice"] >= 0 else "no validation")
+        _err(f"done: {summary['steps']} steps in {summary['wall_s']:.1f} s ({summary['steps_per_s']:.2f} it/s); "
+             f"{best}; run in {summary['run_dir']}")
+
+
+def _clear_run_dir(out: Path) -> None:
+    """--overwrite: remove only what a run writes, never unrelated files."""
+    import shutil
+
+    for name in ("checkpoints", "tb"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in ("metrics.jsonl", "config.toml"):
+        (out / name).unlink(missing_ok=True)
+
+
+def _build_run() -> None:
+    def run(**kwargs: Any) -> None:
+        _run(**kwargs)
+
+    extra = [
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Path | None,
+                          default=typer.Option(None, "--config", "-c", help="TOML file of config fields "
+                                               "(options given on the command line win).")),
+        inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                          default=typer.Option(False, "--resume", help="Continue RUN_DIR from checkpoints/last.pt "
+                                               "(model, optimisers, schedulers, RNG, data order).")),
+        inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                          default=typer.Option(False, "--overwrite", help="Replace the outputs of an earlier run "
+                                               "in RUN_DIR.")),
+    ]
+    run.__signature__ = inspect.Signature(_config_options() + extra)  # type: ignore[attr-defined]
+    run.__doc__ = ("Train maag | pce | full from a store. Outputs RUN_DIR/config.toml, metrics.jsonl, "
+                   "checkpoints/last.pt and best.pt (best validation Dice).")
+    app.command("run")(cli_errors(run))
+
+
+_build_run()
+
+
+# -- eval / predict --------------------------------------------------------------------------------
+def _load(checkpoint: Path | None, run: Path | None, store: Path | None, device: str):
+    import torch  # noqa: F401
+
+    from datakit.store import Store
+    from train import checkpoint as ckpt
+    from train.loop import pick_device
+
+    if (checkpoint is None) == (run is None):
+        raise DatakitError("give exactly one of --run RUN_DIR or --checkpoint FILE")
+    if run is not None:
+        best, last = run / "checkpoints" / "best.pt", run / "checkpoints" / "last.pt"
+        checkpoint = best if best.is_file() else last
+        if not checkpoint.is_file():
+            raise DatakitError("no checkpoints/best.pt nor last.pt", run)
+    ck = ckpt.load(checkpoint)
+    if store is None:
+        if run is None:
+            raise DatakitError("--checkpoint needs --store STORE.h5")
+        store = Path(ck["config"]["store"])
+    s = Store(store)
+    if s.classes != list(ck["classes"]):
+        raise DatakitError(f"store classes {s.classes} differ from the checkpoint's {list(ck['classes'])}", store)
+    if s.channels != int(ck["model_config"]["in_channels"]):
+        raise DatakitError(f"store images have {s.channels} channels, the model expects "
+                           f"{ck['model_config']['in_channels']}", store)
+    dev = pick_device(device)
+    return ck, checkpoint, s, ckpt.build_model(ck).to(dev), dev
+
+
+def _indices(s, split: str):
+    idx = s.indices(split)
+    if not len(idx):
+        raise DatakitError(f"split {split!r} holds no samples (e.g. held-out patients absent from the data)", s.path)
+    return idx
+
+
+@app.command("eval")
+@cli_errors
+def eval_cmd(
+    run: Path | None = typer.Option(None, "--run", help="Run directory (uses checkpoints/best.pt, else last.pt)."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="A checkpoint file."),
+    store: Path | None = typer.Option(None, "--store", help="Store to evaluate on (default: the run's)."),
+    split: str = typer.Option("test", help="Split to evaluate, or 'all'."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
+) -> None:
+    """3D Dice and HD95 (mm) per class and volume on a split; mean and std over volumes."""
+    if json_out is not None and json_out.exists() and not overwrite:
+        raise DatakitError("exists; pass --overwrite to replace it", json_out)
+    ck, ck_path, s, model, dev = _load(checkpoint, run, store, device)
+    from train.inference import evaluate
+
+    res = {"split": split, "store": str(s.path), "checkpoint": str(ck_path), "step": int(ck["step"]),
+           **evaluate(model, s, _indices(s, split), dev)}
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = json_out.with_name(f".{json_out.name}.tmp")
+        tmp.write_text(json.dumps(res, indent=1) + "\n")
+        tmp.replace(json_out)
+    _print_table(res, s.classes)
+
+
+def _print_table(res: dict[str, Any], classes: list[str]) -> None:
+    def f(v: float | None, nd: int) -> str:
+        return "-" if v is None else f"{v:.{nd}f}"
+
+    names = [*classes[1:], "mean"]
+    typer.echo(f"{res['split']}: {res['volumes']} volumes, checkpoint step {res['step']}")
+    typer.echo("metric   " + " ".join(f"{n:>14}" for n in names))
+    typer.echo("dice     " + " ".join(f"{f(res['dice'][n], 3) + ' +- ' + f(res['dice_std'][n], 3):>14}"
+                                      for n in names))
+    typer.echo("hd95_mm  " + " ".join(f"{f(res['hd95_mm'][n], 1) + ' +- ' + f(res['hd95_mm_std'][n], 1):>14}"
+                                      for n in names))
+
+
+@app.command("predict")
+@cli_errors
+def predict_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint file (e.g. RUN_DIR/checkpoints/best.pt)."),
+    store: Path = typer.Option(..., "--store", help="Store whose images to segment."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    split: str = typer.Option("all", help="Split to predict, or 'all'."),
+    fmt: str = typer.Option("auto", "--format", help="auto (NIfTI when the store has meta/source_shape, "
+                            "else PNG) | png | nifti."),
+    grid: str = typer.Option("source", help="NIfTI grid: source (back on the scanner's voxel grid, from "
+                             "meta/source_shape) | stored (the store's pixels)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into an existing non-empty folder."),
+) -> None:
+    """Predicted label maps: PNG per slice (palette, pixel value = class) or NIfTI per volume."""
+    if fmt not in ("auto", "png", "nifti"):
+        raise DatakitError(f"--format must be auto, png or nifti, not {fmt!r}")
+    if grid not in ("source", "stored"):
+        raise DatakitError(f"--grid must be source or stored, not {grid!r}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise DatakitError("output folder exists and is not empty; pass --overwrite", out)
+    ck, _, s, model, dev = _load(checkpoint, None, store, device)
+    from train.predict_io import write_predictions
+
+    if fmt == "auto":
+        fmt = "nifti" if "source_shape" in s.meta else "png"
+    n = write_predictions(model, s, _indices(s, split), dev, out, fmt, grid)
+    _err(f"wrote {n} {fmt.upper()} files to {out}")
 
 
 def main() -> None:
-    app()
+    app(prog_name="train" if not sys.argv[0].endswith("__main__.py") else "python -m train")

@@ -1,0 +1,240 @@
+"""The train package's blocks on hand-made inputs: shapes, losses, augmentation, metrics, config."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from datakit.errors import DatakitError  # noqa: E402
+from train.augment import augment_masks, augment_pair, warp_labels  # noqa: E402
+from train.config import load_toml, resolve, to_toml  # noqa: E402
+from train.discriminator import MultiScaleDiscriminator, fake_scales, real_scales  # noqa: E402
+from train.losses import (  # noqa: E402
+    class_weights,
+    dynamic_weighting,
+    ignore_unknown_classes,
+    lsgan_d,
+    lsgan_g,
+    partial_ce,
+)
+from train.metrics import dice, hd95, volume_scores  # noqa: E402
+from train.model import AttentionUNet  # noqa: E402
+
+
+def test_unet_shapes_and_gates_at_three_scales():
+    torch.manual_seed(0)
+    m = AttentionUNet(in_channels=1, classes=4, width=8)
+    out = m(torch.randn(2, 1, 64, 64))
+    assert out.logits.shape == (2, 4, 64, 64)
+    assert [tuple(g.shape) for g in out.gates] == [(2, 4, 8, 8), (2, 4, 16, 16), (2, 4, 32, 32)]
+    for g in out.gates:  # softmax segmentations
+        assert torch.allclose(g.sum(1), torch.ones(2, g.shape[2], g.shape[3]), atol=1e-5)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        m(torch.randn(1, 1, 40, 40))
+
+
+def test_unet_widths_follow_maag():
+    m = AttentionUNet(1, 4, width=32)
+    enc = [b.convs[1][0].out_channels for b in m.encoder]
+    assert enc == [32, 64, 128, 256]
+    assert m.bottleneck[1][0].out_channels == 512 and m.bottleneck[0][0].kernel_size == (1, 1)
+    assert [b.convs[1][0].out_channels for b in m.decoder] == [256, 128, 64, 32]
+    assert [b.gate is not None for b in m.decoder] == [True, True, True, False]
+    # He init: conv weights have std close to sqrt(2 / fan_in)
+    w = m.encoder[1].convs[0][0].weight
+    assert abs(float(w.detach().std()) - math.sqrt(2 / (32 * 9))) < 0.01
+
+
+def test_discriminator_scores_one_per_image_and_uses_spectral_norm():
+    d = MultiScaleDiscriminator(channels=3)
+    mask = torch.randint(0, 4, (2, 64, 64))
+    real = real_scales(mask, 4)
+    assert [tuple(r.shape) for r in real] == [(2, 3, 64, 64), (2, 3, 32, 32), (2, 3, 16, 16), (2, 3, 8, 8)]
+    assert torch.equal(real[0][:, 2], (mask == 3).float())
+    assert d(real).shape == (2,)
+    names = [n for n, _ in d.named_parameters()]
+    assert any("parametrizations.weight" in n for n in names)
+    seg = AttentionUNet(1, 4, 8)(torch.randn(2, 1, 64, 64))
+    fake = fake_scales(torch.softmax(seg.logits, 1), seg.gates)
+    assert [f.shape[-1] for f in fake] == [64, 32, 16, 8]
+    assert d(fake).shape == (2,)
+
+
+def test_real_scales_zero_where_unknown():
+    mask = torch.full((1, 16, 16), 255)
+    mask[0, :8] = 2
+    r = real_scales(mask, 4)[0]
+    assert r[0, 1, :8].eq(1).all() and r[0, :, 8:].eq(0).all()
+
+
+def test_partial_ce_ignores_unlabelled_pixels():
+    logits = torch.zeros(1, 2, 2, 2)
+    logits[0, 0] = 5.0  # confident background everywhere
+    target = torch.full((1, 2, 2), 255)
+    assert float(partial_ce(logits, target)) == 0.0  # nothing labelled: zero, not NaN
+    target[0, 0, 0] = 0
+    assert float(partial_ce(logits, target)) == pytest.approx(math.log(1 + math.exp(-5)), rel=1e-5)
+    target[0, 1, 1] = 1
+    # class-weighted: both classes count equally (one pixel each), so the mean of their two CEs
+    expected = 0.5 * (math.log(1 + math.exp(-5)) + math.log(1 + math.exp(5)))
+    assert float(partial_ce(logits, target)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_class_weights_are_inverse_frequency():
+    t = torch.tensor([[0, 0, 0, 1, 255, 255]])
+    w = class_weights(t, 3)
+    assert w[0] == pytest.approx(4 / 3) and w[1] == pytest.approx(4.0)
+    assert w[2] > 1e5  # absent class: huge weight but no pixel uses it
+
+
+def test_unknown_classes_become_ignored():
+    t = torch.tensor([[[0, 1, 2, 255]], [[0, 1, 2, 3]]])
+    ls = torch.tensor([[1, -1, 1, 0], [1, 1, -1, -1]], dtype=torch.int8)
+    out = ignore_unknown_classes(t, ls)
+    assert out.tolist() == [[[0, 255, 2, 255]], [[0, 1, 255, 255]]]
+
+
+def test_lsgan_losses_on_hand_made_scores():
+    real, fake = torch.tensor([1.0, 1.0]), torch.tensor([-1.0, -1.0])
+    assert float(lsgan_d(real, fake)) == 0.0  # perfect discriminator
+    assert float(lsgan_d(fake, real)) == pytest.approx(4.0)  # 0.5*4 + 0.5*4
+    assert float(lsgan_g(torch.tensor([1.0]))) == 0.0
+    assert float(lsgan_g(torch.tensor([-1.0]))) == pytest.approx(2.0)
+    torch.manual_seed(0)
+    flipped = lsgan_d(real.repeat(5000), fake.repeat(5000), flip_p=0.1)
+    assert 0.3 < float(flipped) < 0.5  # 10 % of targets flipped cost (2)^2 each: about 0.4
+
+
+def test_dynamic_weighting_equalises_magnitudes_without_gradient_through_weight():
+    ce = torch.tensor(4.0, requires_grad=True)
+    adv = torch.tensor(0.5, requires_grad=True)
+    total, w = dynamic_weighting(ce, adv)
+    assert float(w) == pytest.approx(0.125, rel=1e-5)
+    assert float((w * ce).detach()) == pytest.approx(float(adv.detach()), rel=1e-5)
+    total.backward()
+    assert float(ce.grad) == pytest.approx(0.125, rel=1e-5) and float(adv.grad) == 1.0
+
+
+def test_augmentation_keeps_label_values_and_fills_outside():
+    torch.manual_seed(0)
+    img = torch.randn(4, 1, 32, 32)
+    lab = torch.randint(0, 4, (4, 32, 32), dtype=torch.uint8)
+    out, (lab2,) = augment_pair(img, [(lab, 255)])
+    assert out.shape == img.shape and lab2.dtype == torch.uint8
+    assert set(lab2.unique().tolist()) <= {0, 1, 2, 3, 255}
+    masks = augment_masks(lab)
+    assert set(masks.unique().tolist()) <= {0, 1, 2, 3}
+    # identity warp leaves labels untouched; a 90-degree rotation moves a known corner
+    eye = torch.tensor([[[1.0, 0, 0], [0, 1, 0]]])
+    assert torch.equal(warp_labels(lab[:1], eye, 255), lab[:1])
+    rot = torch.tensor([[[0.0, -1, 0], [1, 0, 0]]])
+    r = warp_labels(lab[:1], rot, 255)
+    assert torch.equal(r[0], torch.rot90(lab[0], 1, (0, 1))) or torch.equal(r[0], torch.rot90(lab[0], -1, (0, 1)))
+
+
+def test_dice_and_hd95_on_known_shapes():
+    a = np.zeros((1, 20, 20), bool)
+    b = np.zeros((1, 20, 20), bool)
+    a[0, 5:10, 5:10] = True
+    b[0, 5:10, 7:12] = True  # shifted 2 columns
+    assert dice(a, b) == pytest.approx(2 * 15 / 50)
+    # border distances are 0 or 2 columns; more than 5 % are 2 -> HD95 = 2 columns x 1.5 mm
+    assert hd95(a, b, (10.0, 1.0, 1.5)) == pytest.approx(3.0)
+    assert math.isnan(dice(np.zeros(3, bool), np.zeros(3, bool)))
+    assert math.isnan(hd95(a, np.zeros_like(b), (1.0, 1.0, 1.0)))
+    pred = np.zeros((2, 8, 8), np.uint8)
+    ref = np.full((2, 8, 8), 255, np.uint8)
+    ref[:, :4] = 1
+    pred[:, :4] = 1
+    pred[:, 4:] = 2  # predictions where the reference is unknown do not count
+    s = volume_scores(pred, ref, (5.0, 1.0, 1.0), ["bg", "a", "b"])
+    assert s["dice"]["a"] == 1.0 and math.isnan(s["dice"]["b"]) and s["hd95_mm"]["a"] == 0.0
+
+
+def test_config_toml_round_trip_and_errors(tmp_path: Path):
+    f = tmp_path / "c.toml"
+    f.write_text('store = "s.h5"\nout = "runs/x"\nmethod = "pce"\nmax_steps = 7\n')
+    cfg = resolve(load_toml(f), {"max_steps": 9, "lr": None}, str(f))
+    assert cfg.method == "pce" and cfg.max_steps == 9 and cfg.lr == 1e-4
+    again = tmp_path / "again.toml"
+    again.write_text(to_toml(cfg))
+    assert resolve(load_toml(again), {}) == cfg
+    f.write_text('store = "s.h5"\nbatchsize = 3\n')
+    with pytest.raises(DatakitError, match="unknown key 'batchsize'") as e:
+        load_toml(f)
+    assert str(f) in str(e.value)
+    with pytest.raises(DatakitError, match="method"):
+        resolve({"store": "s", "out": "o"}, {"method": "gan"})
+    f.write_text("store = [\n")
+    with pytest.raises(DatakitError, match="not valid TOML"):
+        load_toml(f)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared, busy machine two threads spin-wait on each other (~10x slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("size", [64, 224])  # centre crop, centre pad
+def test_prediction_goes_back_to_the_source_grid(size: int):
+    from datakit.geometry import SliceGrid
+    from train.predict_io import source_index, to_source_grid
+
+    src = np.zeros((150, 170, 3), np.uint8)
+    src[40:110, 50:120] = 1
+    src[60:90, 70:100] = 2
+    src[:, :, 2] = 3 * (src[:, :, 2] > 0)
+    spacing, target = (1.3, 1.7), 1.51
+    grid = SliceGrid(src.shape[:2], spacing, target, (size, size))
+    stored = np.transpose(grid.labels(src, 0), (2, 0, 1))  # (Z, H, W) as the store keeps slices
+    back = to_source_grid(stored, src.shape[:2], spacing, (target, target))
+    assert back.shape == src.shape
+    ri = source_index(150, 1.3, target, size)
+    ci = source_index(170, 1.7, target, size)
+    inside = (ri >= 0)[:, None] & (ci >= 0)[None, :]
+    agree = (back == src)[inside].mean()
+    assert agree > 0.97  # nearest there and back: only boundary pixels may move
+    assert (back[~inside] == 0).all()
+    if size == 224:
+        assert inside.all()
+
+
+def test_source_grid_inversion_matches_real_acdc_ground_truth(tmp_path: Path):
+    """Stored masks of two real ACDC patients, put back on the source grid, equal the _gt files."""
+    import nibabel as nib
+
+    from datakit.pipeline import ConvertOptions, convert
+    from datakit.sources.acdc import AcdcSource
+    from datakit.store import Store
+    from tests.conftest import shared_data
+    from train.metrics import volumes
+    from train.predict_io import to_source_grid
+
+    training = shared_data("acdc") / "training"
+    pick = tmp_path / "pick"
+    pick.mkdir()
+    for name in ("patient001", "patient018"):
+        (pick / name).symlink_to(training / name)
+    out = tmp_path / "two.h5"
+    convert(AcdcSource(pick, scribbles="none"), ConvertOptions(out=out, workers=1, progress=False, split="random"),
+            log=lambda m: None)
+    s = Store(out)
+    for v in volumes(s, np.arange(len(s))):
+        first = int(v.indices[0])
+        stored = np.stack([s.file["masks"][int(i)] for i in v.indices])
+        back = to_source_grid(stored, tuple(s.meta["source_shape"][first]), tuple(s.meta["source_spacing"][first]),
+                              tuple(s.meta["spacing"][first]))
+        gt_file = pick / v.patient / Path(s.meta["source"][first]).name.replace(".nii.gz", "_gt.nii.gz")
+        gt = np.asarray(nib.load(gt_file).dataobj)
+        assert back.shape == gt.shape
+        fg = (gt > 0) | (back > 0)
+        assert (back == gt)[fg].mean() > 0.97, (v.patient, v.frame)

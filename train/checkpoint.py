@@ -1,0 +1,60 @@
+"""Checkpoints: plain dicts of tensors and numbers, loadable with ``torch.load(weights_only=True)``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from datakit.errors import DatakitError
+from train.model import AttentionUNet
+
+FORMAT = "datakit-train-checkpoint"
+VERSION = 1
+
+
+def save(path: Path, payload: dict[str, Any]) -> None:
+    """Write to a temporary file beside ``path`` and rename: a crash never leaves half a checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    if not path.is_file():
+        raise DatakitError("no such checkpoint", path)
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises several types for a foreign or truncated file
+        raise DatakitError(f"not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})",
+                           path) from None
+    if not isinstance(ck, dict) or ck.get("format") != FORMAT:
+        raise DatakitError(f"not a train checkpoint (format {ck.get('format') if isinstance(ck, dict) else None!r})",
+                           path)
+    return ck
+
+
+def build_model(ck: dict[str, Any]) -> AttentionUNet:
+    cfg = ck["model_config"]
+    model = AttentionUNet(int(cfg["in_channels"]), int(cfg["classes"]), int(cfg["width"]))
+    model.load_state_dict(ck["model"])
+    return model.eval()
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,68 @@
+"""Losses of MAAG: class-weighted partial cross-entropy, least-squares GAN, dynamic weighting."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+IGNORE = 255
+EPS = 1e-6
+
+
+def ignore_unknown_classes(target: torch.Tensor, label_state: torch.Tensor, ignore: int = IGNORE) -> torch.Tensor:
+    """Set pixels labelled with a class whose label_state is -1 (unknown) to ``ignore``.
+
+    target (B, H, W) integer, label_state (B, K) int8. A class not annotated in a sample must not
+    be learnt from it, neither as itself nor as "not the others".
+    """
+    t = target.long()
+    unknown = label_state < 0  # (B, K)
+    if not bool(unknown.any()):
+        return t
+    safe = torch.where(t == ignore, 0, t).clamp_max(unknown.shape[1] - 1)
+    drop = torch.gather(unknown, 1, safe.flatten(1)).view_as(t) & (t != ignore)
+    return torch.where(drop, torch.full_like(t, ignore), t)
+
+
+def class_weights(target: torch.Tensor, classes: int, ignore: int = IGNORE) -> torch.Tensor:
+    """MAAG's weights N_total / (N_c + eps) from the batch's labelled pixel counts."""
+    t = target[target != ignore].long()
+    counts = torch.bincount(t, minlength=classes)[:classes].float()
+    return counts.sum() / (counts + EPS)
+
+
+def partial_ce(logits: torch.Tensor, target: torch.Tensor, weighted: bool = True,
+               ignore: int = IGNORE) -> torch.Tensor:
+    """Cross-entropy over labelled pixels only (``ignore`` skipped), class-weighted by default.
+
+    Returns 0 (with a gradient path) when no pixel is labelled, so a batch of empty scribbles is
+    harmless rather than NaN.
+    """
+    logits = logits.float()
+    if not bool((target != ignore).any()):
+        return logits.sum() * 0.0
+    w = class_weights(target, logits.shape[1], ignore) if weighted else None
+    return F.cross_entropy(logits, target.long(), weight=w, ignore_index=ignore)
+
+
+def lsgan_d(real: torch.Tensor, fake: torch.Tensor, flip_p: float = 0.0) -> torch.Tensor:
+    """Discriminator's least-squares loss, targets +1 real and -1 fake; ``flip_p`` swaps targets."""
+    t_real, t_fake = torch.ones_like(real), -torch.ones_like(fake)
+    if flip_p > 0:
+        t_real = torch.where(torch.rand_like(real) < flip_p, -t_real, t_real)
+        t_fake = torch.where(torch.rand_like(fake) < flip_p, -t_fake, t_fake)
+    return 0.5 * ((real.float() - t_real) ** 2).mean() + 0.5 * ((fake.float() - t_fake) ** 2).mean()
+
+
+def lsgan_g(fake: torch.Tensor) -> torch.Tensor:
+    """Generator's least-squares loss 0.5 (D(fake) - 1)^2."""
+    return 0.5 * ((fake.float() - 1.0) ** 2).mean()
+
+
+def dynamic_weighting(ce: torch.Tensor, adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """MAAG: rescale the scribble loss by |stop_grad(adv / ce)| so both terms have equal magnitude.
+
+    Returns (total loss, the weight used). ``adv`` is already multiplied by the adversarial weight.
+    """
+    w = (adv.detach() / (ce.detach() + EPS)).abs()
+    return w * ce + adv, w

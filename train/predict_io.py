@@ -1,0 +1,85 @@
+"""Writing predictions: palette PNGs per slice, or NIfTI volumes.
+
+NIfTI (stores with ``meta/source_shape`` and ``meta/source_spacing``, e.g. ACDC): by default the
+prediction is put back on the SOURCE grid, voxel for voxel with the source volume's array (rows,
+columns, slices): the store's resample + centre crop/pad is inverted with datakit.geometry's
+conventions (stored pixel o of the resampled axis has its centre at source coordinate
+(o + 0.5) * target / s - 0.5; crop/pad offsets (n_res - size) // 2 or (size - n_res) // 2), each
+source pixel taking the label of the stored pixel that holds its centre (nearest; background where
+the store had cropped the field of view away). The affine is diagonal (source spacing, slice
+spacing): the source file's orientation is not kept in the store. ``grid="stored"`` writes the
+stored grid instead (e.g. 1.51 mm, store size) with its own diagonal affine.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from datakit.store import Store
+from train.inference import iter_predictions
+
+# Background black, then distinct colours; pixel values stay the class indices (palette PNG).
+PALETTE = [0, 0, 0, 230, 25, 75, 60, 180, 75, 255, 225, 25, 0, 130, 200, 245, 130, 48, 145, 30, 180,
+           70, 240, 240, 240, 50, 230, 210, 245, 60]
+
+
+def _safe(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", s).strip("-") or "x"
+
+
+def source_index(n_src: int, src_spacing: float, target: float, size: int) -> np.ndarray:
+    """Stored pixel index holding each source pixel's centre along one axis; -1 where cropped away."""
+    n_res = max(1, int(round(n_src * src_spacing / target)))
+    # resampled pixel o covers [o, o + 1) in resampled units; source centre i sits at (i + 0.5) s / t
+    o = np.clip(np.floor((np.arange(n_src) + 0.5) * src_spacing / target).astype(np.int64), 0, n_res - 1)
+    o = o - (n_res - size) // 2 if n_res >= size else o + (size - n_res) // 2
+    return np.where((o >= 0) & (o < size), o, -1)
+
+
+def to_source_grid(pred: np.ndarray, source_shape: tuple[int, int], source_spacing: tuple[float, float],
+                   target: tuple[float, float]) -> np.ndarray:
+    """(Z, H, W) stored labels -> (H0, W0, Z) labels on the source grid (0 outside the stored view)."""
+    ri = source_index(int(source_shape[0]), float(source_spacing[0]), float(target[0]), pred.shape[1])
+    ci = source_index(int(source_shape[1]), float(source_spacing[1]), float(target[1]), pred.shape[2])
+    out = pred[:, np.clip(ri, 0, None)[:, None], np.clip(ci, 0, None)[None, :]]
+    out[:, (ri < 0)[:, None] | (ci < 0)[None, :]] = 0
+    return np.ascontiguousarray(np.transpose(out, (1, 2, 0)))
+
+
+def write_predictions(model: torch.nn.Module, store: Store, indices: np.ndarray, device: torch.device,
+                      out: Path, fmt: str, grid: str = "source") -> int:
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for vol, pred in iter_predictions(model, store, indices, device):
+        stem = "_".join(_safe(p) for p in (vol.patient, vol.frame, vol.view) if p)
+        if fmt == "png":
+            for i, lab in zip(vol.indices, pred, strict=True):
+                sl = int(store.meta["slice"][i])
+                img = Image.fromarray(lab, mode="P")
+                img.putpalette(PALETTE + [255, 255, 255] * (256 - len(PALETTE) // 3))
+                name = f"{stem}_s{sl:02d}.png" if sl >= 0 else f"{stem}_{int(i):06d}.png"
+                img.save(out / name)
+                written += 1
+        else:
+            import nibabel as nib
+
+            first = vol.indices[0]
+            row, col = (float(x) for x in store.meta["spacing"][first])
+            dz = float(store.meta["slice_spacing"][first])
+            dz = dz if np.isfinite(dz) else 1.0
+            if grid == "source" and "source_shape" in store.meta:
+                src_sp = tuple(float(x) for x in store.meta["source_spacing"][first])
+                data = to_source_grid(pred, tuple(store.meta["source_shape"][first]), src_sp, (row, col))
+                affine = np.diag([src_sp[0], src_sp[1], dz, 1.0])
+            else:
+                data = np.ascontiguousarray(np.transpose(pred, (1, 2, 0)))  # (rows, cols, slices)
+                affine = np.diag([row, col, dz, 1.0])
+            nib.save(nib.Nifti1Image(data, affine), out / f"{stem}_pred.nii.gz")
+            written += 1
+    return written
