@@ -18,18 +18,19 @@ class Normalizer:
     """``apply(x)`` maps raw intensities with statistics fitted on one volume."""
 
     name: str
-    apply: Callable[[np.ndarray], np.ndarray]
+    apply: Callable[[np.ndarray], np.ndarray]  # output float32, C-contiguous in x's logical order
     background: float  # normalised value of the darkest intensity: padding level
+    raw_background: float  # a raw intensity that ``apply`` maps to ``background``
 
 
-PERCENTILE_SAMPLE = 1 << 17  # voxels used to estimate a volume's percentiles
+PERCENTILE_SAMPLE = 1 << 16  # voxels used to estimate a volume's percentiles
 
 
 def _percentile_sample(volume: np.ndarray) -> np.ndarray:
-    """Every k-th voxel, k chosen to keep at least 2^17 of them.
+    """Every k-th voxel, k chosen to keep at least 2^16 of them.
 
-    The standard error of an estimated 5th percentile from 2^17 voxels is sqrt(.05 * .95 / 2^17),
-    0.06 percentile points: far below anything the normalisation is sensitive to, at a fifth of the
+    The standard error of an estimated 5th percentile from 2^16 voxels is sqrt(.05 * .95 / 2^16),
+    0.09 percentile points: far below anything the normalisation is sensitive to, at a tenth of the
     cost of partitioning a whole cine volume. Deterministic (no random draw), so conversions repeat.
     """
     flat = volume.ravel(order="K")  # a view in the array's own memory order (NIfTI data are Fortran)
@@ -44,30 +45,35 @@ def _percentile_iqr(volume: np.ndarray) -> Normalizer:
     iqr = float(q3 - q1) or 1.0
 
     def apply(x: np.ndarray) -> np.ndarray:
-        return ((np.clip(x, lo, hi) - clipped_median) / iqr).astype(np.float32)
+        out = np.empty(x.shape, np.float32)  # C order whatever x's layout: samples are then views
+        np.clip(x, lo, hi, out=out)
+        out -= np.float32(clipped_median)
+        out /= np.float32(iqr)
+        return out
 
-    return Normalizer("percentile_iqr:5-95", apply, float((lo - clipped_median) / iqr))
+    return Normalizer("percentile_iqr:5-95", apply, float((lo - clipped_median) / iqr), float(lo))
 
 
 def _zscore(volume: np.ndarray) -> Normalizer:
     mean, std = float(volume.mean()), float(volume.std()) or 1.0
-    return Normalizer("zscore", lambda x: ((x - mean) / std).astype(np.float32),
-                      float((volume.min() - mean) / std))
+    return Normalizer("zscore", lambda x: np.ascontiguousarray((x - mean) / std, np.float32),
+                      float((volume.min() - mean) / std), float(volume.min()))
 
 
 def _minmax(volume: np.ndarray) -> Normalizer:
     lo, hi = float(volume.min()), float(volume.max())
     span = (hi - lo) or 1.0
-    return Normalizer("minmax", lambda x: ((x - lo) / span).astype(np.float32), 0.0)
+    return Normalizer("minmax", lambda x: np.ascontiguousarray((x - lo) / span, np.float32), 0.0, lo)
 
 
 def _scale255(volume: np.ndarray) -> Normalizer:
     """8-bit images to [0, 1] with a fixed scale (keeps absolute echo brightness)."""
-    return Normalizer("scale:1/255", lambda x: (x / 255.0).astype(np.float32), 0.0)
+    return Normalizer("scale:1/255", lambda x: np.ascontiguousarray(x / 255.0, np.float32), 0.0, 0.0)
 
 
 def _none(volume: np.ndarray) -> Normalizer:
-    return Normalizer("none", lambda x: x.astype(np.float32), float(volume.min()))
+    return Normalizer("none", lambda x: np.ascontiguousarray(x, np.float32), float(volume.min()),
+                      float(volume.min()))
 
 
 NORMALIZERS: dict[str, Callable[[np.ndarray], Normalizer]] = {

@@ -8,13 +8,14 @@ reason in the output and in the store's ``skipped`` attribute.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import sys
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -97,6 +98,38 @@ def _safe_process(source: Source, item: Any, synth: SynthSpec | None, compressio
         return None, f"unexpected {type(e).__name__}: {e}"
 
 
+def _reuse_freed_memory() -> None:
+    """Let glibc's malloc keep freed blocks of up to 256 MB for reuse (inherited by forked workers).
+
+    Every patient allocates and frees volume-sized arrays; with the default thresholds each one
+    is a fresh mmap whose pages fault in again, which cost about half the workers' system time.
+    Peak memory is unchanged: the same blocks are reused instead of returned and re-requested.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (e.g. musl): keep the defaults
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 256 << 20)
+    libc.mallopt(m_trim_threshold, 512 << 20)
+
+
+def _executor(source: Source, synth: SynthSpec | None, workers: int) -> Executor:
+    """Threads where the work runs outside the GIL, else processes.
+
+    A source whose decoding and resampling happen in C (ISA-L, numpy, scipy's sparse kernels) says
+    so with ``releases_gil = True``: threads then skip pickling every sample between processes
+    (about 15 % of ACDC's conversion time). Scribble synthesis is Python-heavy, so it keeps processes.
+    """
+    if getattr(source, "releases_gil", False) and synth is None:
+        return ThreadPoolExecutor(max_workers=workers)
+    # fork: workers inherit the imported modules (fast start); they never touch the store file
+    ctx = get_context("fork") if sys.platform.startswith("linux") else None
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
 def _results(source: Source, items: list[Any], synth: SynthSpec | None, workers: int,
              compression: str) -> Iterator[tuple[Any, Any, str | None]]:
     """(item, result, error) in item order; at most 2 x workers items in flight (bounded memory)."""
@@ -104,9 +137,8 @@ def _results(source: Source, items: list[Any], synth: SynthSpec | None, workers:
         for item in items:
             yield (item, *_safe_process(source, item, synth, compression))
         return
-    # fork: workers inherit the imported modules (fast start); they never touch the store file
-    ctx = get_context("fork") if sys.platform.startswith("linux") else None
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    _reuse_freed_memory()
+    with _executor(source, synth, workers) as pool:
         pending: deque[tuple[Any, Future]] = deque()
         it = iter(items)
         for item in it:

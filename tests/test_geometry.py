@@ -62,3 +62,15 @@ def test_letterbox_keeps_aspect_and_reports_transform() -> None:
     # content centre (row 49.5, col 99.5) maps to (p + .5) * scale - .5 + offset
     assert rows.mean() == pytest.approx((49.5 + 0.5) * scale - 0.5 + oy, abs=0.5)
     assert cols.mean() == pytest.approx((99.5 + 0.5) * scale - 0.5 + ox, abs=0.5)
+
+
+@pytest.mark.parametrize("method", ["percentile-iqr", "zscore", "minmax", "scale255", "none"])
+def test_raw_background_normalises_to_the_padding_level(method: str) -> None:
+    from datakit.normalize import fit_normalizer
+
+    v = np.random.default_rng(0).gamma(2.0, 50.0, (20, 30, 4)).astype(np.float32)
+    norm = fit_normalizer(method, v)
+    out = norm.apply(np.full((2, 2), norm.raw_background, np.float32))
+    assert np.allclose(out, norm.background)
+    moved = norm.apply(np.moveaxis(v, -1, 0))
+    assert moved.flags["C_CONTIGUOUS"] and moved.dtype == np.float32 and moved.shape == (4, 20, 30)

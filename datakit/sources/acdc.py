@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse  # noqa: F401 - SliceGrid needs it; imported before the workers fork, not in each
 
 from datakit.errors import DatakitError
 from datakit.geometry import SliceGrid
@@ -106,6 +107,7 @@ class AcdcSource:
     channels: int = 1
     stratify_column: str | None = "group"
     keypoint_names: list[str] | None = None
+    releases_gil: bool = True  # decode/resample run in C: the pipeline may use threads
 
     def __post_init__(self) -> None:
         manifest = load_manifest()
@@ -194,16 +196,16 @@ class AcdcSource:
             raise DatakitError(f"invalid voxel spacing {zooms} in the header", image_path)
         norm = fit_normalizer(self.norm, volume)
         grid = SliceGrid(volume.shape[:2], (zooms[0], zooms[1]), self.spacing, (self.size, self.size))
-        images = norm.apply(grid.image(volume, np.nan))
-        images[np.isnan(images)] = norm.background  # padding: the normalised background level
-        # (H, W, Z) -> (Z, H, W) once, so that each sample is a contiguous view
-        images = np.ascontiguousarray(np.moveaxis(images, -1, 0))
+        # padding takes the raw intensity that normalises to the background level; (H, W, Z) -> (Z, H, W)
+        # as a view, so that the normaliser writes each sample as one contiguous block
+        images = norm.apply(np.moveaxis(grid.image(volume, norm.raw_background), -1, 0))
         masks = np.ascontiguousarray(np.moveaxis(grid.labels(mask, 0), -1, 0))
         scribbles = np.ascontiguousarray(np.moveaxis(grid.labels(scribble, IGNORE), -1, 0)) \
             if scribble is not None else None
         states = label_states_of_stack(masks, len(self.classes))
         extra = {"source_shape": np.array(volume.shape[:2], np.int32),
                  "source_spacing": np.array(zooms[:2], np.float32)}
+        source = self._relative(image_path)
         out = []
         for z in range(volume.shape[2]):
             m = masks[z]
@@ -213,7 +215,7 @@ class AcdcSource:
                 label_state=states[z],
                 dataset=self.name, patient=item.patient, frame=label, view="SAX", slice=z,
                 spacing=(self.spacing, self.spacing), slice_spacing=zooms[2],
-                source=self._relative(image_path),
+                source=source,
                 scribble_source="manual" if scribble is not None else "none", extra=extra,
             ))
         return out

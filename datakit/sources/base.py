@@ -41,6 +41,8 @@ class Source(Protocol):
 
     def default_split(self) -> str: ...
 
+    # Optional: ``releases_gil = True`` when read() spends its time in C code that releases the GIL
+    # (the pipeline then runs threads instead of processes, saving the transfer of every sample).
     # Optional: a source that ships its own split (sub-folders, published lists) also defines
     #   official_split(patient_ids) -> datakit.splits.SplitResult
     # which `--split official` uses (datakit.splits.make_splits("official", ids, official=mapping)
