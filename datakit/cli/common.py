@@ -70,6 +70,18 @@ ImageCompressionOpt = typer.Option("none", "--image-compression", help="none (fa
                                    "gzip (float images shrink to about 70 %; masks are always gzip).")
 
 
+def run_conversion(ctx: typer.Context, source: Any, synth: Any, *, out: Path, overwrite: bool, workers: int,
+                   on_error: str, split: str | None, ratios: str, seed: int, image_compression: str = "none") -> None:
+    """The end every ``convert`` command shares: options -> pipeline -> one-line report."""
+    from datakit.pipeline import ConvertOptions, convert
+    from datakit.splits import parse_ratios
+
+    opts = ConvertOptions(out=out, overwrite=overwrite, workers=workers or default_workers(), on_error=on_error,
+                          split=split, ratios=tuple(parse_ratios(ratios)), seed=seed, synth=synth,
+                          command=command_line(ctx), image_compression=image_compression)
+    report(convert(source, opts, log=lambda m: typer.echo(m, err=True)))
+
+
 def report(rep: Any) -> None:
     for s in rep.skipped:
         typer.echo(f"skipped {s['patient']}: {s['reason']}", err=True)

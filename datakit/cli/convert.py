@@ -15,9 +15,7 @@ from datakit.cli.common import (
     SeedOpt,
     WorkersOpt,
     cli_errors,
-    command_line,
-    default_workers,
-    report,
+    run_conversion,
 )
 from datakit.cli.scribble_opts import CoverageOpt, ScribbleSeedOpt, ThicknessOpt
 
@@ -51,14 +49,10 @@ def convert_acdc(
 ) -> None:
     """ACDC cine MRI: ED/ES frames, `_gt` masks, Valvano scribbles, Info.cfg."""
     from datakit.cli.scribble_opts import parse_scribbles
-    from datakit.pipeline import ConvertOptions, convert
     from datakit.sources.acdc import AcdcSource
-    from datakit.splits import parse_ratios
 
     mode, synth = parse_scribbles(scribbles, seed if scribble_seed is None else scribble_seed,
                                   thickness=scribble_thickness, coverage=scribble_coverage)
     source = AcdcSource(src, scribbles=mode, spacing=spacing, size=size, norm=norm)
-    opts = ConvertOptions(out=out, overwrite=overwrite, workers=workers or default_workers(),
-                          on_error=on_error, split=split, ratios=tuple(parse_ratios(ratios)), seed=seed,
-                          synth=synth, command=command_line(ctx), image_compression=image_compression)
-    report(convert(source, opts, log=lambda m: typer.echo(m, err=True)))
+    run_conversion(ctx, source, synth, out=out, overwrite=overwrite, workers=workers, on_error=on_error,
+                   split=split, ratios=ratios, seed=seed, image_compression=image_compression)

@@ -15,9 +15,7 @@ from datakit.cli.common import (
     SeedOpt,
     WorkersOpt,
     cli_errors,
-    command_line,
-    default_workers,
-    report,
+    run_conversion,
 )
 from datakit.cli.convert import app
 from datakit.cli.scribble_opts import CoverageOpt, ScribbleSeedOpt, ThicknessOpt
@@ -55,9 +53,7 @@ def convert_camus(
     """CAMUS 2D echo: 2CH/4CH ED/ES frames or sequences, LV/MYO/LA masks, Info cfg, official splits."""
     from datakit.cli.scribble_opts import parse_scribbles
     from datakit.errors import DatakitError
-    from datakit.pipeline import ConvertOptions, convert
     from datakit.sources.camus import CamusSource
-    from datakit.splits import parse_ratios
 
     mode, synth = parse_scribbles(scribbles, seed if scribble_seed is None else scribble_seed,
                                   thickness=scribble_thickness, coverage=scribble_coverage)
@@ -66,7 +62,5 @@ def convert_camus(
     if fold is not None and split not in (None, "official"):
         raise DatakitError(f"--fold selects an official fold; it does not apply to --split {split}")
     source = CamusSource(src, format=format, views=views, frames=frames, size=size, norm=norm, fold=fold)
-    opts = ConvertOptions(out=out, overwrite=overwrite, workers=workers or default_workers(),
-                          on_error=on_error, split=split, ratios=tuple(parse_ratios(ratios)), seed=seed,
-                          synth=synth, command=command_line(ctx), image_compression=image_compression)
-    report(convert(source, opts, log=lambda m: typer.echo(m, err=True)))
+    run_conversion(ctx, source, synth, out=out, overwrite=overwrite, workers=workers, on_error=on_error,
+                   split=split, ratios=ratios, seed=seed, image_compression=image_compression)

@@ -15,9 +15,7 @@ from datakit.cli.common import (
     SeedOpt,
     WorkersOpt,
     cli_errors,
-    command_line,
-    default_workers,
-    report,
+    run_conversion,
 )
 from datakit.cli.scribble_opts import CoverageOpt, ScribbleSeedOpt, ThicknessOpt
 from datakit.errors import DatakitError
@@ -40,6 +38,7 @@ def _ints(text: str | None) -> list[int] | None:
 
 @cli_errors
 def convert_folder(
+    ctx: typer.Context,
     src: Path = typer.Argument(..., help="Folder with images/ and masks/ (optionally under train/ valid/ "
                                "test/), or images with masks beside them (--mask-suffix)."),
     out: Path = OutOpt,
@@ -73,9 +72,7 @@ def convert_folder(
 ) -> None:
     """Generic image/mask folders: PNG, JPEG, TIFF, BMP; grey or RGB; pairs matched by name."""
     from datakit.cli.scribble_opts import parse_scribbles
-    from datakit.pipeline import ConvertOptions, convert
     from datakit.sources.folder import FolderSource
-    from datakit.splits import parse_ratios
 
     mode, synth = parse_scribbles(scribbles, seed if scribble_seed is None else scribble_seed,
                                  thickness=scribble_thickness, coverage=scribble_coverage)
@@ -85,10 +82,8 @@ def convert_folder(
                           masks_dir=masks_dir, binarize=binarize,
                           mask_values=_ints(mask_values), size=size, norm=norm, channels_opt=channels,
                           patient_regex=patient_regex, name=name)
-    opts = ConvertOptions(out=out, overwrite=overwrite, workers=workers or default_workers(),
-                          on_error=on_error, split=split, ratios=tuple(parse_ratios(ratios)), seed=seed,
-                          synth=synth, command=command_line())
-    report(convert(source, opts, log=lambda m: typer.echo(m, err=True)))
+    run_conversion(ctx, source, synth, out=out, overwrite=overwrite, workers=workers, on_error=on_error,
+                   split=split, ratios=ratios, seed=seed)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,9 +13,7 @@ from datakit.cli.common import (
     SeedOpt,
     WorkersOpt,
     cli_errors,
-    command_line,
-    default_workers,
-    report,
+    run_conversion,
 )
 from datakit.cli.scribble_opts import CoverageOpt, ScribbleSeedOpt, ThicknessOpt
 
@@ -26,6 +24,7 @@ app = typer.Typer(help="Rasterise spline (curve) labels into masks and convert t
 @app.command("unity")
 @cli_errors
 def unity(
+    ctx: typer.Context,
     src: Path = typer.Argument(..., help="Unity root: png-cache/ and the labels JSON files."),
     out: Path = OutOpt,
     labels: Path = typer.Option(None, "--labels", help="Labels JSON to convert (default SRC/labels-all.json; "
@@ -52,9 +51,7 @@ def unity(
     """Unity Imaging echo: PNG frames + curve/point labels -> masks, label states, keypoints."""
     from datakit.cli.scribble_opts import parse_scribbles
     from datakit.errors import DatakitError
-    from datakit.pipeline import ConvertOptions, convert
     from datakit.sources.unity import UnitySource
-    from datakit.splits import parse_ratios
 
     if on_error not in ("stop", "skip"):
         raise DatakitError(f"--on-error must be stop or skip, not {on_error!r}")
@@ -65,7 +62,5 @@ def unity(
     source = UnitySource(src, labels=labels, classes_file=classes, size=size, norm=norm, on_error=on_error)
     if split == "official" and not source.split_files():
         raise DatakitError("--split official needs labels-train/-tune/-ival (.json or .txt)", src)
-    opts = ConvertOptions(out=out, overwrite=overwrite, workers=workers or default_workers(),
-                          on_error=on_error, split=split, ratios=tuple(parse_ratios(ratios)), seed=seed,
-                          synth=synth, command=command_line())
-    report(convert(source, opts, log=lambda m: typer.echo(m, err=True)))
+    run_conversion(ctx, source, synth, out=out, overwrite=overwrite, workers=workers, on_error=on_error,
+                   split=split, ratios=ratios, seed=seed)

@@ -24,6 +24,7 @@ from datakit.nifti import load_nifti, nifti_array
 from datakit.normalize import fit_normalizer
 from datakit.sample import IGNORE, Sample, label_states_of_stack
 from datakit.sources.base import ItemResult
+from datakit.sources.cfg import cfg_frame, cfg_number, read_cfg
 
 MANIFEST = Path(__file__).resolve().parents[2] / "manifests" / "acdc.json"
 PATIENT_DIR = re.compile(r"^patient\d{3}$")
@@ -53,41 +54,14 @@ def find_patient_dirs(root: Path) -> list[Path]:
 
 
 def parse_info_cfg(path: Path) -> dict[str, str]:
-    """``Key: Value`` lines, no section header."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise DatakitError("Info.cfg not found", path) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DatakitError(f"cannot read Info.cfg ({e})", path) from None
-    out: dict[str, str] = {}
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        key, sep, value = line.partition(":")
-        if not sep or not key.strip():
-            raise DatakitError(f"line {n} is not 'Key: Value': {line.strip()[:60]!r}", path)
-        out[key.strip()] = value.strip()
-    return out
+    """Info.cfg: ``Key: Value`` lines, no section header."""
+    return read_cfg(path)
 
 
 def _number(info: dict[str, str], key: str, path: Path) -> float:
     """A numeric Info.cfg value; NaN when the key is absent (the contract: never invented)."""
-    if key not in info or info[key] == "":
-        return math.nan
-    try:
-        return float(info[key])
-    except ValueError:
-        raise DatakitError(f"{key} is not a number: {info[key]!r}", path) from None
-
-
-def _frame_number(info: dict[str, str], key: str, path: Path) -> int:
-    value = _number(info, key, path)
-    if math.isnan(value):
-        raise DatakitError(f"no {key} frame number", path)
-    if value != int(value) or value < 1:
-        raise DatakitError(f"{key} must be a 1-based frame number, not {info[key]!r}", path)
-    return int(value)
+    value = cfg_number(info, key, path)
+    return math.nan if value is None else value
 
 
 @dataclass(frozen=True)
@@ -129,8 +103,8 @@ class AcdcSource:
     def read(self, item: AcdcItem) -> ItemResult:
         info_path = item.folder / "Info.cfg"
         info = parse_info_cfg(info_path)
-        ed = _frame_number(info, "ED", info_path)
-        es = _frame_number(info, "ES", info_path)
+        ed = cfg_frame(info, "ED", info_path)
+        es = cfg_frame(info, "ES", info_path)
         samples: list[Sample] = []
         for label, number in (("ED", ed), ("ES", es)):
             samples += self._read_frame(item, label, number)
