@@ -155,7 +155,7 @@ class _Frames:
     masks: list[np.ndarray | None]
     names: list[str]
     spacing: tuple[float, float]
-    source: Path
+    sources: list[Path]  # the file each frame comes from (ED and ES are two files)
 
 
 @dataclass
@@ -246,7 +246,8 @@ class CamusSource:
                                    f"{images[0].shape} at {_mm(spacing)}", path)
             images.append(image)
             masks.append(self._gt(self._path(item, view, f"{label}_gt"), image.shape, sp, labelled))
-        return _Frames(np.stack(images), masks, ["ED", "ES"], spacing, self._path(item, view, "ED"))
+        return _Frames(np.stack(images), masks, ["ED", "ES"], spacing,
+                       [self._path(item, view, "ED"), self._path(item, view, "ES")])
 
     def _sequence(self, item: CamusItem, view: str, info: ViewInfo, labelled: bool,
                   warnings: list[str]) -> _Frames:
@@ -278,7 +279,7 @@ class CamusSource:
                                              True)
             if self.format == "nifti":
                 warnings.append(f"{item.patient}: no {gt_path.name}: only the ED and ES frames have masks")
-        return _Frames(images, masks, [str(i + 1) for i in range(t)], spacing, path)
+        return _Frames(images, masks, [str(i + 1) for i in range(t)], spacing, [path] * t)
 
     def _gt(self, path: Path, shape: tuple[int, ...], spacing: tuple[float, float],
             labelled: bool) -> np.ndarray | None:
@@ -298,7 +299,7 @@ class CamusSource:
         grid = SliceGrid((h, w), fr.spacing, stored, (s, s))
         k = len(self.classes)
         extra = {"source_shape": np.array((h, w), np.int32), "source_spacing": np.array(fr.spacing, np.float32)}
-        source = self._relative(fr.source)
+        sources = {p: self._relative(p) for p in set(fr.sources)}
         unknown = np.full((s, s), IGNORE, np.uint8)
         out = []
         for i in range(t):  # frame by frame: contiguous 2D resampling beats one strided (H, W, T) pass
@@ -309,7 +310,7 @@ class CamusSource:
             out.append(Sample(
                 image=norm.apply(image)[None], mask=m, scribble=unknown,
                 label_state=label_state_from_mask(m, k), dataset=self.name, patient=item.patient,
-                frame=fr.names[i], view=view, slice=-1, spacing=stored, source=source,
+                frame=fr.names[i], view=view, slice=-1, spacing=stored, source=sources[fr.sources[i]],
                 scribble_source="none", extra=extra,
             ))
         return out
@@ -321,7 +322,9 @@ class CamusSource:
         ranked = [q for q in qualities if q in QUALITY_RANK]
         # one patient-level quality for stratification: the worst view, as the poorer view limits it
         row["image_quality"] = max(ranked, key=QUALITY_RANK.get) if ranked else qualities[0]
-        for key in ("ef", "age", "sex"):
+        # frame_rate: a patient column as STORE.md names it (the first view's when views differ;
+        # both stay in frame_rate_2ch / frame_rate_4ch)
+        for key in ("ef", "age", "sex", "frame_rate"):
             values = [getattr(infos[v], key) for v in views]
             known = [x for x in values if x not in (None, "")]
             if len(set(known)) > 1:

@@ -75,6 +75,17 @@ def test_patients_table_from_info_cfg(nifti_store: Path, camus_nifti: Path) -> N
         assert p["frame_rate_4ch"][i] == float(c4["FrameRate"])
         assert p["nb_frames_2ch"][i] == float(c2["NbFrame"]) and p["es_frame_4ch"][i] == float(c4["ES"])
         assert p["ef"].dtype == np.float64 and p["frame_rate_2ch"].dtype == np.float64
+        assert p["frame_rate"][i] == float(c2["FrameRate"])  # STORE.md's patient column: the first view's
+
+
+def test_every_sample_traces_to_its_own_frame_file(nifti_store: Path, camus_nifti: Path) -> None:
+    """ED and ES are two files: each sample's meta/source names the one its image came from."""
+    with h5py.File(nifti_store) as f:
+        frames, views, sources = (_text(f["meta"][k][:]) for k in ("frame", "view", "source"))
+        patients = _text(f["meta/patient"][:])
+    for frame, view, source, pid in zip(frames, views, sources, patients, strict=True):
+        assert Path(source).name == f"{pid}_{view}_{frame}.nii.gz"
+        assert (camus_nifti / source).is_file()
 
 
 def test_orientation_lv_above_la(nifti_store: Path) -> None:
