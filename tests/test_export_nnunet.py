@@ -198,3 +198,84 @@ def test_slices_stored_out_of_order_are_read_in_slice_order(tmp_path: Path) -> N
         d = f.create_dataset("x", data=np.arange(10) * 10)
         assert _read(d, [3, 4, 5]).tolist() == [30, 40, 50]
         assert _read(d, [5, 2, 7]).tolist() == [50, 20, 70]
+
+
+def _store_with_states(path: Path, classes: list[str], masks: list[np.ndarray], states: list[list[int]],
+                       scribbles: list[np.ndarray] | None = None) -> Path:
+    from datakit.sample import Sample
+    from datakit.store import StoreWriter
+
+    h, w = masks[0].shape
+    with StoreWriter(path, classes=classes, image_size=(h, w), normalization="scale:1/255") as wr:
+        for i, (m, st) in enumerate(zip(masks, states, strict=True)):
+            sc = scribbles[i] if scribbles is not None else np.full((h, w), 255, np.uint8)
+            wr.append([Sample(image=np.full((1, h, w), i / 10, np.float32), mask=m, scribble=sc,
+                              label_state=np.array(st, np.int8), dataset="toy", patient=f"p{i}",
+                              scribble_source="manual" if scribbles is not None else "none")])
+        wr.set_patients({"id": [f"p{i}" for i in range(len(masks))]})
+        wr.set_splits({"train": [0, 1], "valid": [2], "test": [3]}, method="random", seed=0, ratios=[0.5, 0.25, 0.25])
+    return path
+
+
+def test_label_zero_is_called_background_for_nnunet(tmp_path: Path) -> None:
+    masks = [np.zeros((8, 8), np.uint8) for _ in range(4)]
+    for m in masks:
+        m[2:5, 2:5] = 1
+    store = _store_with_states(tmp_path / "s.h5", ["bg", "polyp"], masks, [[1, 1]] * 4)
+    r = run("export", "nnunet", store, tmp_path, "--dataset-id", "11", "--name", "Bg")
+    assert r.exit_code == 0, r.output
+    ds = check_nnunet_rules(tmp_path / "Dataset011_Bg")
+    assert ds["labels"] == {"background": 0, "polyp": 1} and ds["datakit"]["classes"] == ["bg", "polyp"]
+
+
+def test_background_of_a_slice_with_an_unknown_class_is_ignore(tmp_path: Path) -> None:
+    """Merged stores: a class the input never annotated may hide in its background."""
+    masks = [np.zeros((8, 8), np.uint8) for _ in range(4)]
+    masks[0][1:3, 1:3] = 1
+    masks[1][1:3, 1:3] = 2
+    store = _store_with_states(tmp_path / "s.h5", ["background", "lung", "heart"], masks,
+                               [[1, 1, -1], [1, 0, 1], [1, 0, 0], [1, 0, 0]])
+    r = run("export", "nnunet", store, tmp_path, "--dataset-id", "12", "--name", "Merged")
+    assert r.exit_code == 0, r.output
+    assert "1 case(s) with a class of unknown state" in r.output
+    folder = tmp_path / "Dataset012_Merged"
+    ds = check_nnunet_rules(folder)
+    assert ds["labels"]["ignore"] == 3
+    lab0 = np.asarray(Image.open(folder / "labelsTr" / "p0.png"))
+    assert (lab0[1:3, 1:3] == 1).all() and (lab0[masks[0] == 0] == 3).all()  # background -> ignore
+    lab1 = np.asarray(Image.open(folder / "labelsTr" / "p1.png"))
+    assert (lab1[masks[1] == 0] == 0).all()  # every class known: background stays background
+
+
+def test_scribble_export_keeps_dense_masks_for_the_test_split(tmp_path: Path) -> None:
+    masks = [np.zeros((8, 8), np.uint8) for _ in range(4)]
+    scribbles = [np.full((8, 8), 255, np.uint8) for _ in range(4)]
+    for m, sc in zip(masks, scribbles, strict=True):
+        m[2:6, 2:6] = 1
+        sc[3, 3:5] = 1
+        sc[0, 0] = 0
+    store = _store_with_states(tmp_path / "s.h5", ["background", "lesion"], masks, [[1, 1]] * 4, scribbles)
+    r = run("export", "nnunet", store, tmp_path, "--dataset-id", "13", "--name", "Scr", "--labels", "scribbles")
+    assert r.exit_code == 0, r.output
+    folder = tmp_path / "Dataset013_Scr"
+    tr = np.asarray(Image.open(folder / "labelsTr" / "p0.png"))
+    ts = np.asarray(Image.open(folder / "labelsTs" / "p3.png"))
+    assert (tr == 2).sum() == 64 - 3  # training: scribbles, the rest ignore
+    assert np.array_equal(ts, masks[3])  # test: the dense mask, for evaluation
+
+
+def test_splits_final_goes_where_nnunet_reads_it(tmp_path: Path) -> None:
+    masks = [np.zeros((8, 8), np.uint8) for _ in range(4)]
+    for m in masks:
+        m[2:5, 2:5] = 1
+    store = _store_with_states(tmp_path / "s.h5", ["background", "lesion"], masks, [[1, 1]] * 4)
+    (tmp_path / "raw").mkdir()
+    r = run("export", "nnunet", store, tmp_path / "raw", "--dataset-id", "14", "--name", "Sp")
+    assert r.exit_code == 0, r.output
+    assert "nnU-Net reads splits_final.json from $nnUNet_preprocessed/Dataset014_Sp/" in r.output
+    pre = tmp_path / "preprocessed"
+    r = run("export", "nnunet", store, tmp_path / "raw", "--dataset-id", "14", "--name", "Sp", "--overwrite",
+            "--preprocessed", pre)
+    assert r.exit_code == 0, r.output
+    placed = json.loads((pre / "Dataset014_Sp" / "splits_final.json").read_text())
+    assert placed == [{"train": ["p0", "p1"], "val": ["p2"]}]

@@ -23,13 +23,17 @@ def export_nnunet(
                             "else NIfTI), nifti, png."),
     channel_names: str = typer.Option(None, help="Comma-separated channel names for dataset.json "
                                       "(default R,G,B or image; 'CT' switches nnU-Net to CT normalisation)."),
+    preprocessed: Path = typer.Option(None, help="nnUNet_preprocessed folder: splits_final.json is also written "
+                                      "to DIR/DatasetNNN_NAME/, where nnU-Net's trainer reads it.",
+                                      file_okay=False),
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """nnU-Net v2 raw dataset: imagesTr/labelsTr (+Ts for the test split), dataset.json, splits_final.json."""
     from datakit.export.nnunet import export_nnunet as run
 
     names = [c.strip() for c in channel_names.split(",")] if channel_names else None
-    rep = run(store, out_dir, dataset_id, name, labels=labels, fmt=fmt, channel_names=names, overwrite=overwrite)
+    rep = run(store, out_dir, dataset_id, name, labels=labels, fmt=fmt, channel_names=names, overwrite=overwrite,
+              preprocessed=preprocessed)
     for note in rep.notes:
         typer.echo(note, err=True)
     typer.echo(rep.summary())

@@ -136,8 +136,12 @@ def _target(out_dir: Path, dataset_id: int, name: str, overwrite: bool) -> Path:
 
 def export_nnunet(store_path: str | Path, out_dir: str | Path, dataset_id: int, name: str, *,
                   labels: str = "masks", fmt: str = "auto", channel_names: Sequence[str] | None = None,
-                  overwrite: bool = False) -> ExportReport:
-    """Write ``OUT_DIR/DatasetNNN_NAME`` (see the module docstring); nothing is left on failure."""
+                  overwrite: bool = False, preprocessed: str | Path | None = None) -> ExportReport:
+    """Write ``OUT_DIR/DatasetNNN_NAME`` (see the module docstring); nothing is left on failure.
+
+    nnU-Net reads ``splits_final.json`` from ``nnUNet_preprocessed/DatasetNNN_NAME/``, not from the raw
+    folder: with ``preprocessed`` (that nnUNet_preprocessed folder) the split is written there too.
+    """
     if labels not in ("masks", "scribbles"):
         raise DatakitError(f"--labels must be masks or scribbles, not {labels!r}")
     target = _target(Path(out_dir), dataset_id, name, overwrite)
@@ -157,10 +161,26 @@ def export_nnunet(store_path: str | Path, out_dir: str | Path, dataset_id: int, 
             if target.exists():
                 shutil.rmtree(target)
             tmp.rename(target)
+            _place_splits(target, preprocessed, report.notes)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return report
+
+
+def _place_splits(target: Path, preprocessed: str | Path | None, notes: list[str]) -> None:
+    """Put splits_final.json where nnUNetTrainer looks for it, or say where it must go."""
+    split_file = target / "splits_final.json"
+    if not split_file.exists():
+        return
+    if preprocessed is None:
+        notes.append(f"nnU-Net reads splits_final.json from $nnUNet_preprocessed/{target.name}/: copy it there "
+                     f"(after nnUNetv2_plan_and_preprocess) or pass --preprocessed DIR")
+        return
+    dest = Path(preprocessed) / target.name
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(split_file, dest / "splits_final.json")
+    notes.append(f"splits_final.json also written to {dest}/ (where nnU-Net reads it)")
 
 
 def _format(store: Store, fmt: str) -> str:
@@ -184,13 +204,23 @@ def _write(store: Store, cases: list[Case], root: Path, title: str, fmt: str, la
     written: dict[str, list[str]] = {"train": [], "valid": [], "test": [], "": []}
     case_map: dict[str, dict] = {}
     skipped = 0
+    hidden = 0
+    label_state = store.file["label_state"][()]  # (N, K) int8: small, read once
     for case in cases:
         idx = case.indices
-        lab = _read(store.file[source], idx)
+        # test cases are for evaluation: always their dense masks, whatever --labels says
+        lab = _read(store.file["masks" if case.split == "test" else source], idx)
         if (lab == IGNORE_INDEX).all():
             skipped += 1
             continue
         unknown = lab == IGNORE_INDEX
+        # a class unknown in a slice (label_state -1: merged stores, blurred structures) may hide in its
+        # background: those background pixels are not evidence of "no class", so they are ignored too
+        states = label_state[idx]
+        unsure = (states[:, 1:] == -1).any(axis=1)
+        if unsure.any():
+            hidden += 1
+            unknown |= (lab == 0) & unsure.reshape((-1,) + (1,) * (lab.ndim - 1))
         used_ignore |= bool(unknown.any())
         lab = lab.copy()
         lab[unknown] = k
@@ -211,7 +241,10 @@ def _write(store: Store, cases: list[Case], root: Path, title: str, fmt: str, la
         raise DatakitError(f"no training case has any {source} label to export", store.path)
     if skipped:
         notes.append(f"{skipped} case(s) without any {source} label skipped")
-    label_map = {c: i for i, c in enumerate(store.classes)}
+    if hidden:
+        notes.append(f"{hidden} case(s) with a class of unknown state: their background pixels are 'ignore'")
+    # nnU-Net requires label 0 to be called "background" (LabelManager); the store's names stay in "datakit"
+    label_map = {("background" if i == 0 else c): i for i, c in enumerate(store.classes)}
     if used_ignore:
         label_map["ignore"] = k
     dataset = {
@@ -221,7 +254,8 @@ def _write(store: Store, cases: list[Case], root: Path, title: str, fmt: str, la
         "file_ending": ending,
         "name": title,
         "description": f"exported by datakit from {store.path.name} ({source})",
-        "datakit": {"store": str(store.path), "command": str(store.attrs.get("command", "")), "labels": source},
+        "datakit": {"store": str(store.path), "command": str(store.attrs.get("command", "")), "labels": source,
+                    "classes": list(store.classes)},
     }
     if fmt == "png":
         dataset["overwrite_image_reader_writer"] = "NaturalImage2DIO"
