@@ -298,3 +298,29 @@ def test_other_folder_names_and_suffixed_masks(tmp_path: Path) -> None:
     with Store(tmp_path / "a.h5") as s:
         assert s.meta["patient"].tolist() == ["CHNCXR_0001_0", "CHNCXR_0002_1"]
         assert s.meta["source"].tolist() == ["CXR_png/CHNCXR_0001_0.png", "CXR_png/CHNCXR_0002_1.png"]
+
+
+@pytest.mark.parametrize("mode", ["1", "P"])
+def test_binarize_keeps_one_bit_and_palette_masks(tmp_path: Path, mode: str) -> None:
+    """A 1-bit or black/white palette mask thresholded at 127 keeps its foreground (found in review)."""
+    from datakit.store import Store
+
+    (tmp_path / "src" / "images").mkdir(parents=True)
+    (tmp_path / "src" / "masks").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((40, 40), 100 + i, np.uint8)).save(tmp_path / "src" / "images" / f"c{i}.png")
+        m = np.zeros((40, 40), np.uint8)
+        m[10:20, 5:25] = 255
+        if mode == "1":
+            im = Image.fromarray(m).convert("1")
+        else:  # a two-colour palette: indices 0/1, colours black/white
+            im = Image.fromarray((m > 0).astype(np.uint8), mode="P")
+            im.putpalette([0, 0, 0, 255, 255, 255])
+        im.save(tmp_path / "src" / "masks" / f"c{i}.png")
+    out = tmp_path / "s.h5"
+    r = CliRunner().invoke(app, ["convert", "folder", str(tmp_path / "src"), "--out", str(out), "--binarize", "127",
+                                 "--classes", "background,fg", "--size", "40", "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    with Store(out) as s:
+        for i in range(3):
+            assert (s[i]["mask"] == 1).sum() == 200 and s[i]["label_state"].tolist() == [1, 1]

@@ -232,7 +232,9 @@ class FolderSource:
 
     def _sample(self, item: FolderItem, pair: Pair) -> Sample:
         raw = read_array(pair.image)
-        raw_mask = read_array(pair.mask, labels=True)
+        # --binarize thresholds grey levels: a 1-bit or palette mask must then read as its grey levels
+        # (0/255, palette colours), not as 0/1 indices that every threshold above 1 would erase
+        raw_mask = read_array(pair.mask, labels=self.mapping.binarize is None)
         if raw_mask.shape[:2] != raw.shape[:2]:
             raise DatakitError(f"mask is {raw_mask.shape[1]}x{raw_mask.shape[0]} pixels, its image "
                                f"{pair.image.name} {raw.shape[1]}x{raw.shape[0]}", pair.mask)
