@@ -104,11 +104,11 @@ def _labels(stores: Sequence[Store]) -> list[str]:
         return d[0] if len(d) == 1 else str(s.attrs.get("source_dataset") or s.path.stem)
 
     labels = [first(s) for s in stores]
-    if len(set(labels)) < len(labels):
-        labels = [s.path.stem for s in stores]
-    if len(set(labels)) < len(labels):
-        labels = [f"{s.path.stem}{i}" for i, s in enumerate(stores)]
-    return labels
+    # only the inputs whose names clash fall back to their file names (then numbered if still equal)
+    clash = {lab for lab in labels if labels.count(lab) > 1}
+    labels = [s.path.stem if lab in clash else lab for s, lab in zip(stores, labels, strict=True)]
+    clash = {lab for lab in labels if labels.count(lab) > 1}
+    return [f"{lab}{i}" if lab in clash else lab for i, lab in enumerate(labels)]
 
 
 def _raw_ok(d: Any, chunks: tuple[int, ...], shuffle: bool) -> bool:

@@ -155,3 +155,19 @@ def test_merge_of_stores_with_different_image_storage_is_exact(acdc_phantoms, tm
         np.testing.assert_array_equal(so.file["images"][:n], sa.file["images"][()])
         np.testing.assert_array_equal(so.file["images"][n:], sb.file["images"][()])
         np.testing.assert_array_equal(so.file["masks"][n:], sb.file["masks"][()])
+
+
+def test_only_clashing_inputs_are_renamed() -> None:
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from datakit.merge import _labels
+
+    def store(dataset: str, stem: str):
+        return SimpleNamespace(meta={"dataset": np.array([dataset])}, attrs={}, path=Path(f"/x/{stem}.h5"))
+
+    got = _labels([store("acdc", "a"), store("folder:lung", "l1"), store("folder:lung", "l2")])
+    assert got == ["acdc", "l1", "l2"]
+    got = _labels([store("folder:lung", "same"), store("folder:lung", "same")])
+    assert got == ["same0", "same1"]
