@@ -129,16 +129,23 @@ def letterbox(a: np.ndarray, size: int, order: int, fill: float) -> tuple[np.nda
     h, w = a.shape[-2:]
     scale = size / max(h, w)
     nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    # input coordinate of content pixel o on either axis: the documented transform inverted, with
+    # the same ``scale`` on both axes (nh / h and nw / w differ from it when h * scale is not whole)
+    inv = 1.0 / scale
+    shift = 0.5 * inv - 0.5
     if order == 0:
-        rows = _nearest_index(h, _centres(nh, h / nh))
-        cols = _nearest_index(w, _centres(nw, w / nw))
+        rows = _nearest_index(h, np.arange(nh) * inv + shift)
+        cols = _nearest_index(w, np.arange(nw) * inv + shift)
         resized = a[..., rows[:, None], cols[None, :]]
     else:
         from scipy import ndimage  # slow to import (~0.5 s); only this path needs it
 
-        zoom = [1.0] * (a.ndim - 2) + [nh / h, nw / w]
-        resized = ndimage.zoom(a.astype(np.float32, copy=False), zoom, order=order, mode="nearest",
-                               grid_mode=True)
+        planes = a.astype(np.float32, copy=False).reshape((-1, h, w))
+        resized = np.empty((len(planes), nh, nw), np.float32)
+        for i, plane in enumerate(planes):  # per channel: no interpolation across leading axes
+            ndimage.affine_transform(plane, [inv, inv], offset=shift, output_shape=(nh, nw),
+                                     output=resized[i], order=order, mode="nearest")
+        resized = resized.reshape(a.shape[:-2] + (nh, nw))
     out = np.full(a.shape[:-2] + (size, size), fill, dtype=resized.dtype)
     oy, ox = (size - nh) // 2, (size - nw) // 2
     out[..., oy:oy + nh, ox:ox + nw] = resized

@@ -15,8 +15,10 @@ are inside a polygon when their centre is (even-odd rule); pixel centres sit at 
 coordinates, x the column and y the row, as in Unity's JSON.
 
 Label states per class: 1 if the class has pixels in the final mask; otherwise -1 (unknown) if one
-of its labels is ``blurred``, malformed, or drawn but covered; otherwise 0 if one of its labels
-is ``off``; otherwise -1 (the frame does not annotate it).
+of its labels is ``blurred``, malformed, or drawn but covered; otherwise 0 if ALL the labels that
+define it (every curve of every rule of the class) are present and ``off``; otherwise -1 (the
+frame does not annotate it, or only part of it: an ``off`` curve beside an absent one says nothing
+of the region between them).
 """
 
 from __future__ import annotations
@@ -221,10 +223,10 @@ def between_polygon(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # -- one entry -----------------------------------------------------------------------------------
 class _Class:
-    __slots__ = ("blurred", "drawn", "off", "problem")
+    __slots__ = ("blurred", "drawn", "problem")
 
     def __init__(self) -> None:
-        self.drawn = self.off = self.blurred = self.problem = False
+        self.drawn = self.blurred = self.problem = False
 
 
 def render_labels(
@@ -296,7 +298,7 @@ def render_labels(
                 elif "blurred" in kinds:
                     st.blurred = True
                 elif "off" in kinds:
-                    st.off = True
+                    pass  # 0 only if every defining label is off: decided below
                 else:
                     fail(rule.curves[0], f"a 'between' rule needs two curves, found types {sorted(kinds)}")
                     st.problem = True
@@ -308,7 +310,7 @@ def render_labels(
                 continue
             for inst in insts:
                 if inst["type"] == "off":
-                    st.off = True
+                    pass  # 0 only if every defining label is off: decided below
                 elif inst["type"] == "blurred":
                     st.blurred = True
                 else:
@@ -325,8 +327,17 @@ def render_labels(
     # only painted classes can be present; (mask == k).any() beats bincount on uint8
     present = [k == 0 or s.drawn for k, s in enumerate(states)]
     present = [p and bool((mask == k).any()) for k, p in enumerate(present)]
+    defining: list[set[str]] = [set() for _ in states]
+    for rule in class_map.rules:
+        defining[rule.index].update(rule.curves)
+
+    def off(name: str) -> bool:  # present, well formed, and every instance off
+        insts = get(name)
+        return bool(insts) and all(inst["type"] == "off" for inst in insts)
+
+    all_off = [bool(names) and all(off(n) for n in names) for names in defining]
     label_state = np.array([1 if present[k] else -1 if (s.blurred or s.problem or s.drawn) else
-                            0 if s.off else -1 for k, s in enumerate(states)], np.int8)
+                            0 if all_off[k] else -1 for k, s in enumerate(states)], np.int8)
     label_state[0] = 1 if present[0] else 0
     used = class_map.label_names
     return Rendered(mask, label_state, keypoints, problems, sorted(n for n in labels if n not in used))

@@ -74,3 +74,52 @@ def test_raw_background_normalises_to_the_padding_level(method: str) -> None:
     assert np.allclose(out, norm.background)
     moved = norm.apply(np.moveaxis(v, -1, 0))
     assert moved.flags["C_CONTIGUOUS"] and moved.dtype == np.float32 and moved.shape == (4, 20, 30)
+
+
+def _centroid(a: np.ndarray) -> tuple[float, float]:
+    rows, cols = np.mgrid[: a.shape[0], : a.shape[1]]
+    w = a.astype(np.float64)
+    return (w * rows).sum() / w.sum(), (w * cols).sum() / w.sum()
+
+
+@pytest.mark.parametrize("size", [64, 256])
+@pytest.mark.parametrize("order", [1, 3])
+def test_letterbox_puts_a_blob_where_pixel_transform_maps_it(order: int, size: int) -> None:
+    """Both axes use the one ``scale`` of PixelTransform: 241 x 333 has a short axis where
+    h * scale is not whole, and per-axis zooms nh / h put content ~0.25 px off there."""
+    from datakit.splines import PixelTransform
+
+    h, w, cy, cx = 241, 333, 200.3, 290.7  # near the far corner, where a scale error grows largest
+    yy, xx = np.mgrid[:h, :w]
+    blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 5.0**2)).astype(np.float32)
+    out, scale, offset = letterbox(blob, size, order, 0.0)
+    tx, ty = PixelTransform(scale, offset).apply(np.array([cx]), np.array([cy]))
+    row, col = _centroid(out)
+    assert abs(row - ty[0]) < 0.05 and abs(col - tx[0]) < 0.05
+    # leading axes are resampled plane by plane, each like a 2D call
+    stack, _, _ = letterbox(np.stack([blob, 2 * blob]), size, order, 0.0)
+    np.testing.assert_allclose(stack[1], 2 * out, rtol=1e-5, atol=1e-6)
+
+
+def test_letterbox_nearest_follows_pixel_transform() -> None:
+    from datakit.splines import PixelTransform
+
+    h, w, size = 241, 333, 256
+    # every pixel holds its own row / column index: each output pixel must take the input pixel
+    # whose mapped centre is nearest to it, i.e. within half an input pixel (scale / 2 output px)
+    rows = np.repeat(np.arange(h, dtype=np.int32)[:, None], w, axis=1)
+    cols = np.repeat(np.arange(w, dtype=np.int32)[None, :], h, axis=0)
+    out, scale, (oy, ox) = letterbox(np.stack([rows, cols]), size, 0, -1)
+    tf = PixelTransform(scale, (oy, ox))
+    keep = out[0] >= 0
+    o_row, o_col = np.nonzero(keep)
+    mx, my = tf.apply(out[1][keep].astype(float), out[0][keep].astype(float))
+    assert np.abs(my - o_row).max() <= scale / 2 + 1e-9 and np.abs(mx - o_col).max() <= scale / 2 + 1e-9
+    # a disk label lands where its centre maps, as the image does
+    cy, cx = 200.3, 290.7
+    yy, xx = np.mgrid[:h, :w]
+    disk = (np.hypot(yy - cy, xx - cx) <= 30).astype(np.uint8)
+    lab, _, _ = letterbox(disk, size, 0, 0)
+    tx, ty = tf.apply(np.array([cx]), np.array([cy]))
+    row, col = _centroid(lab)
+    assert abs(row - ty[0]) < 0.05 and abs(col - tx[0]) < 0.05

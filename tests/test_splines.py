@@ -156,6 +156,24 @@ def test_off_blurred_and_absent_states_and_keypoints() -> None:
     assert out.unused == ["some-other-label"]
 
 
+@pytest.mark.parametrize(("labels", "myo"), [
+    ({"curve-lv-post-endo": "off"}, -1),  # its partner curve absent: the wall is not annotated
+    ({"curve-lv-post-endo": "off", "curve-lv-post-epi": "off"}, -1),  # the antsep pair absent
+    ({"curve-lv-post-endo": "off", "curve-lv-post-epi": "curve"}, -1),  # off beside a curve: unknown
+    ({"curve-lv-post-endo": "off", "curve-lv-post-epi": "off", "curve-lv-antsep-endo": "off",
+      "curve-lv-antsep-rv": "off"}, 0),  # every label that defines MYO is off
+    ({"curve-lv-post-endo": "off", "curve-lv-post-epi": "off", "curve-lv-antsep-endo": "off",
+      "curve-lv-antsep-rv": "blurred"}, -1),
+])
+def test_class_is_off_only_when_every_defining_label_is_off(labels: dict[str, str], myo: int) -> None:
+    x, y = arc(100, 100, 40, 150, 8)
+    entry = {"labels": {name: {"type": t, **(coords(x, y) if t == "curve" else {"x": "", "y": ""})}
+                        for name, t in labels.items()}}
+    entry["labels"]["curve-ra-endo"] = [{"type": "off", "x": "", "y": ""}] * 2  # every instance off
+    state = render_labels(entry, CMAP, (200, 200)).label_state
+    assert state[MYO] == myo and state[RA] == 0 and state[LA] == -1
+
+
 def test_keypoints_follow_the_letterbox_transform() -> None:
     from datakit.geometry import letterbox
 

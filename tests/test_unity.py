@@ -308,3 +308,62 @@ def test_masks_and_keypoints_line_up_with_the_stored_image(unity_store: Path) ->
         rows, cols = np.nonzero(m == 1)
         assert np.hypot(cols - x, rows - y).min() < 1.5
         assert y < rows.mean()  # apex up
+
+
+def test_symlinked_folder_leading_outside_src_is_refused(unity_copy: Path, tmp_path: Path) -> None:
+    """Key text alone looks safe; the png-cache/02 folder is a link to a folder outside SRC."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.move(str(unity_copy / "png-cache" / "02"), str(elsewhere / "02"))
+    (unity_copy / "png-cache" / "02").symlink_to(elsewhere / "02", target_is_directory=True)
+    linked = sorted(p.name for p in (elsewhere / "02").rglob("*.png"))
+    assert len(linked) == 2
+    out = tmp_path / "store" / "l.h5"
+    out.parent.mkdir()
+    res = convert(unity_copy, out, "--size", "64")
+    assert res.exit_code == 1, res.output
+    assert "outside SRC" in res.output and any(name in res.output for name in linked)
+    assert leftovers(out.parent) == []
+    res = convert(unity_copy, out, "--size", "64", "--on-error", "skip")
+    assert res.exit_code == 0, res.output
+    with h5py.File(out) as f:
+        sources = {s.decode() for s in f["meta/source"][:]}
+        assert f["images"].shape[0] == 8 and not any(Path(s).name in linked for s in sources)
+        assert all(name in f.attrs["notes"] for name in linked)
+    # a link that stays inside SRC is fine
+    shutil.rmtree(tmp_path / "store")
+    (unity_copy / "png-cache" / "02").unlink()
+    shutil.move(str(elsewhere / "02"), str(unity_copy / "moved-02"))
+    (unity_copy / "png-cache" / "02").symlink_to(unity_copy / "moved-02", target_is_directory=True)
+    res = convert(unity_copy, tmp_path / "in.h5", "--size", "64")
+    assert res.exit_code == 0, res.output
+    with h5py.File(tmp_path / "in.h5") as f:
+        assert f["images"].shape[0] == 10
+
+
+def test_relative_labels_name_is_looked_up_in_src_first(unity_copy: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    shutil.copy(unity_copy / "labels-tune.json", cwd / "labels-train.json")  # same name, other frames
+    shutil.copy(unity_copy / "labels-tune.json", cwd / "only-here.json")
+    monkeypatch.chdir(cwd)
+    res = convert(unity_copy, tmp_path / "a.h5", "--labels", "labels-train.json", "--size", "64")
+    assert res.exit_code == 0, res.output
+    with h5py.File(tmp_path / "a.h5") as f:
+        assert f["images"].shape[0] == 6  # SRC's labels-train.json (3 videos), not the 1-video file here
+    res = convert(unity_copy, tmp_path / "b.h5", "--labels", "only-here.json", "--size", "64")
+    assert res.exit_code == 0, res.output  # not in SRC: the current folder still counts
+    with h5py.File(tmp_path / "b.h5") as f:
+        assert f["images"].shape[0] == 2
+
+
+def test_split_list_that_is_not_utf8_is_named(unity_copy: Path, tmp_path: Path) -> None:
+    for stem in ("labels-train", "labels-tune", "labels-ival"):
+        (unity_copy / f"{stem}.json").unlink()
+    listed = (unity_copy / "labels-tune.txt").read_text(encoding="utf-8")
+    (unity_copy / "labels-tune.txt").write_bytes(listed.encode() + "# r\xe9vis\xe9\n".encode("latin-1"))
+    res = convert(unity_copy, tmp_path / "u.h5", "--size", "64")
+    assert res.exit_code == 1 and not isinstance(res.exception, UnicodeDecodeError)
+    assert "labels-tune.txt" in res.output and "not UTF-8" in res.output
+    assert leftovers(tmp_path) == []

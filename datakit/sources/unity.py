@@ -7,8 +7,9 @@ in the stored grid, its points as keypoints through the same transform.
 
 Errors (``on_error``): with ``"stop"`` any bad key, missing image or malformed label stops the
 conversion, naming the labels file and key. With ``"skip"``:
-- a bad key (not a Unity file name, absolute, or resolving outside SRC) or a missing or unreadable
-  image drops that frame (never read); the other frames of its video are kept;
+- a bad key (not a Unity file name, absolute, or resolving outside SRC, symbolic links followed)
+  or a missing or unreadable image drops that frame (never read); the other frames of its video
+  are kept;
 - a malformed label (curve with < 3 points, non-numeric coordinates, unknown type) drops that label
   only: the frame is kept, the label's class gets state -1 (unknown) unless another label draws it,
   a point's keypoint gets visibility -1.
@@ -135,12 +136,22 @@ class UnitySource:
         if self.labels is None:
             return self.root / "labels-all.json"
         given = Path(self.labels)
-        return given if given.exists() or given.is_absolute() else self.root / given
+        if given.is_absolute():
+            return given
+        # a relative name is SRC's first: a same-named file in the current folder must not win
+        in_src = self.root / given
+        return in_src if in_src.exists() or not given.exists() else given
 
     def _problem(self, reason: str, where: str, notes: list[str]) -> None:
         if self.on_error == "stop":
             raise DatakitError(reason, where)
         notes.append(f"skipped frame {where}: {reason}")
+
+    def _inside_root(self, rel: str) -> bool:
+        """Whether ``rel`` under SRC stays there once symbolic links are followed (the key text
+        check cannot see a linked ``png-cache`` folder pointing elsewhere)."""
+        root = self.root.resolve()
+        return (root / rel).resolve().is_relative_to(root)
 
     # -- listing ----------------------------------------------------------------------------------
     def items(self) -> list[UnityItem]:
@@ -156,6 +167,10 @@ class UnitySource:
                 rel, m = image_path(key)
             except DatakitError as e:
                 self._problem(e.reason, where, notes)
+                continue
+            if not self._inside_root(rel):
+                self._problem("resolves outside SRC through a symbolic link; refused (only files under "
+                              "SRC are read)", where, notes)
                 continue
             if not (self.root / rel).is_file():
                 self._problem(f"image not found: {rel}", where, notes)
@@ -239,7 +254,11 @@ class UnitySource:
                     raise DatakitError("expected a JSON object mapping image name -> labels", path)
                 names = list(data)
             else:
-                names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+                try:
+                    text = path.read_text(encoding="utf-8")
+                except UnicodeDecodeError as e:
+                    raise DatakitError(f"split list is not UTF-8 text ({e})", path) from None
+                names = [line.strip() for line in text.splitlines() if line.strip()]
             for name in names:
                 m = IMAGE_NAME.match(posixpath.basename(str(name).replace("\\", "/")))
                 if m:
