@@ -112,12 +112,52 @@ def test_lsgan_losses_on_hand_made_scores():
 
 def test_dynamic_weighting_equalises_magnitudes_without_gradient_through_weight():
     ce = torch.tensor(4.0, requires_grad=True)
-    adv = torch.tensor(0.5, requires_grad=True)
-    total, w = dynamic_weighting(ce, adv)
-    assert float(w) == pytest.approx(0.125, rel=1e-5)
-    assert float((w * ce).detach()) == pytest.approx(float(adv.detach()), rel=1e-5)
+    g = torch.tensor(0.5, requires_grad=True)
+    total, w = dynamic_weighting(ce, g, 0.2)
+    assert float(w) == pytest.approx(0.125, rel=1e-5)  # |g / ce|, the adversarial weight not in it
+    assert float((w * ce).detach()) == pytest.approx(float(g.detach()), rel=1e-5)
+    assert float(total.detach()) == pytest.approx(0.5 + 0.2 * 0.5, rel=1e-5)
     total.backward()
-    assert float(ce.grad) == pytest.approx(0.125, rel=1e-5) and float(adv.grad) == 1.0
+    assert float(ce.grad) == pytest.approx(0.125, rel=1e-5) and float(g.grad) == pytest.approx(0.2)
+
+
+def test_adv_weight_sets_the_adversarial_share_not_the_loss_scale():
+    """total = w ce + a g: the gradient is linear in a, and a = 0 still trains the scribble loss."""
+    grads = {}
+    for a in (0.0, 0.2, 1.0):
+        ce = torch.tensor(4.0, requires_grad=True)
+        g = torch.tensor(0.5, requires_grad=True)
+        total, _ = dynamic_weighting(ce, g, a)
+        total.backward()
+        grads[a] = (float(ce.grad), float(g.grad))
+    assert grads[0.0] == pytest.approx((0.125, 0.0))  # scribble loss still has its gradient
+    assert grads[0.2] == pytest.approx((0.125, 0.2)) and grads[1.0] == pytest.approx((0.125, 1.0))
+
+
+def test_unknown_class_logits_get_no_gradient():
+    """Class 2 is -1 in sample 0 and has no pixel there (it sits in the background, as in merged
+    stores): its logit must get no gradient in that sample, but does in sample 1 where it is known."""
+    torch.manual_seed(0)
+    for weighted in (True, False):
+        logits = torch.randn(2, 4, 6, 6, requires_grad=True)
+        target = torch.full((2, 6, 6), 255)
+        target[:, 0] = 0
+        target[:, 1] = 1
+        target[:, 2] = 3
+        target[1, 3] = 2
+        ls = torch.tensor([[1, 1, -1, 1], [1, 1, 1, 1]], dtype=torch.int8)
+        loss = partial_ce(logits, target, weighted=weighted, label_state=ls)
+        assert torch.isfinite(loss)
+        loss.backward()
+        assert logits.grad[0, 2].abs().max() == 0
+        assert logits.grad[0, [0, 1, 3]].abs().amax() > 0 and logits.grad[1, 2].abs().amax() > 0
+    # pixels labelled with the unknown class are still ignored (255 handling kept)
+    logits = torch.zeros(1, 3, 1, 2, requires_grad=True)
+    ls = torch.tensor([[1, 1, -1]], dtype=torch.int8)
+    only_c = partial_ce(logits, torch.tensor([[[2, 2]]]), label_state=ls)
+    assert float(only_c) == 0.0
+    mixed = partial_ce(logits, torch.tensor([[[0, 2]]]), label_state=ls)
+    assert float(mixed) == pytest.approx(math.log(2), rel=1e-5)  # class 0 vs 1 only: log 2
 
 
 def test_augmentation_keeps_label_values_and_fills_outside():
