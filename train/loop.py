@@ -233,7 +233,8 @@ class Trainer:
         g = lsgan_g(g_scores)
         ce = partial_ce(out.logits[:b], y, label_state=ls)
         total, w = dynamic_weighting(ce, g, cfg.adv_weight)
-        return self._step_g(total, {"loss/ce": ce, "loss/adv": cfg.adv_weight * g.detach(), "loss/disc": loss_d, "loss/ce_weight": w})
+        return self._step_g(total, {"loss/ce": ce, "loss/adv": cfg.adv_weight * g.detach(), "loss/disc": loss_d,
+                                    "loss/ce_weight": w})
 
     def _check(self, loss: torch.Tensor, name: str) -> None:
         bad = torch.tensor([0.0 if bool(torch.isfinite(loss.detach())) else 1.0], device=self.device)
