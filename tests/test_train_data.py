@@ -84,3 +84,32 @@ def test_streams_refuse_a_store_without_scribbles(acdc_phantoms: Path, tmp_path:
     with pytest.raises(DatakitError, match="no scribbles"):
         resolve_streams(Store(out), "pce")
     assert set(resolve_streams(Store(out), "full").indices) == {"full"}
+
+
+def test_unpaired_masks_keep_only_complete_label_states(acdc_phantoms: Path, tmp_path: Path):
+    """Samples with any class at -1 (CAMUS sequence frames, merged or Unity stores) are no real
+    shapes for the discriminator: the masks stream leaves them out, and refuses when none is left."""
+    path = _tiny(acdc_phantoms, tmp_path / "tiny.h5")
+    masks = resolve_streams(Store(path), "maag").indices["masks"]
+    assert len(masks) >= 3
+    unknown_class, all_unknown = masks[0], masks[1]
+    with h5py.File(path, "r+") as f:
+        ls = f["label_state"][()]
+        ls[unknown_class, 2] = -1  # one class never annotated, its pixels left in the background
+        ls[all_unknown] = -1  # a sequence frame: mask all 255
+        f["label_state"][...] = ls
+        m = f["masks"][all_unknown]
+        m[...] = 255
+        f["masks"][all_unknown] = m
+    st = resolve_streams(Store(path), "maag")
+    kept = st.indices["masks"]
+    assert set(kept) == set(masks) - {unknown_class, all_unknown}
+    assert "2 of" in st.how and "left out" in st.how
+    assert np.array_equal(st.indices["scribble"], resolve_streams(Store(path), "pce").indices["scribble"])
+    with h5py.File(path, "r+") as f:
+        ls = f["label_state"][()]
+        ls[masks, 1] = -1
+        f["label_state"][...] = ls
+    with pytest.raises(DatakitError, match="'train \\(second half\\)' has no sample with a complete mask"):
+        resolve_streams(Store(path), "maag")
+    assert len(resolve_streams(Store(path), "pce").indices["scribble"])  # only maag reads the masks stream

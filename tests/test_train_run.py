@@ -217,6 +217,41 @@ def test_nan_loss_stops_with_clear_message_keeping_checkpoint(small_store: Path,
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
 
 
+def _maag_step_grads(store: Path, out: Path, adv_weight: float) -> tuple[dict, torch.Tensor]:
+    """One maag train_step from the same weights and batch; returns the logged losses and the
+    segmentor's gradient (flattened)."""
+    from train.config import TrainConfig
+    from train.data import make_loader
+    from train.loop import KINDS, Trainer
+
+    cfg = TrainConfig(store=store, out=out, method="maag", width=8, batch_size=2, workers=0, augment=False,
+                      instance_noise=0.0, label_flip=0.0, device="cpu", adv_weight=adv_weight, progress=False)
+    tr = Trainer(cfg, log=lambda m: None)
+    loader, _ = make_loader(store, tr.streams, KINDS["maag"], 2, 0, 0)
+    losses = tr.train_step(next(iter(loader)))
+    grad = torch.cat([p.grad.flatten() for p in tr.nets.raw_model.parameters() if p.grad is not None])
+    return losses, grad
+
+
+def test_adv_weight_changes_the_gradient_direction_and_zero_still_trains(small_store: Path, tmp_path: Path):
+    """MAAG: total = |sg(g / ce)| ce + a g. The segmentor gradient is w dce + a dg: linear in a, with
+    a direction that depends on a (a mere scale would be cancelled by Adam), and a = 0 keeps the
+    rescaled scribble loss."""
+    res = {a: _maag_step_grads(small_store, tmp_path / f"a{a}", a) for a in (0.0, 0.2, 1.0)}
+    (l0, g0), (l2, g2), (l1, g1) = res[0.0], res[0.2], res[1.0]
+    assert g0.abs().max() > 0  # adv_weight 0: the scribble loss still trains
+    cos = float(torch.nn.functional.cosine_similarity(g2, g1, dim=0))
+    assert cos < 0.999, cos  # not the same direction scaled
+    # linear in a: g(1.0) - g(0) = 5 (g(0.2) - g(0))
+    d1, d2 = g1 - g0, 5 * (g2 - g0)
+    assert float((d1 - d2).norm() / d1.norm()) < 1e-3
+    # loss/adv is a * g: 0 at a = 0, five times larger at 1.0 than at 0.2 (same g: same weights and batch)
+    assert float(l0["loss/adv"]) == 0.0
+    assert float(l1["loss/adv"]) == pytest.approx(5 * float(l2["loss/adv"]), rel=1e-4)
+    # the scribble loss is rescaled to g's size whatever a: w ce == loss/adv / a
+    assert float(l2["loss/ce_weight"] * l2["loss/ce"]) == pytest.approx(float(l2["loss/adv"]) / 0.2, rel=1e-4)
+
+
 def test_a_short_run_learns(small_store: Path, tmp_path: Path):
     """Full masks, 100 steps of a narrow UNet: validation Dice far above chance (about 0.05 here)."""
     run = tmp_path / "learn"

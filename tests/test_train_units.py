@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from datakit.errors import DatakitError  # noqa: E402
-from train.augment import augment_masks, augment_pair, warp_labels  # noqa: E402
+from train.augment import augment_masks, augment_pair, random_affine, rotation_theta, warp_labels  # noqa: E402
 from train.config import load_toml, resolve, to_toml  # noqa: E402
 from train.discriminator import MultiScaleDiscriminator, fake_scales, real_scales  # noqa: E402
 from train.losses import (  # noqa: E402
@@ -112,12 +112,52 @@ def test_lsgan_losses_on_hand_made_scores():
 
 def test_dynamic_weighting_equalises_magnitudes_without_gradient_through_weight():
     ce = torch.tensor(4.0, requires_grad=True)
-    adv = torch.tensor(0.5, requires_grad=True)
-    total, w = dynamic_weighting(ce, adv)
-    assert float(w) == pytest.approx(0.125, rel=1e-5)
-    assert float((w * ce).detach()) == pytest.approx(float(adv.detach()), rel=1e-5)
+    g = torch.tensor(0.5, requires_grad=True)
+    total, w = dynamic_weighting(ce, g, 0.2)
+    assert float(w) == pytest.approx(0.125, rel=1e-5)  # |g / ce|, the adversarial weight not in it
+    assert float((w * ce).detach()) == pytest.approx(float(g.detach()), rel=1e-5)
+    assert float(total.detach()) == pytest.approx(0.5 + 0.2 * 0.5, rel=1e-5)
     total.backward()
-    assert float(ce.grad) == pytest.approx(0.125, rel=1e-5) and float(adv.grad) == 1.0
+    assert float(ce.grad) == pytest.approx(0.125, rel=1e-5) and float(g.grad) == pytest.approx(0.2)
+
+
+def test_adv_weight_sets_the_adversarial_share_not_the_loss_scale():
+    """total = w ce + a g: the gradient is linear in a, and a = 0 still trains the scribble loss."""
+    grads = {}
+    for a in (0.0, 0.2, 1.0):
+        ce = torch.tensor(4.0, requires_grad=True)
+        g = torch.tensor(0.5, requires_grad=True)
+        total, _ = dynamic_weighting(ce, g, a)
+        total.backward()
+        grads[a] = (float(ce.grad), float(g.grad))
+    assert grads[0.0] == pytest.approx((0.125, 0.0))  # scribble loss still has its gradient
+    assert grads[0.2] == pytest.approx((0.125, 0.2)) and grads[1.0] == pytest.approx((0.125, 1.0))
+
+
+def test_unknown_class_logits_get_no_gradient():
+    """Class 2 is -1 in sample 0 and has no pixel there (it sits in the background, as in merged
+    stores): its logit must get no gradient in that sample, but does in sample 1 where it is known."""
+    torch.manual_seed(0)
+    for weighted in (True, False):
+        logits = torch.randn(2, 4, 6, 6, requires_grad=True)
+        target = torch.full((2, 6, 6), 255)
+        target[:, 0] = 0
+        target[:, 1] = 1
+        target[:, 2] = 3
+        target[1, 3] = 2
+        ls = torch.tensor([[1, 1, -1, 1], [1, 1, 1, 1]], dtype=torch.int8)
+        loss = partial_ce(logits, target, weighted=weighted, label_state=ls)
+        assert torch.isfinite(loss)
+        loss.backward()
+        assert logits.grad[0, 2].abs().max() == 0
+        assert logits.grad[0, [0, 1, 3]].abs().amax() > 0 and logits.grad[1, 2].abs().amax() > 0
+    # pixels labelled with the unknown class are still ignored (255 handling kept)
+    logits = torch.zeros(1, 3, 1, 2, requires_grad=True)
+    ls = torch.tensor([[1, 1, -1]], dtype=torch.int8)
+    only_c = partial_ce(logits, torch.tensor([[[2, 2]]]), label_state=ls)
+    assert float(only_c.detach()) == 0.0
+    mixed = partial_ce(logits, torch.tensor([[[0, 2]]]), label_state=ls)
+    assert float(mixed.detach()) == pytest.approx(math.log(2), rel=1e-5)  # class 0 vs 1 only: log 2
 
 
 def test_augmentation_keeps_label_values_and_fills_outside():
@@ -135,6 +175,33 @@ def test_augmentation_keeps_label_values_and_fills_outside():
     rot = torch.tensor([[[0.0, -1, 0], [1, 0, 0]]])
     r = warp_labels(lab[:1], rot, 255)
     assert torch.equal(r[0], torch.rot90(lab[0], 1, (0, 1))) or torch.equal(r[0], torch.rot90(lab[0], -1, (0, 1)))
+
+
+def test_rotation_of_a_non_square_image_does_not_shear():
+    """H 32 x W 64: a 90-degree rotation about the centre maps an 8 x 4 block to a 4 x 8 block of the
+    same area, each pixel where the pixel-space rotation puts it."""
+    h, w = 32, 64
+    lab = torch.zeros(1, h, w, dtype=torch.uint8)
+    rows, cols = slice(10, 18), slice(30, 34)  # 8 rows x 4 columns, off-centre in both axes
+    lab[0, rows, cols] = 1
+    lab[0, 12, 31] = 2  # a known pixel
+    theta = rotation_theta(torch.tensor([math.pi / 2]), torch.zeros(1, 2), (h, w))
+    out = warp_labels(lab, theta, 255)[0]
+    assert int((out == 1).sum() + (out == 2).sum()) == 32  # area kept
+    ys, xs = torch.nonzero((out == 1) | (out == 2), as_tuple=True)  # 4 x 8, not 2 x 16 as sheared
+    assert int(ys.max() - ys.min() + 1) == 4 and int(xs.max() - xs.min() + 1) == 8
+    # output pixel (Y, X) samples input pixel at R(angle) applied to its offset from the centre
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    matches = [(int(y), int(x)) for y, x in torch.nonzero(out == 2)]
+    assert len(matches) == 1
+    y, x = matches[0]
+    dy, dx = y - cy, x - cx
+    # x_in = cos dx - sin dy = -dy, y_in = sin dx + cos dy = dx (pixel units, angle pi/2)
+    assert (round(cy + dx), round(cx - dy)) == (12, 31)
+    # random_affine uses the same pixel-space rotation for the size it is given
+    torch.manual_seed(0)
+    t = random_affine(1000, torch.device("cpu"), size=(h, w))
+    assert torch.allclose(t[:, 0, 1] * w / h, -t[:, 1, 0] * h / w, atol=1e-6)  # -sin = -sin
 
 
 def test_dice_and_hd95_on_known_shapes():

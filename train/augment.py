@@ -13,14 +13,31 @@ import torch
 from torch.nn import functional as F
 
 
+def rotation_theta(angle: torch.Tensor, shift: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, 2, 3) theta for ``F.affine_grid``: rotation by ``angle`` (radians) in pixel space.
+
+    affine_grid's coordinates are normalised per axis (x spans W pixels, y spans H, each from -1
+    to 1), so a plain rotation matrix would shear a non-square image. In pixels (X = x W/2,
+    Y = y H/2) the rotation is exact when the off-diagonal terms carry the aspect ratio:
+    x_in = cos x - sin (H/W) y, y_in = sin (W/H) x + cos y. ``shift`` (B, 2) is in normalised
+    coordinates (x, y).
+    """
+    h, w = size
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    return torch.stack([torch.stack([cos, -sin * (h / w), shift[:, 0]], 1),
+                        torch.stack([sin * (w / h), cos, shift[:, 1]], 1)], 1)
+
+
 def random_affine(batch: int, device: torch.device, rotation_deg: float = 90.0, translate: float = 0.1,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """(B, 2, 3) theta for ``F.affine_grid``: rotation in [-r, r], shift in [-t, t] of the size."""
+                  generator: torch.Generator | None = None, size: tuple[int, int] = (1, 1)) -> torch.Tensor:
+    """(B, 2, 3) theta for ``F.affine_grid``: rotation in [-r, r], shift in [-t, t] of the size.
+
+    ``size`` (H, W) of the images the theta is for: rotations are in pixel space (no shear).
+    """
     u = torch.rand(batch, 3, device=device, generator=generator) * 2 - 1
     a = u[:, 0] * math.radians(rotation_deg)
     shift = u[:, 1:] * translate * 2  # normalised coordinates span 2 per image size
-    cos, sin = torch.cos(a), torch.sin(a)
-    return torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    return rotation_theta(a, shift, size)
 
 
 def warp_image(img: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -52,11 +69,12 @@ def intensity(img: torch.Tensor, brightness: float = 0.1, contrast: float = 0.1,
 def augment_pair(img: torch.Tensor, labels: list[tuple[torch.Tensor, int]],
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Warp images and their label maps (each with its fill value) together, then intensity."""
-    theta = random_affine(img.shape[0], img.device, generator=generator)
+    theta = random_affine(img.shape[0], img.device, generator=generator, size=tuple(img.shape[-2:]))
     out = [warp_labels(lab, theta, fill) for lab, fill in labels]
     return intensity(warp_image(img, theta), generator=generator), out
 
 
 def augment_masks(mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Unpaired masks for the discriminator: rotation and translation only."""
-    return warp_labels(mask, random_affine(mask.shape[0], mask.device, generator=generator), 0)
+    theta = random_affine(mask.shape[0], mask.device, generator=generator, size=tuple(mask.shape[-2:]))
+    return warp_labels(mask, theta, 0)

@@ -3,7 +3,8 @@
 Streams (MAAG.md):
 - ``scribble``: images + scribbles (+ label_state) of the scribble-annotated patients;
 - ``unlabelled``: images without labels; MAAG uses the scribble patients' images again;
-- ``masks``: full masks of OTHER patients, never paired with the images above (the shape prior).
+- ``masks``: full masks of OTHER patients, never paired with the images above (the shape prior);
+  only samples whose label_state is >= 0 for every class (complete masks).
 They come from the store's splits ``train_scribble`` + ``train_masks`` when both exist (MAAG's own
 split); otherwise the patients of ``train`` are halved: the first half of the sorted patient ids
 gives scribbles (and unlabelled images), the second half unpaired masks. ``pce`` uses the scribble
@@ -65,6 +66,21 @@ def _with_scribbles(store: Store, idx: np.ndarray, split: str) -> np.ndarray:
     return keep
 
 
+def _complete_masks(store: Store, idx: np.ndarray, split: str) -> np.ndarray:
+    """Samples whose mask is complete: label_state >= 0 for every class.
+
+    The discriminator takes these masks as real shapes; a mask with an unknown class (CAMUS
+    sequence frames are all 255; merged and Unity stores leave unannotated classes in the
+    background) would teach it wrong shapes.
+    """
+    ls = store.file["label_state"][()]
+    keep = idx[(ls[idx] >= 0).all(axis=1)]
+    if not len(keep):
+        raise DatakitError(f"split {split!r} has no sample with a complete mask (label_state >= 0 for every "
+                           f"class, {len(idx)} samples checked): maag needs unpaired full masks", store.path)
+    return keep
+
+
 def resolve_streams(store: Store, method: str) -> Streams:
     splits = store.splits
     if "train_scribble" in splits and "train_masks" in splits:
@@ -91,6 +107,11 @@ def resolve_streams(store: Store, method: str) -> Streams:
         return Streams({"scribble": scrib}, how)
     if not len(masks):
         raise DatakitError(f"{names[1]} holds no samples: maag needs unpaired masks", store.path)
+    kept = _complete_masks(store, masks, names[1])
+    if len(kept) < len(masks):
+        how += (f"; {len(masks) - len(kept)} of {len(masks)} unpaired-mask samples left out "
+                "(a class with label_state -1)")
+    masks = kept
     return Streams({"scribble": scrib, "unlabelled": scrib, "masks": masks}, how)
 
 

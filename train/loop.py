@@ -33,7 +33,7 @@ from train.config import TrainConfig, to_toml
 from train.data import make_loader, resolve_streams
 from train.discriminator import MultiScaleDiscriminator, fake_scales, real_scales
 from train.inference import autocast, evaluate
-from train.losses import dynamic_weighting, ignore_unknown_classes, lsgan_d, lsgan_g, partial_ce
+from train.losses import dynamic_weighting, lsgan_d, lsgan_g, partial_ce
 from train.model import AttentionUNet
 
 KINDS = {"maag": {"scribble": "scribble", "unlabelled": "unlabelled", "masks": "masks"},
@@ -197,17 +197,16 @@ class Trainer:
                 x, (y,) = augment_pair(x, [(y, 255)])
             with autocast(self.device):
                 out = n.model(x)
-            ce = partial_ce(out.logits, ignore_unknown_classes(y, ls), weighted=False)
+            ce = partial_ce(out.logits, y, weighted=False, label_state=ls)
             return self._step_g(ce, {"loss/ce": ce})
         s = batch["scribble"]
         x, y, ls = self._images(s["images"]), self._to(s["scribbles"]), self._to(s["label_state"])
         if cfg.augment:
             x, (y,) = augment_pair(x, [(y, 255)])
-        y = ignore_unknown_classes(y, ls)
         if cfg.method == "pce":
             with autocast(self.device):
                 out = n.model(x)
-            ce = partial_ce(out.logits, y)
+            ce = partial_ce(out.logits, y, label_state=ls)
             return self._step_g(ce, {"loss/ce": ce})
         xu, m = self._images(batch["unlabelled"]["images"]), self._to(batch["masks"]["masks"])
         if cfg.augment:
@@ -231,10 +230,11 @@ class Trainer:
         n.sched_d.step()
         with autocast(self.device):
             g_scores = n.disc(self._noisy(fake))
-        adv = cfg.adv_weight * lsgan_g(g_scores)
-        ce = partial_ce(out.logits[:b], y)
-        total, w = dynamic_weighting(ce, adv)
-        return self._step_g(total, {"loss/ce": ce, "loss/adv": adv, "loss/disc": loss_d, "loss/ce_weight": w})
+        g = lsgan_g(g_scores)
+        ce = partial_ce(out.logits[:b], y, label_state=ls)
+        total, w = dynamic_weighting(ce, g, cfg.adv_weight)
+        return self._step_g(total, {"loss/ce": ce, "loss/adv": cfg.adv_weight * g.detach(), "loss/disc": loss_d,
+                                    "loss/ce_weight": w})
 
     def _check(self, loss: torch.Tensor, name: str) -> None:
         bad = torch.tensor([0.0 if bool(torch.isfinite(loss.detach())) else 1.0], device=self.device)

@@ -7,6 +7,7 @@ from torch.nn import functional as F
 
 IGNORE = 255
 EPS = 1e-6
+MASKED_LOGIT = -1e4  # exp(-1e4) underflows to 0 in float32: the class gets no probability, the loss stays finite
 
 
 def ignore_unknown_classes(target: torch.Tensor, label_state: torch.Tensor, ignore: int = IGNORE) -> torch.Tensor:
@@ -24,6 +25,20 @@ def ignore_unknown_classes(target: torch.Tensor, label_state: torch.Tensor, igno
     return torch.where(drop, torch.full_like(t, ignore), t)
 
 
+def mask_unknown_logits(logits: torch.Tensor, label_state: torch.Tensor) -> torch.Tensor:
+    """Per sample, set the logits of classes whose label_state is -1 to a large negative value.
+
+    logits (B, K, H, W), label_state (B, K). A class never annotated in a sample sits in that
+    sample's background (merged stores, Unity's blurred structures), so setting its pixels to 255
+    is not enough: without the mask, every labelled pixel would teach "not this class". Masked
+    logits get no gradient and no probability mass in the cross-entropy.
+    """
+    unknown = (label_state < 0).to(logits.device)
+    if not bool(unknown.any()):
+        return logits
+    return logits.masked_fill(unknown[:, :, None, None], MASKED_LOGIT)
+
+
 def class_weights(target: torch.Tensor, classes: int, ignore: int = IGNORE) -> torch.Tensor:
     """MAAG's weights N_total / (N_c + eps) from the batch's labelled pixel counts."""
     t = target[target != ignore].long()
@@ -32,13 +47,18 @@ def class_weights(target: torch.Tensor, classes: int, ignore: int = IGNORE) -> t
 
 
 def partial_ce(logits: torch.Tensor, target: torch.Tensor, weighted: bool = True,
-               ignore: int = IGNORE) -> torch.Tensor:
+               ignore: int = IGNORE, label_state: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy over labelled pixels only (``ignore`` skipped), class-weighted by default.
 
+    With ``label_state`` (B, K), classes at -1 in a sample are ignored in it: their pixels become
+    ``ignore`` and their logits are masked (``mask_unknown_logits``).
     Returns 0 (with a gradient path) when no pixel is labelled, so a batch of empty scribbles is
     harmless rather than NaN.
     """
     logits = logits.float()
+    if label_state is not None:
+        target = ignore_unknown_classes(target, label_state, ignore)
+        logits = mask_unknown_logits(logits, label_state)
     if not bool((target != ignore).any()):
         return logits.sum() * 0.0
     w = class_weights(target, logits.shape[1], ignore) if weighted else None
@@ -59,10 +79,12 @@ def lsgan_g(fake: torch.Tensor) -> torch.Tensor:
     return 0.5 * ((fake.float() - 1.0) ** 2).mean()
 
 
-def dynamic_weighting(ce: torch.Tensor, adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """MAAG: rescale the scribble loss by |stop_grad(adv / ce)| so both terms have equal magnitude.
+def dynamic_weighting(ce: torch.Tensor, g: torch.Tensor, adv_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """MAAG: total = w * ce + adv_weight * g with w = |stop_grad(g / ce)|.
 
-    Returns (total loss, the weight used). ``adv`` is already multiplied by the adversarial weight.
+    ``g`` is the generator's LSGAN loss, NOT multiplied by the adversarial weight: the ratio makes
+    the rescaled scribble loss as large as g, and ``adv_weight`` then sets the adversarial term's
+    share of the total (adv_weight 0: the rescaled scribble loss alone). Returns (total, w).
     """
-    w = (adv.detach() / (ce.detach() + EPS)).abs()
-    return w * ce + adv, w
+    w = (g.detach() / (ce.detach() + EPS)).abs()
+    return w * ce + adv_weight * g, w
