@@ -32,7 +32,7 @@ demo: install
 		--batch-size 4 --width 8 --eval-every 10 --workers 1
 	OMP_NUM_THREADS=1 $(BIN)/train eval --run $(DEMO)/run --split test --json $(DEMO)/eval.json
 	OMP_NUM_THREADS=1 $(BIN)/train predict --checkpoint $(DEMO)/run/checkpoints/best.pt --store $(DEMO)/acdc.h5 \
-		--out $(DEMO)/pred --split test --format png
+		--out $(DEMO)/pred --split test --format png --preview $(DEMO)/prediction.png
 
 test: install
 	$(BIN)/python -m pytest -q

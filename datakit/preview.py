@@ -49,8 +49,12 @@ def pick(store: Store, split: str | None, n: int, seed: int) -> np.ndarray:
 
 
 def write_preview(path: str | Path, out: str | Path, split: str | None = None, n: int = 16,
-                  seed: int = 0) -> Path:
-    """Montage of ``n`` random samples of ``split``: 2 samples per row, 3 panels each."""
+                  seed: int = 0, predictions: dict[int, np.ndarray] | None = None) -> Path:
+    """Montage of ``n`` random samples of ``split``: 2 samples per row, 3 panels each.
+
+    With ``predictions`` (sample index -> predicted labels, e.g. from ``train predict --preview``) the
+    montage shows those samples, and the third panel is the prediction instead of the scribble.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -63,7 +67,7 @@ def write_preview(path: str | Path, out: str | Path, split: str | None = None, n
     if n < 1:
         raise DatakitError(f"--n must be at least 1, not {n}")
     with Store(path) as s:
-        chosen = pick(s, split, n, seed)
+        chosen = np.array(sorted(predictions)) if predictions else pick(s, split, n, seed)
         per_row = 2 if len(chosen) > 1 else 1
         rows = int(np.ceil(len(chosen) / per_row))
         fig, axes = plt.subplots(rows, 3 * per_row, figsize=(2.3 * 3 * per_row, 2.5 * rows + 0.9), squeeze=False)
@@ -73,21 +77,23 @@ def write_preview(path: str | Path, out: str | Path, split: str | None = None, n
             smp = s.sample(int(i))
             rgb = to_rgb(smp["image"])
             r, c0 = divmod(j, per_row)
-            panels = (rgb, overlay(rgb, smp["mask"], 0.45, background=False),
-                      overlay(rgb, smp["scribble"], 1.0, background=True))
+            third = overlay(rgb, predictions[int(i)], 0.45, background=False) if predictions else \
+                overlay(rgb, smp["scribble"], 1.0, background=True)
+            panels = (rgb, overlay(rgb, smp["mask"], 0.45, background=False), third)
             where = [str(smp["patient"])] + [str(x) for x in (smp["view"], smp["frame"]) if str(x)]
             if int(smp["slice"]) >= 0:
                 where.append(f"slice {int(smp['slice'])}")
             titles = (f"#{int(i)} " + " ".join(where), "mask" + ("" if (smp["mask"] != IGNORE).any() else ": none"),
-                      f"scribble ({smp['scribble_source']})")
+                      "prediction" if predictions else f"scribble ({smp['scribble_source']})")
             for k, (img, title) in enumerate(zip(panels, titles, strict=True)):
                 ax = axes[r, 3 * c0 + k]
                 ax.imshow(img, interpolation="nearest")
                 ax.set_title(title, fontsize=8)
         legend = [Patch(color=colour(k), label=f"{k} {name}") for k, name in enumerate(s.classes)]
         fig.legend(handles=legend, loc="lower center", ncol=min(len(legend), 8), frameon=False, fontsize=9)
+        what = "mask vs prediction" if predictions else "background shown in scribbles only"
         fig.suptitle(f"{s.path.name}: {len(chosen)} of {len(s.indices(split))} samples "
-                     f"({split or 'all'}, seed {seed}); background shown in scribbles only", fontsize=10)
+                     f"({split or 'all'}, seed {seed}); {what}", fontsize=10)
         inch = 1 / fig.get_figheight()
         fig.tight_layout(rect=(0, 0.45 * inch, 1, 1 - 0.1 * inch), h_pad=2.0)
         tmp = out.with_name(f".{out.name}.tmp.png")

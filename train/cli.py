@@ -222,6 +222,8 @@ def predict_cmd(
     grid: str = typer.Option("source", help="NIfTI grid: source (back on the scanner's voxel grid, from "
                              "meta/source_shape) | stored (the store's pixels)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    preview: Path = typer.Option(None, help="Also write a PNG montage: image, ground-truth mask and "
+                                 "prediction of 8 samples of the split.", dir_okay=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into an existing non-empty folder."),
 ) -> None:
     """Predicted label maps: PNG per slice (palette, pixel value = class) or NIfTI per volume."""
@@ -236,8 +238,19 @@ def predict_cmd(
 
     if fmt == "auto":
         fmt = "nifti" if "source_shape" in s.meta else "png"
-    n = write_predictions(model, s, _indices(s, split), dev, out, fmt, grid)
+    indices = _indices(s, split)
+    keep = None
+    if preview is not None:
+        from datakit.preview import pick  # the montage is datakit's preview, with a prediction panel
+
+        keep = {int(i) for i in pick(s, None if split == "all" else split, 8, 0)}
+    n, kept = write_predictions(model, s, indices, dev, out, fmt, grid, keep=keep)
     _err(f"wrote {n} {fmt.upper()} files to {out}")
+    if preview is not None:
+        from datakit.preview import write_preview
+
+        write_preview(s.path, preview, None if split == "all" else split, predictions=kept)
+        _err(f"wrote {preview}")
 
 
 def main() -> None:

@@ -97,7 +97,8 @@ class Nets:
 
 def build_nets(cfg: TrainConfig, channels: int, classes: int, device: torch.device) -> Nets:
     model = AttentionUNet(channels, classes, cfg.width).to(device)
-    disc = MultiScaleDiscriminator(classes - 1).to(device) if cfg.method == "maag" else None
+    # the discriminator follows --width too (32: MAAG's 128/256/512 filters), so narrow runs stay cheap
+    disc = MultiScaleDiscriminator(classes - 1, width=cfg.width).to(device) if cfg.method == "maag" else None
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     opt_g = torch.optim.Adam(model.parameters(), lr=cfg.lr)

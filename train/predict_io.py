@@ -51,12 +51,18 @@ def to_source_grid(pred: np.ndarray, source_shape: tuple[int, int], source_spaci
 
 
 def write_predictions(model: torch.nn.Module, store: Store, indices: np.ndarray, device: torch.device,
-                      out: Path, fmt: str, grid: str = "source") -> int:
+                      out: Path, fmt: str, grid: str = "source",
+                      keep: set[int] | None = None) -> tuple[int, dict[int, np.ndarray]]:
+    """Write the predictions; return the number of files and the stored-grid predictions of ``keep``."""
     from PIL import Image
 
     out.mkdir(parents=True, exist_ok=True)
     written = 0
+    kept: dict[int, np.ndarray] = {}
     for vol, pred in iter_predictions(model, store, indices, device):
+        for i, lab in zip(vol.indices, pred, strict=True):
+            if keep is not None and int(i) in keep:
+                kept[int(i)] = lab
         stem = "_".join(_safe(p) for p in (vol.patient, vol.frame, vol.view) if p)
         if fmt == "png":
             for i, lab in zip(vol.indices, pred, strict=True):
@@ -82,4 +88,4 @@ def write_predictions(model: torch.nn.Module, store: Store, indices: np.ndarray,
                 affine = np.diag([row, col, dz, 1.0])
             nib.save(nib.Nifti1Image(data, affine), out / f"{stem}_pred.nii.gz")
             written += 1
-    return written
+    return written, kept
