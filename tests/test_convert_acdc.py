@@ -133,6 +133,11 @@ def test_accepts_root_training_or_patient_folder(acdc_phantoms: Path, tmp_path: 
         assert convert(src, out).exit_code == 0
         with Store(out) as s:
             assert len(set(s.meta["patient"])) == (4 if i == 0 else 1)
+    old = tmp_path / "old"  # older copies: <root>/database/training/patientXXX
+    shutil.copytree(acdc_phantoms / "training", old / "database" / "training")
+    assert convert(old, tmp_path / "old.h5").exit_code == 0
+    with Store(tmp_path / "old.h5") as s:
+        assert len(set(s.meta["patient"])) == 4
 
 
 # -- scribble options --------------------------------------------------------------------------------

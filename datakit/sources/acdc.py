@@ -23,7 +23,7 @@ from datakit.geometry import SliceGrid
 from datakit.nifti import load_nifti, nifti_array
 from datakit.normalize import fit_normalizer
 from datakit.sample import IGNORE, Sample, label_states_of_stack
-from datakit.sources.base import ItemResult
+from datakit.sources.base import ItemResult, find_patient_folders
 from datakit.sources.cfg import cfg_frame, cfg_number, read_cfg
 
 MANIFEST = Path(__file__).resolve().parents[2] / "manifests" / "acdc.json"
@@ -37,20 +37,7 @@ def load_manifest() -> dict[str, Any]:
 
 def find_patient_dirs(root: Path) -> list[Path]:
     """Patient folders under an ACDC root, its training/ or testing/, or a folder of patients."""
-    if not root.is_dir():
-        raise DatakitError("not a folder", root)
-    if PATIENT_DIR.match(root.name):
-        return [root]
-    direct = sorted(p for p in root.iterdir() if p.is_dir() and PATIENT_DIR.match(p.name))
-    if direct:
-        return direct
-    found: list[Path] = []
-    for parent in (root, root / "database"):
-        for sub in ("training", "testing"):
-            d = parent / sub
-            if d.is_dir():
-                found += sorted(p for p in d.iterdir() if p.is_dir() and PATIENT_DIR.match(p.name))
-    return found
+    return find_patient_folders(root, PATIENT_DIR, ("training", "testing", "database/training", "database/testing"))
 
 
 def parse_info_cfg(path: Path) -> dict[str, str]:

@@ -7,9 +7,13 @@ compression, writing, splits) is the shared pipeline in :mod:`datakit.pipeline`.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
+from datakit.errors import DatakitError
 from datakit.sample import Sample
 
 
@@ -47,3 +51,20 @@ class Source(Protocol):
     #   official_split(patient_ids) -> datakit.splits.SplitResult
     # which `--split official` uses (datakit.splits.make_splits("official", ids, official=mapping)
     # checks a plain {split: [patient ids]} mapping the same way as a split file).
+
+
+def find_patient_folders(root: Path, pattern: re.Pattern[str], containers: Sequence[str]) -> list[Path]:
+    """Patient folders (names matching ``pattern``) given a patient folder, a folder of them, or a
+    release root whose ``containers`` (e.g. ``training``, ``database/testing``) hold them."""
+    if not root.is_dir():
+        raise DatakitError("not a folder", root)
+    if pattern.match(root.name):
+        return [root]
+
+    def patients(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and pattern.match(p.name))
+
+    direct = patients(root)
+    if direct:
+        return direct
+    return [p for sub in containers if (root / sub).is_dir() for p in patients(root / sub)]

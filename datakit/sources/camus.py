@@ -26,7 +26,7 @@ from datakit.geometry import SliceGrid
 from datakit.normalize import NORMALIZERS, fit_normalizer
 from datakit.sample import IGNORE, Sample, label_state_from_mask
 from datakit.sitk_io import read_image
-from datakit.sources.base import ItemResult
+from datakit.sources.base import ItemResult, find_patient_folders
 from datakit.sources.camus_info import QUALITY_RANK, ViewInfo, parse_info
 from datakit.splits import SplitResult, make_splits
 
@@ -44,19 +44,7 @@ def load_manifest() -> dict[str, Any]:
 
 def find_patient_dirs(root: Path) -> list[Path]:
     """Patient folders under a release root, database_nifti/, training/ + testing/, or a folder of them."""
-    if not root.is_dir():
-        raise DatakitError("not a folder", root)
-    if PATIENT_DIR.match(root.name):
-        return [root]
-    direct = sorted(p for p in root.iterdir() if p.is_dir() and PATIENT_DIR.match(p.name))
-    if direct:
-        return direct
-    found: list[Path] = []
-    for sub in ("database_nifti", "training", "testing"):
-        d = root / sub
-        if d.is_dir():
-            found += sorted(p for p in d.iterdir() if p.is_dir() and PATIENT_DIR.match(p.name))
-    return found
+    return find_patient_folders(root, PATIENT_DIR, ("database_nifti", "training", "testing"))
 
 
 def detect_format(dirs: list[Path]) -> str:
