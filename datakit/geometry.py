@@ -13,10 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def resampled_shape(shape: tuple[int, int], spacing: tuple[float, float], target: float) -> tuple[int, int]:
-    return tuple(max(1, int(round(n * s / target))) for n, s in zip(shape, spacing, strict=True))
-
-
 def _keys_cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
     x = np.abs(x)
     return np.where(x <= 1, (a + 2) * x**3 - (a + 3) * x**2 + 1,
