@@ -26,12 +26,6 @@ def _tree_rss_kb(pid: int) -> int:
     return total
 
 
-def run_timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Run ``cmd``; return (wall seconds, peak MB of its whole process tree, sampled every 20 ms)."""
-    wall, peak, _ = run_measured(cmd, env)
-    return wall, peak
-
-
 def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
     """Run ``cmd``; return (wall s, peak MB of its process tree, CPU s of the tree: user + system).
 

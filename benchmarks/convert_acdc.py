@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _proc import run_measured, run_timed  # noqa: E402
+from _proc import run_measured  # noqa: E402
 
 FLOOR = """
 import sys, glob, nibabel as nib, numpy as np
@@ -46,7 +46,7 @@ def main() -> None:
         convert = [sys.executable, "-m", "datakit", "convert", "acdc", str(a.src), "--out", str(out),
                    "--overwrite", "--workers", str(a.workers)]
         floor = [sys.executable, "-c", FLOOR, str(a.src)]
-        run_timed(floor)  # warm the page cache so that neither side pays for the disk
+        run_measured(floor)  # warm the page cache so that neither side pays for the disk
         t_conv, t_floor, peaks, c_conv, c_floor = [], [], [], [], []
         for r in range(a.rounds):
             wall_f, _, cpu_f = run_measured(floor)

@@ -15,13 +15,13 @@ Target (issue 4): ratio <= 2 on the 2-core development machine.
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _proc import run_measured  # noqa: E402
 
 FLOOR = """
 import sys, SimpleITK as sitk
@@ -31,18 +31,9 @@ for f in open(sys.argv[1]).read().split():
 
 
 def run_timed(cmd: list[str]) -> tuple[float, float]:
-    """(wall, CPU) seconds of a whole process tree, interpreter start-up included; exit on failure.
-
-    CPU time (user + system, workers included) is the steadier figure on a shared machine.
-    """
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr.decode()[-2000:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    """(wall, CPU) seconds of a whole process tree, interpreter start-up included (see _proc)."""
+    wall, _, cpu = run_measured(cmd)
+    return wall, cpu
 
 
 def input_files(root: Path, release: str) -> list[Path]:

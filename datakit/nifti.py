@@ -90,8 +90,3 @@ def _from_nifti1_bytes(raw: bytes, path: Path) -> Volume:
     if slope is not None and (slope != 1 or (inter or 0) != 0):
         data = data * np.float32(slope) + np.float32(inter or 0)
     return Volume(data, header.get_best_affine(), tuple(float(z) for z in header.get_zooms()), header)
-
-
-def nifti_array(vol: Volume, path: Path, dtype: type | None = None) -> np.ndarray:
-    """The voxels, optionally cast (no copy when the dtype already matches)."""
-    return vol.data.astype(dtype, copy=False) if dtype is not None else vol.data

@@ -84,8 +84,7 @@ def process_item(source: Source, item: Any, synth: SynthSpec | None,
             s.scribble = synthesize(s.mask, k, synth.algo, seed, **synth.params)
             s.scribble_source = synth.label
     encoded = [encode_sample(s, image_compression) for s in result.samples]
-    samples, result.samples = result.samples, []  # arrays travel compressed, not twice
-    del samples
+    result.samples = []  # arrays travel compressed, not twice
     return result, encoded
 
 

@@ -20,10 +20,10 @@ import scipy.sparse  # noqa: F401 - SliceGrid needs it; imported before the work
 
 from datakit.errors import DatakitError
 from datakit.geometry import SliceGrid
-from datakit.nifti import load_nifti, nifti_array
+from datakit.nifti import load_nifti
 from datakit.normalize import fit_normalizer
 from datakit.sample import IGNORE, Sample, label_states_of_stack
-from datakit.sources.base import ItemResult, find_patient_folders
+from datakit.sources.base import ItemResult, find_patient_folders, source_path
 from datakit.sources.cfg import cfg_frame, cfg_number, read_cfg
 
 MANIFEST = Path(__file__).resolve().parents[2] / "manifests" / "acdc.json"
@@ -113,12 +113,6 @@ class AcdcSource:
                 return p
         return None
 
-    def _relative(self, path: Path) -> str:
-        try:
-            return str(path.resolve().relative_to(self.root.resolve()))
-        except ValueError:
-            return str(path)
-
     def _read_frame(self, item: AcdcItem, label: str, number: int) -> list[Sample]:
         stem = f"{item.patient}_frame{number:02d}"
         image_path = item.folder / f"{stem}.nii.gz"
@@ -128,8 +122,8 @@ class AcdcSource:
                 raise DatakitError(f"missing {label} frame file (Info.cfg says {label}: {number})", p)
         img = load_nifti(image_path)
         gt = load_nifti(gt_path)
-        volume = nifti_array(img, image_path, np.float32)
-        mask = nifti_array(gt, gt_path)
+        volume = img.data.astype(np.float32, copy=False)
+        mask = gt.data
         _check_same_grid(volume, img, mask, gt, gt_path)
         if volume.ndim != 3:
             raise DatakitError(f"expected a 3D volume, found shape {volume.shape}", image_path)
@@ -145,7 +139,7 @@ class AcdcSource:
         scribble_path = self._scribble_path(item, stem)
         if scribble_path is not None:
             sc = load_nifti(scribble_path)
-            scribble = nifti_array(sc, scribble_path)
+            scribble = sc.data
             _check_same_grid(volume, img, scribble, sc, scribble_path)
             if scribble.min() < 0 or scribble.max() > VALVANO_UNLABELLED:
                 raise DatakitError(f"scribble values {np.unique(scribble).tolist()} outside 0-4 "
@@ -166,7 +160,7 @@ class AcdcSource:
         states = label_states_of_stack(masks, len(self.classes))
         extra = {"source_shape": np.array(volume.shape[:2], np.int32),
                  "source_spacing": np.array(zooms[:2], np.float32)}
-        source = self._relative(image_path)
+        source = source_path(image_path, self.root)
         out = []
         for z in range(volume.shape[2]):
             m = masks[z]

@@ -53,6 +53,15 @@ class Source(Protocol):
     # checks a plain {split: [patient ids]} mapping the same way as a split file).
 
 
+def source_path(path: Path, root: Path) -> str:
+    """``meta/source``: the file's path relative to the converted root (POSIX separators), or as given
+    when it lies outside the root (e.g. scribbles from a separate folder)."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def find_patient_folders(root: Path, pattern: re.Pattern[str], containers: Sequence[str]) -> list[Path]:
     """Patient folders (names matching ``pattern``) given a patient folder, a folder of them, or a
     release root whose ``containers`` (e.g. ``training``, ``database/testing``) hold them."""

@@ -26,7 +26,7 @@ from datakit.geometry import SliceGrid
 from datakit.normalize import NORMALIZERS, fit_normalizer
 from datakit.sample import IGNORE, Sample, label_state_from_mask
 from datakit.sitk_io import read_image
-from datakit.sources.base import ItemResult, find_patient_folders
+from datakit.sources.base import ItemResult, find_patient_folders, source_path
 from datakit.sources.camus_info import QUALITY_RANK, ViewInfo, parse_info
 from datakit.splits import SplitResult, make_splits
 
@@ -287,7 +287,7 @@ class CamusSource:
         grid = SliceGrid((h, w), fr.spacing, stored, (s, s))
         k = len(self.classes)
         extra = {"source_shape": np.array((h, w), np.int32), "source_spacing": np.array(fr.spacing, np.float32)}
-        sources = {p: self._relative(p) for p in set(fr.sources)}
+        sources = {p: source_path(p, self.root) for p in set(fr.sources)}
         unknown = np.full((s, s), IGNORE, np.uint8)
         out = []
         for i in range(t):  # frame by frame: contiguous 2D resampling beats one strided (H, W, T) pass
@@ -329,11 +329,6 @@ class CamusSource:
                 row[f"{key}_{tag}"] = math.nan if value is None else float(value)  # a number column
         return row
 
-    def _relative(self, path: Path) -> str:
-        try:
-            return str(path.resolve().relative_to(self.root.resolve()))
-        except ValueError:
-            return str(path)
 
 
 def _mm(spacing: tuple[float, float]) -> str:

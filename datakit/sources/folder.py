@@ -18,7 +18,7 @@ from datakit.errors import DatakitError
 from datakit.geometry import letterbox
 from datakit.normalize import NORMALIZERS, fit_normalizer
 from datakit.sample import Sample, label_state_from_mask
-from datakit.sources.base import ItemResult
+from datakit.sources.base import ItemResult, source_path
 from datakit.sources.folder_files import Pair, find_pairs, header_mode, is_colour, read_array
 from datakit.splits import SplitResult, make_splits
 
@@ -224,12 +224,6 @@ class FolderSource:
             return np.repeat(a[None], self.channels, axis=0)
         return np.ascontiguousarray(np.moveaxis(a, -1, 0))
 
-    def _relative(self, path: Path) -> str:
-        try:
-            return path.resolve().relative_to(self.root.resolve()).as_posix()
-        except ValueError:
-            return str(path)
-
     def _sample(self, item: FolderItem, pair: Pair) -> Sample:
         raw = read_array(pair.image)
         # --binarize thresholds grey levels: a 1-bit or palette mask must then read as its grey levels
@@ -247,7 +241,7 @@ class FolderSource:
         return Sample(
             image=np.ascontiguousarray(boxed, np.float32), mask=mask,
             scribble=np.full(mask.shape, 255, np.uint8), label_state=label_state_from_mask(mask, len(self.classes)),
-            dataset=self.name, patient=item.patient, source=self._relative(pair.image),
+            dataset=self.name, patient=item.patient, source=source_path(pair.image, self.root),
             extra={"source_shape": np.array(raw.shape[:2], np.int32), "letterbox_scale": np.float32(scale)},
         )
 
