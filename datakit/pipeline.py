@@ -24,7 +24,7 @@ from typing import Any
 from datakit.errors import DatakitError
 from datakit.scribbles import get_algorithm, sample_seed, synthesize
 from datakit.sources.base import ItemResult, Source
-from datakit.splits import SplitResult, make_splits
+from datakit.splits import SplitResult, check_split_spec, make_splits
 from datakit.store.writer import EncodedSample, StoreWriter, _check_writable, encode_sample
 
 
@@ -175,6 +175,7 @@ def convert(source: Source, opts: ConvertOptions, log=print) -> ConversionReport
     _check_writable(opts.out, opts.overwrite)
     if opts.on_error not in ("stop", "skip"):
         raise DatakitError(f"--on-error must be stop or skip, not {opts.on_error!r}")
+    check_split_spec(opts.split or source.default_split())  # a typo must not cost a whole conversion
     if opts.synth is not None:
         get_algorithm(opts.synth.algo)  # fail fast on an unknown name, before any work
     items = source.items()

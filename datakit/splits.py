@@ -169,6 +169,29 @@ def split_from_mapping(spec: dict[str, list], patient_ids: Sequence[str], method
     return SplitResult(out, method, None, [], notes)
 
 
+def _kfold(spec: str) -> tuple[int, int]:
+    """(K, FOLD) of ``kfold:K/FOLD``."""
+    m = re.fullmatch(r"kfold:(\d+)/(\d+)", spec)
+    if not m or not (int(m.group(1)) >= 2 and 0 <= int(m.group(2)) < int(m.group(1))):
+        raise DatakitError(f"--split {spec!r}: expected kfold:K/FOLD with K >= 2 and 0 <= FOLD < K")
+    return int(m.group(1)), int(m.group(2))
+
+
+def check_split_spec(spec: str) -> None:
+    """Refuse a malformed ``--split`` before any conversion work (make_splits runs only at the end)."""
+    if spec in ("random", "stratified", "official") or spec.startswith("stratified:"):
+        return
+    if spec.startswith("kfold:"):
+        _kfold(spec)
+        return
+    if spec.startswith("file:"):
+        if not Path(spec[5:]).is_file():
+            raise DatakitError("split file not found", spec[5:])
+        return
+    raise DatakitError(f"unknown --split {spec!r}; choose random, stratified[:column], "
+                       f"kfold:K/FOLD, file:PATH or official")
+
+
 def make_splits(
     spec: str,
     patient_ids: Sequence[str],
@@ -209,10 +232,7 @@ def make_splits(
                                f"{sorted(strata or {}) or 'none'}")
         order, method = _stratified_order(ids, strata[column], rng), f"stratified:{column}"
     elif spec.startswith("kfold:"):
-        m = re.fullmatch(r"kfold:(\d+)/(\d+)", spec)
-        if not m or not (int(m.group(1)) >= 2 and 0 <= int(m.group(2)) < int(m.group(1))):
-            raise DatakitError(f"--split {spec!r}: expected kfold:K/FOLD with K >= 2 and 0 <= FOLD < K")
-        k, fold = int(m.group(1)), int(m.group(2))
+        k, fold = _kfold(spec)
         column = default_column if strata and default_column in (strata or {}) else None
         order = _stratified_order(ids, strata[column] if column else None, rng)
         labels = _spread(order, _quotas(len(order), [1 / k] * k))

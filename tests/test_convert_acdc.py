@@ -316,3 +316,18 @@ def test_real_acdc_converts_and_validates(tmp_path: Path) -> None:
         assert 0.3 < cover[0] < 1.3 and all(0.05 < c < 0.4 for c in cover[1:]), cover
         assert set(s.patients["group"]) == {"DCM", "HCM", "MINF", "NOR", "RV"}
         assert np.isnan(s.patients["height"]).all()  # not in these Info.cfg files: never invented
+
+
+def test_unknown_option_values_are_refused_before_any_work(acdc_phantoms: Path, tmp_path: Path) -> None:
+    for i, (args, text) in enumerate(((["--on-error", "ignore"], "--on-error must be stop or skip"),
+                       (["--image-compression", "zstd"], "image compression must be one of none, gzip"),
+                       (["--norm", "histogram"], "unknown normalisation 'histogram'"),
+                       (["--split", "bogus"], "unknown --split 'bogus'"),
+                       (["--split", "kfold:5/7"], "expected kfold:K/FOLD"),
+                       (["--split", "file:nowhere.json"], "nowhere.json: split file not found"))):
+        outdir = tmp_path / str(i)
+        outdir.mkdir()
+        r = convert(acdc_phantoms, outdir / "s.h5", *args)
+        assert r.exit_code == 1 and text in r.output, (args, r.output)
+        assert "patient" not in r.output  # refused up front, not while reading a patient
+        _nothing_left(outdir)
