@@ -8,6 +8,7 @@ with :func:`register`; unknown names are answered with the list of known ones.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -27,8 +28,9 @@ def register(name: str) -> Callable[[ScribbleFn], ScribbleFn]:
     return deco
 
 
+@functools.cache
 def _load_builtin() -> None:
-    # Algorithms live in their own modules; importing them fills the registry.
+    # Algorithms live in their own modules; importing them fills the registry (once per process).
     import importlib
     import pkgutil
 
