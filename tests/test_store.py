@@ -240,3 +240,10 @@ def test_keypoints_round_trip(tmp_path: Path) -> None:
     assert validate_store(path) == []
     with h5py.File(path) as f:
         assert json.loads(f["keypoints"].attrs["names"]) == ["apex", "hinge"]
+
+
+def test_validate_scribble_source_none_with_labelled_pixels(store) -> None:
+    def edit(f):
+        f["meta/scribble_source"][2] = "none"  # sample 2 holds scribble pixels (see _samples)
+    got = _broken(store, edit)
+    assert "meta/scribble_source[2]: 'none' but the scribble holds labelled pixels" in got, got

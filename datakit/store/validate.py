@@ -112,13 +112,17 @@ def _check_arrays(f: h5py.File, k: int | None, out: list[Violation]) -> int | No
     return n
 
 
-def _check_samples(f: h5py.File, n: int, k: int, out: list[Violation]) -> None:
-    """Stream images/masks/scribbles: finite images, label values, label_state consistency."""
+def _check_samples(f: h5py.File, n: int, k: int, out: list[Violation]) -> np.ndarray:
+    """Stream images/masks/scribbles: finite images, label values, label_state consistency.
+
+    Returns which samples' scribbles hold labelled pixels (for the scribble_source check), so the
+    scribbles are read once."""
     ls_all = f["label_state"][()]
     bad_state = np.flatnonzero(~np.isin(ls_all, (-1, 0, 1)).all(axis=1))
     if len(bad_state):
         out.append(Violation(f"label_state[{_listed(bad_state)}]", "values outside {-1, 0, 1}"))
     problems: dict[str, list[int]] = {}
+    scribbled = np.zeros(n, bool)
     for start in range(0, n, CHUNK):
         stop = min(n, start + CHUNK)
         images = f["images"][start:stop]
@@ -127,6 +131,8 @@ def _check_samples(f: h5py.File, n: int, k: int, out: list[Violation]) -> None:
         present = {}
         for name in ("masks", "scribbles"):
             arr = f[name][start:stop].reshape(stop - start, -1)
+            if name == "scribbles":
+                scribbled[start:stop] = (arr != IGNORE_INDEX).any(axis=1)
             bad = (arr >= k) & (arr != IGNORE_INDEX)
             for j in np.flatnonzero(bad.any(axis=1)):
                 vals = sorted(set(np.unique(arr[j][bad[j]]).tolist()))
@@ -149,9 +155,10 @@ def _check_samples(f: h5py.File, n: int, k: int, out: list[Violation]) -> None:
     for problem, idx in problems.items():
         arr = np.unique(np.asarray(idx))
         out.append(Violation(f"{problem.split(':')[0].split(' ')[0]}[{_listed(arr)}]", problem))
+    return scribbled
 
 
-def _check_meta(f: h5py.File, n: int, out: list[Violation]) -> np.ndarray | None:
+def _check_meta(f: h5py.File, n: int, out: list[Violation], scribbled: np.ndarray | None) -> np.ndarray | None:
     if "meta" not in f:
         out.append(Violation("meta", "missing group"))
         return None
@@ -178,16 +185,9 @@ def _check_meta(f: h5py.File, n: int, out: list[Violation]) -> np.ndarray | None
         if len(bad):
             out.append(Violation(f"meta/scribble_source[{_listed(bad)}]",
                                  "expected 'manual', 'synthetic:<algorithm>' or 'none'"))
-        none_with_pixels = []
-        for start in range(0, n, CHUNK):
-            arr = f["scribbles"][start:start + CHUNK].reshape(-1, f["scribbles"].shape[1] * f["scribbles"].shape[2]) \
-                if "scribbles" in f else None
-            if arr is None:
-                break
-            labelled = (arr != IGNORE_INDEX).any(axis=1)
-            none_with_pixels += [start + j for j in np.flatnonzero(labelled & (src[start:start + CHUNK] == "none"))]
-        if none_with_pixels:
-            out.append(Violation(f"meta/scribble_source[{_listed(np.array(none_with_pixels))}]",
+        none_with_pixels = np.flatnonzero(scribbled & (src == "none")) if scribbled is not None else []
+        if len(none_with_pixels):
+            out.append(Violation(f"meta/scribble_source[{_listed(none_with_pixels)}]",
                                  "'none' but the scribble holds labelled pixels"))
     if "patient" not in g or g["patient"].shape != (n,):
         return None
@@ -263,10 +263,11 @@ def validate_store(path: str | Path) -> list[Violation]:
         n = _check_arrays(f, k, out)
         if n is None:
             return out
+        scribbled = None
         if k is not None and f["label_state"].shape == (n, k) and \
                 f["masks"].shape[0] == n and f["scribbles"].shape[0] == n:
-            _check_samples(f, n, k, out)
-        patients = _check_meta(f, n, out)
+            scribbled = _check_samples(f, n, k, out)
+        patients = _check_meta(f, n, out, scribbled)
         _check_patients(f, patients, out)
         _check_splits(f, n, patients, out)
     return out
