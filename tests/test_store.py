@@ -105,13 +105,29 @@ def test_existing_output_refused_without_overwrite(store) -> None:
 
 
 def test_store_gets_ordinary_file_permissions(store) -> None:
-    """Not the 0600 of the temporary file it was built in: what the umask gives a new file."""
+    """What the umask gives a new file, like any other file the user creates."""
     import os
 
     path, _ = store
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_temporary_never_reuses_an_existing_file(tmp_path, monkeypatch) -> None:
+    """The temporary is created exclusively: a name already taken (another writer's) is skipped."""
+    from datakit.store import writer as writer_mod
+
+    names = iter(["aaaa", "aaaa", "bbbb"])
+    monkeypatch.setattr(writer_mod.secrets, "token_hex", lambda n: next(names))
+    taken = tmp_path / ".out.h5.aaaa.tmp"
+    taken.write_bytes(b"another writer's data")
+    with StoreWriter(tmp_path / "out.h5", classes=CLASSES, image_size=(16, 16)) as w:
+        assert w.tmp_path == tmp_path / ".out.h5.bbbb.tmp"
+        w.append(_samples(2, np.random.default_rng(0)))
+        w.set_splits({"train": [0, 1]}, method="random", seed=0, ratios=[1.0])
+    assert taken.read_bytes() == b"another writer's data"
+    assert (tmp_path / "out.h5").exists() and not (tmp_path / ".out.h5.bbbb.tmp").exists()
 
 
 def test_reader_survives_pickling_into_another_process(store) -> None:
