@@ -34,12 +34,30 @@ def _cubic_taps(n_in: int, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _sparse_rows(n_in: int, taps: tuple[np.ndarray, np.ndarray]):
-    """The tap tables as a CSR matrix (n_out x n_in): one product resamples axis 0 of a 2D array."""
+    """The tap tables as a CSR matrix (n_out x n_in): one product resamples axis 0 of a 2D array.
+
+    Built from its CSR arrays directly (4 entries per row): taps clipped at an edge repeat a
+    column, and the product simply adds both entries.
+    """
     from scipy import sparse  # imported here: sources that only letterbox never pay for it
 
     index, weight = taps
-    rows = np.repeat(np.arange(len(index)), index.shape[1])
-    return sparse.csr_matrix((weight.ravel(), (rows, index.ravel())), shape=(len(index), n_in))
+    indptr = np.arange(0, index.size + 1, index.shape[1], dtype=np.int32)
+    return sparse.csr_matrix((weight.ravel(), index.ravel().astype(np.int32), indptr),
+                             shape=(len(index), n_in))
+
+
+def _block_diagonal(r, k: int):
+    """``k`` copies of CSR matrix ``r`` on a diagonal: one product resamples a stack of k slices."""
+    from scipy import sparse
+
+    if k == 1:
+        return r
+    n_out, n_in = r.shape
+    offsets = np.arange(k, dtype=np.int32)[:, None]
+    indptr = np.append((r.indptr[:-1][None, :] + r.nnz * offsets).ravel(), np.int32(r.nnz * k))
+    indices = (r.indices[None, :] + n_in * offsets).ravel()
+    return sparse.csr_matrix((np.tile(r.data, k), indices, indptr), shape=(k * n_out, k * n_in))
 
 
 def _nearest_index(n_in: int, coords: np.ndarray) -> np.ndarray:
@@ -80,26 +98,50 @@ class SliceGrid:
         self.cols = _axis(shape[1], spacing[1], t_col, size[1])
         self._ry = _sparse_rows(shape[0], _cubic_taps(shape[0], self.rows.coords))
         self._rx = _sparse_rows(shape[1], _cubic_taps(shape[1], self.cols.coords))
+        self._ri = _nearest_index(shape[0], self.rows.coords)
+        self._ci = _nearest_index(shape[1], self.cols.coords)
+
+    def slices_image(self, stack: np.ndarray, fill: float) -> np.ndarray:
+        """Bicubic (Keys) resampling of a (K, H, W) stack of slices to (K, *size) float32, C order.
+
+        Fastest when each slice is stored column by column, as NIfTI volumes are: ``np.moveaxis(
+        volume, -1, 0)`` of a Fortran (H, W, Z) array is then read in place, with no transposing
+        copy of the input. Padding takes ``fill``.
+        """
+        k = stack.shape[0]
+        # (K, W, H) in C order: every slice transposed, so both products below run on contiguous rows
+        b = np.ascontiguousarray(stack.astype(np.float32, copy=False).transpose(0, 2, 1))
+        _, w, h = b.shape
+        ww = self._rx.shape[0]
+        t = (_block_diagonal(self._rx, k) @ b.reshape(k * w, h)).reshape(k, ww, h)  # columns done
+        t = np.ascontiguousarray(t.transpose(0, 2, 1))  # (K, H, W'): the one transposing copy
+        t = (_block_diagonal(self._ry, k) @ t.reshape(k * h, ww)).reshape(k, -1, ww)  # rows done
+        return self._place(t, fill)
+
+    def slices_labels(self, stack: np.ndarray, fill: int) -> np.ndarray:
+        """Nearest-neighbour resampling of a (K, H, W) stack of label slices to (K, *size), C order."""
+        b = stack.transpose(0, 2, 1)  # (K, W, H): C order for column-major slices (NIfTI)
+        t = np.ascontiguousarray(b.take(self._ci, axis=1).transpose(0, 2, 1))  # whole rows gathered
+        return self._place(t.take(self._ri, axis=1), fill)
 
     def image(self, a: np.ndarray, fill: float) -> np.ndarray:
         """Bicubic (Keys) resampling of (H, W, *rest) float data; padding takes ``fill``."""
-        h, w = a.shape[:2]
-        rest = a.shape[2:]
-        hh, ww = len(self.rows.coords), len(self.cols.coords)
-        flat = np.ascontiguousarray(a, dtype=np.float32).reshape(h, -1)
-        t = (self._ry @ flat).reshape(hh, w, -1)  # rows done: (h', w, r)
-        t = np.ascontiguousarray(t.transpose(1, 0, 2)).reshape(w, -1)
-        t = (self._rx @ t).reshape(ww, hh, -1).transpose(1, 0, 2)
-        out = np.full(self.size + rest, fill, np.float32)
-        out[self.rows.dest, self.cols.dest] = t.reshape(t.shape[:2] + rest)
-        return out
+        return self._per_slice(self.slices_image, a, fill)
 
     def labels(self, a: np.ndarray, fill: int) -> np.ndarray:
         """Nearest-neighbour resampling of (H, W, *rest) label data; padding takes ``fill``."""
-        ri = _nearest_index(a.shape[0], self.rows.coords)
-        ci = _nearest_index(a.shape[1], self.cols.coords)
-        out = np.full(self.size + a.shape[2:], fill, a.dtype)
-        out[self.rows.dest, self.cols.dest] = np.take(np.take(a, ri, axis=0), ci, axis=1)
+        return self._per_slice(self.slices_labels, a, fill)
+
+    def _per_slice(self, fn, a: np.ndarray, fill):
+        h, w = a.shape[:2]
+        out = fn(np.moveaxis(a.reshape(h, w, -1), -1, 0), fill)  # (K, *size)
+        return np.moveaxis(out, 0, -1).reshape(self.size + a.shape[2:])
+
+    def _place(self, t: np.ndarray, fill) -> np.ndarray:
+        if t.shape[1:] == self.size:  # cropped on both axes: nothing to pad
+            return t
+        out = np.full((len(t),) + self.size, fill, t.dtype)
+        out[:, self.rows.dest, self.cols.dest] = t
         return out
 
 

@@ -153,12 +153,12 @@ class AcdcSource:
             raise DatakitError(f"invalid voxel spacing {zooms} in the header", image_path)
         norm = fit_normalizer(self.norm, volume)
         grid = SliceGrid(volume.shape[:2], (zooms[0], zooms[1]), self.spacing, (self.size, self.size))
-        # padding takes the raw intensity that normalises to the background level; (H, W, Z) -> (Z, H, W)
-        # as a view, so that the normaliser writes each sample as one contiguous block
-        images = norm.apply(np.moveaxis(grid.image(volume, norm.raw_background), -1, 0))
-        masks = np.ascontiguousarray(np.moveaxis(grid.labels(mask, 0), -1, 0))
-        scribbles = np.ascontiguousarray(np.moveaxis(grid.labels(scribble, IGNORE), -1, 0)) \
-            if scribble is not None else None
+        # (H, W, Z) -> (Z, H, W) as views: each slice of a NIfTI volume is read in place (column-major)
+        # and comes out as one C-order sample; padding takes the raw intensity that normalises to
+        # the background level
+        images = norm.apply(grid.slices_image(np.moveaxis(volume, -1, 0), norm.raw_background))
+        masks = grid.slices_labels(np.moveaxis(mask, -1, 0), 0)
+        scribbles = grid.slices_labels(np.moveaxis(scribble, -1, 0), IGNORE) if scribble is not None else None
         states = label_states_of_stack(masks, len(self.classes))
         extra = {"source_shape": np.array(volume.shape[:2], np.int32),
                  "source_spacing": np.array(zooms[:2], np.float32)}

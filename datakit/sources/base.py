@@ -56,6 +56,10 @@ class Source(Protocol):
 def source_path(path: Path, root: Path) -> str:
     """``meta/source``: the file's path relative to the converted root (POSIX separators), or as given
     when it lies outside the root (e.g. scribbles from a separate folder)."""
+    try:  # lexically first: resolving every component costs a syscall each, per file
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        pass
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
