@@ -80,6 +80,24 @@ def _axis(n_in: int, spacing: float, target: float, size: int) -> _Axis:
     return _Axis(coords, slice(start, start + n_res))
 
 
+def _column_major(stack: np.ndarray) -> bool:
+    """Whether each (H, W) slice of a (K, H, W) stack is stored column by column (Fortran)."""
+    return stack.transpose(0, 2, 1).flags.c_contiguous and not stack.flags.c_contiguous
+
+
+def _two_passes(b: np.ndarray, r_mid, r_last) -> np.ndarray:
+    """Resample a C-order (K, M, L) stack along M with ``r_mid``, then along L with ``r_last``.
+
+    Both products read contiguous rows; the one transposing copy in between is of the partly
+    resampled stack. Returns (K, L', M') in C order (each slice transposed).
+    """
+    k, m, n = b.shape
+    mm = r_mid.shape[0]
+    t = (_block_diagonal(r_mid, k) @ b.reshape(k * m, n)).reshape(k, mm, n)
+    t = np.ascontiguousarray(t.transpose(0, 2, 1))  # (K, L, M')
+    return (_block_diagonal(r_last, k) @ t.reshape(k * n, mm)).reshape(k, -1, mm)
+
+
 class SliceGrid:
     """In-plane resampling of (H, W, ...) arrays to ``target`` mm, centre cropped/padded to ``size``.
 
@@ -104,25 +122,22 @@ class SliceGrid:
     def slices_image(self, stack: np.ndarray, fill: float) -> np.ndarray:
         """Bicubic (Keys) resampling of a (K, H, W) stack of slices to (K, *size) float32, C order.
 
-        Fastest when each slice is stored column by column, as NIfTI volumes are: ``np.moveaxis(
-        volume, -1, 0)`` of a Fortran (H, W, Z) array is then read in place, with no transposing
-        copy of the input. Padding takes ``fill``.
+        Slices may be stored row by row (C order) or column by column, as NIfTI volumes are:
+        ``np.moveaxis(volume, -1, 0)`` of a Fortran (H, W, Z) array is read in place, with no
+        transposing copy of the input. Padding takes ``fill``.
         """
-        k = stack.shape[0]
-        # (K, W, H) in C order: every slice transposed, so both products below run on contiguous rows
-        b = np.ascontiguousarray(stack.astype(np.float32, copy=False).transpose(0, 2, 1))
-        _, w, h = b.shape
-        ww = self._rx.shape[0]
-        t = (_block_diagonal(self._rx, k) @ b.reshape(k * w, h)).reshape(k, ww, h)  # columns done
-        t = np.ascontiguousarray(t.transpose(0, 2, 1))  # (K, H, W'): the one transposing copy
-        t = (_block_diagonal(self._ry, k) @ t.reshape(k * h, ww)).reshape(k, -1, ww)  # rows done
-        return self._place(t, fill)
+        stack = stack.astype(np.float32, copy=False)
+        if _column_major(stack):  # (K, W, H) in C order: columns first, the result is (K, H', W')
+            return self._place(_two_passes(stack.transpose(0, 2, 1), self._rx, self._ry), fill)
+        rows_first = _two_passes(np.ascontiguousarray(stack), self._ry, self._rx)  # (K, W', H')
+        return self._place(rows_first.transpose(0, 2, 1), fill)
 
     def slices_labels(self, stack: np.ndarray, fill: int) -> np.ndarray:
         """Nearest-neighbour resampling of a (K, H, W) stack of label slices to (K, *size), C order."""
-        b = stack.transpose(0, 2, 1)  # (K, W, H): C order for column-major slices (NIfTI)
-        t = np.ascontiguousarray(b.take(self._ci, axis=1).transpose(0, 2, 1))  # whole rows gathered
-        return self._place(t.take(self._ri, axis=1), fill)
+        if _column_major(stack):  # gather whole columns, transpose the (smaller) result, gather rows
+            t = np.ascontiguousarray(stack.transpose(0, 2, 1).take(self._ci, axis=1).transpose(0, 2, 1))
+            return self._place(t.take(self._ri, axis=1), fill)
+        return self._place(stack.take(self._ri, axis=1).take(self._ci, axis=2), fill)
 
     def image(self, a: np.ndarray, fill: float) -> np.ndarray:
         """Bicubic (Keys) resampling of (H, W, *rest) float data; padding takes ``fill``."""
@@ -138,8 +153,9 @@ class SliceGrid:
         return np.moveaxis(out, 0, -1).reshape(self.size + a.shape[2:])
 
     def _place(self, t: np.ndarray, fill) -> np.ndarray:
+        """(K, h, w) resampled slices into a C-order (K, *size) array, centred, padded with ``fill``."""
         if t.shape[1:] == self.size:  # cropped on both axes: nothing to pad
-            return t
+            return np.ascontiguousarray(t)
         out = np.full((len(t),) + self.size, fill, t.dtype)
         out[:, self.rows.dest, self.cols.dest] = t
         return out
