@@ -254,4 +254,6 @@ def predict_cmd(
 
 
 def main() -> None:
-    app(prog_name="train" if not sys.argv[0].endswith("__main__.py") else "python -m train")
+    from datakit.cli.fast_exit import run_then_exit
+
+    run_then_exit(lambda: app(prog_name="train" if not sys.argv[0].endswith("__main__.py") else "python -m train"))

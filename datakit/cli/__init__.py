@@ -54,4 +54,6 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def main() -> None:
-    app()
+    from datakit.cli.fast_exit import run_then_exit
+
+    run_then_exit(app)
