@@ -61,7 +61,8 @@ def default_workers() -> int:
 # Options shared by every converter (one definition, so their help reads the same everywhere).
 OutOpt = typer.Option(..., "--out", "-o", help="Store to write (.h5).", dir_okay=False)
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing --out.")
-WorkersOpt = typer.Option(0, "--workers", "-j", help="Parallel worker processes (0: one per CPU).", min=0)
+WorkersOpt = typer.Option(0, "--workers", "-j", min=0,
+                          help="Parallel workers: threads or processes, as the source needs (0: one per CPU).")
 OnErrorOpt = typer.Option("stop", "--on-error", help="stop: exit 1 on the first bad patient; "
                           "skip: skip it, convert the rest, record why.")
 RatiosOpt = typer.Option("0.7,0.15,0.15", "--ratios", help="train,valid,test fractions of patients.")
