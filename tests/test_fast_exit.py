@@ -39,11 +39,16 @@ def test_exit_codes_and_messages_pass_through(tmp_path: Path) -> None:
 
 
 def test_open_hdf5_files_and_atexit_handlers_are_finished(tmp_path: Path) -> None:
-    """A command that leaves a file open for writing still gets its data on disk."""
-    out, marker = tmp_path / "left_open.h5", tmp_path / "atexit.txt"
+    """A command that leaves a file open for writing, an atexit handler or a thread still running gets
+    them finished, as with the interpreter's own exit."""
+    out, marker, late = tmp_path / "left_open.h5", tmp_path / "atexit.txt", tmp_path / "thread.txt"
     script = textwrap.dedent(f"""
-        import atexit, h5py, numpy as np
+        import atexit, threading, time, h5py, numpy as np
         from datakit.cli.fast_exit import run_then_exit
+
+        def slow_writer():
+            time.sleep(0.5)
+            open({str(late)!r}, "w").write("finished")
 
         still_open = []
 
@@ -53,6 +58,7 @@ def test_open_hdf5_files_and_atexit_handlers_are_finished(tmp_path: Path) -> Non
             f.create_dataset("x", data=np.arange(1000))
             f.attrs["done"] = "yes"
             atexit.register(lambda: open({str(marker)!r}, "w").write("ran"))
+            threading.Thread(target=slow_writer).start()  # non-daemon: the process waits for it
             print("leaving", end="")  # no newline: still in the buffer at exit
 
         run_then_exit(app)
@@ -61,4 +67,4 @@ def test_open_hdf5_files_and_atexit_handlers_are_finished(tmp_path: Path) -> Non
     assert p.returncode == 0 and p.stdout == "leaving"
     with h5py.File(out, "r") as f:
         assert f["x"][:].tolist() == list(range(1000)) and f.attrs["done"] == "yes"
-    assert marker.read_text() == "ran"
+    assert marker.read_text() == "ran" and late.read_text() == "finished"

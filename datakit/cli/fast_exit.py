@@ -4,8 +4,8 @@ After a conversion, Python's shutdown frees some 750 modules and everything they
 at a time: 0.1-0.2 s (0.4 s once torch is loaded) spent after the work is done, for memory the
 operating system reclaims at once anyway. Like Instagram's servers (``os._exit`` at exit), the
 console scripts skip that teardown, after doing everything a normal exit would that matters:
-HDF5 files still open are closed (their buffers written), ``atexit`` handlers run (thread and
-process pools joined, logging flushed), and stdout / stderr are flushed.
+non-daemon threads are waited for, HDF5 files still open are closed (their buffers written),
+``atexit`` handlers run (process pools joined, logging flushed), and stdout / stderr are flushed.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -33,6 +34,9 @@ def run_then_exit(app: Callable[[], object]) -> NoReturn:
 
 
 def _finish() -> None:
+    for thread in threading.enumerate():  # as the interpreter would: non-daemon threads run to their end
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
     h5py = sys.modules.get("h5py")
     if h5py is not None:  # an HDF5 file left open would otherwise lose what HDF5 still buffers
         for fid in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
