@@ -44,9 +44,11 @@ def _percentile_iqr(volume: np.ndarray) -> Normalizer:
     lo, q1, clipped_median, q3, hi = np.percentile(_percentile_sample(volume), [5, 25, 50, 75, 95])
     iqr = float(q3 - q1) or 1.0
 
+    lo32, hi32 = np.float32(lo), np.float32(hi)  # float64 bounds would make clip run in float64
+
     def apply(x: np.ndarray) -> np.ndarray:
         out = np.empty(x.shape, np.float32)  # C order whatever x's layout: samples are then views
-        np.clip(x, lo, hi, out=out)
+        np.clip(x, lo32, hi32, out=out)
         out -= np.float32(clipped_median)
         out /= np.float32(iqr)
         return out
