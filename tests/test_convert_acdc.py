@@ -281,6 +281,18 @@ def test_existing_output_needs_overwrite(acdc_phantoms: Path, tmp_path: Path) ->
     assert validate_store(out) == []
 
 
+def test_output_folder_that_cannot_hold_a_store(acdc_phantoms: Path, tmp_path: Path) -> None:
+    """--out under a missing folder, or under something that is not a folder: exit 1, naming it."""
+    r = convert(acdc_phantoms, tmp_path / "missing" / "s.h5")
+    assert r.exit_code == 1 and "output folder does not exist" in r.output and "missing" in r.output
+    not_a_folder = tmp_path / "a_file"
+    not_a_folder.write_bytes(b"x")
+    r = convert(acdc_phantoms, not_a_folder / "s.h5")
+    assert r.exit_code == 1 and f"{not_a_folder}: cannot create the store in this folder" in r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    assert not_a_folder.read_bytes() == b"x"
+
+
 def test_sources_are_never_modified(acdc_copy: Path, tmp_path: Path) -> None:
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in acdc_copy.rglob("*") if p.is_file()}
     assert convert(acdc_copy, tmp_path / "s.h5").exit_code == 0

@@ -140,6 +140,9 @@ def _create_temporary(path: Path) -> tuple[Path, h5py.File]:
             f = h5py.File(tmp, "x")
         except FileExistsError:
             continue
+        except OSError as e:  # not a folder, read-only, no permission: no store can be written there
+            reason = os.strerror(e.errno) if e.errno else str(e)
+            raise DatakitError(f"cannot create the store in this folder ({reason})", path.parent) from None
         return tmp, f
     raise DatakitError("cannot create a temporary file (100 names taken)", path.parent)
 
