@@ -175,7 +175,7 @@ def convert(source: Source, opts: ConvertOptions, log=print) -> ConversionReport
     _check_writable(opts.out, opts.overwrite)
     if opts.on_error not in ("stop", "skip"):
         raise DatakitError(f"--on-error must be stop or skip, not {opts.on_error!r}")
-    check_split_spec(opts.split or source.default_split())  # a typo must not cost a whole conversion
+    _check_split_available(source, opts.split or source.default_split())  # not after a whole conversion
     if opts.synth is not None:
         get_algorithm(opts.synth.algo)  # fail fast on an unknown name, before any work
     items = source.items()
@@ -200,10 +200,10 @@ def convert(source: Source, opts: ConvertOptions, log=print) -> ConversionReport
                 skipped.append({"patient": item.patient, "reason": err})
                 continue
             result, encoded = res
+            notes += result.warnings  # also those of a patient with no samples (e.g. a source's listing notes)
             if not encoded:
                 skipped.append({"patient": item.patient, "reason": "no samples"})
                 continue
-            notes += result.warnings
             writer.append(encoded)
             rows.append(result.patient)
         if writer.n == 0:
@@ -225,15 +225,20 @@ def convert(source: Source, opts: ConvertOptions, log=print) -> ConversionReport
                             {k: len(v) for k, v in indices.items()}, notes)
 
 
+def _check_split_available(source: Source, spec: str) -> None:
+    """A malformed ``--split``, or ``official`` where the source ships none, fails before any work."""
+    check_split_spec(spec)
+    if spec == "official" and source.default_split() != "official":
+        where = getattr(source, "official_split_from", None)
+        raise DatakitError(f"{source.name} ships no official split{f' (no {where} found)' if where else ''}; "
+                           f"use random, stratified[:column], kfold:K/FOLD or file:PATH")
+
+
 def _split(source: Source, opts: ConvertOptions, rows: list[dict[str, Any]]) -> SplitResult:
     spec = opts.split or source.default_split()
     ids = [r["id"] for r in rows]
     if spec == "official":  # the split the source ships (sub-folders, split lists, ...)
-        official = getattr(source, "official_split", None)
-        if official is None:
-            raise DatakitError(f"{source.name} ships no official split; use random, stratified[:column], "
-                               f"kfold:K/FOLD or file:PATH")
-        return official(ids)
+        return source.official_split(ids)
     strata = {k: ["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
                   for v in col] for k, col in _patient_columns(rows).items()}
     return make_splits(spec, ids, strata=strata, default_column=source.stratify_column,

@@ -209,6 +209,7 @@ def make_splits(
     ``default_column`` is the column plain ``stratified`` uses; ``official`` is the source's own
     split (``--split official``), recorded as method ``official:<official_name>``.
     """
+    check_split_spec(spec)
     ids = list(patient_ids)
     ratios = list(ratios)
     rng = np.random.default_rng(seed)
@@ -231,7 +232,7 @@ def make_splits(
             raise DatakitError(f"cannot stratify on {column!r}: patient columns are "
                                f"{sorted(strata or {}) or 'none'}")
         order, method = _stratified_order(ids, strata[column], rng), f"stratified:{column}"
-    elif spec.startswith("kfold:"):
+    else:  # kfold:K/FOLD (check_split_spec refused any other spelling)
         k, fold = _kfold(spec)
         column = default_column if strata and default_column in (strata or {}) else None
         order = _stratified_order(ids, strata[column] if column else None, rng)
@@ -240,9 +241,6 @@ def make_splits(
                "valid": [p for p, f in zip(order, labels, strict=True) if f == fold]}
         return SplitResult({n: sorted(v) for n, v in out.items()}, f"kfold:{k}/{fold}", seed,
                            [1 - 1 / k, 1 / k])
-    else:
-        raise DatakitError(f"unknown --split {spec!r}; choose random, stratified[:column], "
-                           f"kfold:K/FOLD, file:PATH or official")
     labels = _spread(order, _quotas(len(order), ratios))
     out = {name: sorted(p for p, lab in zip(order, labels, strict=True) if lab == i)
            for i, name in enumerate(names)}

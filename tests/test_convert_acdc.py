@@ -330,13 +330,21 @@ def test_real_acdc_converts_and_validates(tmp_path: Path) -> None:
         assert np.isnan(s.patients["height"]).all()  # not in these Info.cfg files: never invented
 
 
-def test_unknown_option_values_are_refused_before_any_work(acdc_phantoms: Path, tmp_path: Path) -> None:
+def test_unknown_option_values_are_refused_before_any_work(acdc_phantoms: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from datakit.sources.acdc import AcdcSource
+
+    def no_reading(self, item):
+        raise AssertionError(f"patient {item.patient} read before the options were checked")
+
+    monkeypatch.setattr(AcdcSource, "read", no_reading)
     for i, (args, text) in enumerate(((["--on-error", "ignore"], "--on-error must be stop or skip"),
                        (["--image-compression", "zstd"], "image compression must be one of none, gzip"),
                        (["--norm", "histogram"], "unknown normalisation 'histogram'"),
                        (["--split", "bogus"], "unknown --split 'bogus'"),
                        (["--split", "kfold:5/7"], "expected kfold:K/FOLD"),
-                       (["--split", "file:nowhere.json"], "nowhere.json: split file not found"))):
+                       (["--split", "file:nowhere.json"], "nowhere.json: split file not found"),
+                       (["--split", "official"], "acdc ships no official split; use random"))):
         outdir = tmp_path / str(i)
         outdir.mkdir()
         r = convert(acdc_phantoms, outdir / "s.h5", *args)

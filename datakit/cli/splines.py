@@ -60,7 +60,5 @@ def unity(
     _, synth = parse_scribbles(scribbles, seed if scribble_seed is None else scribble_seed,
                               thickness=scribble_thickness, coverage=scribble_coverage)
     source = UnitySource(src, labels=labels, classes_file=classes, size=size, norm=norm, on_error=on_error)
-    if split == "official" and not source.split_files():
-        raise DatakitError("--split official needs labels-train/-tune/-ival (.json or .txt)", src)
     run_conversion(ctx, source, synth, out=out, overwrite=overwrite, workers=workers, on_error=on_error,
                    split=split, ratios=ratios, seed=seed)

@@ -49,6 +49,8 @@ class Source(Protocol):
     # (the pipeline then runs threads instead of processes, saving the transfer of every sample).
     # Optional: a source that ships its own split (sub-folders, published lists) also defines
     #   official_split(patient_ids) -> datakit.splits.SplitResult
+    #   official_split_from: str  (where that split comes from, for the error when it is absent)
+    # and its default_split() returns "official" exactly when that split is present
     # which `--split official` uses (datakit.splits.make_splits("official", ids, official=mapping)
     # checks a plain {split: [patient ids]} mapping the same way as a split file).
 

@@ -17,7 +17,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -158,6 +158,7 @@ class CamusSource:
     name: str = "camus"
     channels: int = 1
     stratify_column: str | None = "image_quality"
+    official_split_from: ClassVar[str] = "database_split/ or listSubGroups/ beside the patients"
     keypoint_names: list[str] | None = None
     official_lists: OfficialLists | None = field(init=False, default=None)
 
@@ -186,11 +187,9 @@ class CamusSource:
 
     def official_split(self, patient_ids: list[str]) -> SplitResult:
         """``--split official``: database_split/ or a listSubGroups/ fold, checked like a split file."""
-        if self.official_lists is None:
-            raise DatakitError("--split official: no database_split/ or listSubGroups/ beside the patients; "
-                               "use stratified (by image quality), random, kfold:K/FOLD or file:PATH", self.root)
-        return make_splits("official", patient_ids, official=self.official_lists.lists,
-                           official_name=self.official_lists.name)
+        lists = self.official_lists
+        return make_splits("official", patient_ids, official=lists.lists if lists else None,
+                           official_name=lists.name if lists else self.name)
 
     def items(self) -> list[CamusItem]:
         seen: dict[str, Path] = {}

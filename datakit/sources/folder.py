@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -116,6 +117,7 @@ class FolderSource:
     patient_regex: str | None = None
     name: str | None = None
     stratify_column: str | None = None
+    official_split_from: ClassVar[str] = "train/ valid/ test/ sub-folders"
     keypoint_names: list[str] | None = None
     pairs: list[Pair] = field(init=False)
 

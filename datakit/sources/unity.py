@@ -25,7 +25,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -117,6 +117,7 @@ class UnitySource:
     name: str = "unity"
     channels: int = 1
     stratify_column: str | None = None
+    official_split_from: ClassVar[str] = "labels-train/-tune/-ival (.json or .txt) in SRC"
     class_map: ClassMap = field(init=False)
 
     def __post_init__(self) -> None:
