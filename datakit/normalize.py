@@ -87,9 +87,15 @@ NORMALIZERS: dict[str, Callable[[np.ndarray], Normalizer]] = {
 }
 
 
+def normalizer_name(method: str) -> str:
+    """The name a store records for ``--norm method``; a clear error for an unknown one (sources
+    call this when built, so that a typo fails before any patient is read)."""
+    return fit_normalizer(method, np.zeros(1, np.float32)).name
+
+
 def fit_normalizer(method: str, volume: np.ndarray) -> Normalizer:
     """Fit normaliser ``method`` on ``volume`` (finite values only)."""
     if method not in NORMALIZERS:
-        raise DatakitError(f"unknown normalisation {method!r}; choose one of {', '.join(NORMALIZERS)}")
+        raise DatakitError(f"unknown --norm {method!r}; choose one of {', '.join(NORMALIZERS)}")
     v = np.asarray(volume, np.float32)
     return NORMALIZERS[method](v[np.isfinite(v)] if not np.isfinite(v).all() else v)

@@ -367,3 +367,11 @@ def test_split_list_that_is_not_utf8_is_named(unity_copy: Path, tmp_path: Path) 
     assert res.exit_code == 1 and not isinstance(res.exception, UnicodeDecodeError)
     assert "labels-tune.txt" in res.output and "not UTF-8" in res.output
     assert leftovers(tmp_path) == []
+
+
+def test_unknown_norm_is_refused_before_any_video_is_read(unity_phantoms: Path, tmp_path: Path) -> None:
+    """It used to fail per video (and with --on-error skip, skip them all without saying why)."""
+    for extra in ((), ("--on-error", "skip")):
+        res = convert(unity_phantoms, tmp_path / "n.h5", "--norm", "bogus", *extra)
+        assert res.exit_code == 1 and "unknown --norm 'bogus'; choose one of" in res.output, res.output
+        assert "patient" not in res.output and not (tmp_path / "n.h5").exists()

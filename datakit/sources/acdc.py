@@ -21,7 +21,7 @@ import scipy.sparse  # noqa: F401 - SliceGrid needs it; imported before the work
 from datakit.errors import DatakitError
 from datakit.geometry import SliceGrid
 from datakit.nifti import load_nifti
-from datakit.normalize import NORMALIZERS, fit_normalizer
+from datakit.normalize import fit_normalizer, normalizer_name
 from datakit.sample import IGNORE, Sample, label_states_of_stack
 from datakit.sources.base import ItemResult, find_patient_folders, source_path
 from datakit.sources.cfg import cfg_frame, cfg_number, read_cfg
@@ -74,9 +74,7 @@ class AcdcSource:
         manifest = load_manifest()
         self.classes = manifest["classes"]
         self.image_size = (self.size, self.size)
-        self.normalization = {"percentile-iqr": "percentile_iqr:5-95"}.get(self.norm, self.norm)
-        if self.norm not in NORMALIZERS:
-            raise DatakitError(f"unknown normalisation {self.norm!r}; choose one of {', '.join(NORMALIZERS)}")
+        self.normalization = normalizer_name(self.norm)
         if self.spacing <= 0:
             raise DatakitError(f"--spacing must be positive, not {self.spacing}")
         if isinstance(self.scribbles, Path) and not self.scribbles.is_dir():

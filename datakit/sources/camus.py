@@ -23,7 +23,7 @@ import numpy as np
 
 from datakit.errors import DatakitError
 from datakit.geometry import SliceGrid
-from datakit.normalize import NORMALIZERS, fit_normalizer
+from datakit.normalize import fit_normalizer, normalizer_name
 from datakit.sample import IGNORE, Sample, label_state_from_mask
 from datakit.sitk_io import read_image
 from datakit.sources.base import ItemResult, find_patient_folders, source_path
@@ -172,10 +172,8 @@ class CamusSource:
             raise DatakitError(f"--format must be auto, nifti or mhd, not {self.format!r}")
         if self.size < 8:
             raise DatakitError(f"--size must be at least 8, not {self.size}")
-        if self.norm not in NORMALIZERS:
-            raise DatakitError(f"unknown --norm {self.norm!r}; choose one of {', '.join(NORMALIZERS)}")
         self.image_size = (self.size, self.size)
-        self.normalization = f"{fit_normalizer(self.norm, np.zeros(1)).name} per image"
+        self.normalization = f"{normalizer_name(self.norm)} per image"
         self._dirs = find_patient_dirs(self.root)
         if self._dirs and self.format == "auto":
             self.format = detect_format(self._dirs)

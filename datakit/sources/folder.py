@@ -17,7 +17,7 @@ import numpy as np
 
 from datakit.errors import DatakitError
 from datakit.geometry import letterbox
-from datakit.normalize import NORMALIZERS, fit_normalizer
+from datakit.normalize import NORMALIZERS, fit_normalizer, normalizer_name
 from datakit.sample import Sample, label_state_from_mask
 from datakit.sources.base import ItemResult, source_path
 from datakit.sources.folder_files import Pair, find_pairs, header_mode, is_colour, read_array
@@ -149,7 +149,7 @@ class FolderSource:
             self.norm = "scale255" if all(eight for _, eight in modes) else "percentile-iqr"
         if self.norm not in NORMALIZERS:
             raise DatakitError(f"unknown --norm {self.norm!r}; choose auto, {', '.join(NORMALIZERS)}")
-        self.normalization = fit_normalizer(self.norm, np.zeros(2, np.float32)).name
+        self.normalization = normalizer_name(self.norm)
 
     @staticmethod
     def _auto_channels(rgb_files: list[Path]) -> int:

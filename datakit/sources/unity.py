@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from datakit.errors import DatakitError
+from datakit.normalize import fit_normalizer, normalizer_name
 from datakit.sample import Sample, unknown_labels
 from datakit.sources.base import ItemResult
 from datakit.splits import SplitResult
@@ -39,7 +40,6 @@ IMAGE_NAME = re.compile(r"^(\d{2})-([0-9a-fA-F]{64})-(\d{4})\.png$")
 # split name in the store -> Unity's file stem (a .json of labels, or a .txt list of image names)
 SPLIT_FILES = {"train": "labels-train", "valid": "labels-tune", "test": "labels-ival"}
 SPLIT_PRIORITY = ("test", "valid", "train")  # a tie between splits goes to the held-out one
-NORMS = {"scale255": "scale:1/255", "percentile-iqr": "percentile_iqr:5-95"}
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ class UnitySource:
         self.classes = self.class_map.classes
         self.keypoint_names = self.class_map.points or None
         self.image_size = (self.size, self.size)
-        self.normalization = NORMS.get(self.norm, self.norm)
+        self.normalization = normalizer_name(self.norm)
         self.labels_path = self._labels_path()
 
     def _labels_path(self) -> Path:
@@ -191,7 +191,6 @@ class UnitySource:
     # -- one video -------------------------------------------------------------------------------
     def read(self, item: UnityItem) -> ItemResult:
         from datakit.geometry import letterbox
-        from datakit.normalize import fit_normalizer
         from datakit.splines import PixelTransform, render_labels
 
         notes = list(item.notes)
