@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from datakit.errors import DatakitError
-from datakit.scribbles import get_algorithm, sample_seed, synthesize
+from datakit.scribbles import check_params, sample_seed, synthesize
 from datakit.sources.base import ItemResult, Source
 from datakit.splits import SplitResult, check_split_spec, make_splits
 from datakit.store.writer import EncodedSample, StoreWriter, _check_writable, encode_sample
@@ -177,7 +177,7 @@ def convert(source: Source, opts: ConvertOptions, log=print) -> ConversionReport
         raise DatakitError(f"--on-error must be stop or skip, not {opts.on_error!r}")
     _check_split_available(source, opts.split or source.default_split())  # not after a whole conversion
     if opts.synth is not None:
-        get_algorithm(opts.synth.algo)  # fail fast on an unknown name, before any work
+        check_params(opts.synth.algo, opts.synth.params)  # unknown name or bad parameter: before any work
     items = source.items()
     if not items:
         raise DatakitError(f"no {source.name} patients found")

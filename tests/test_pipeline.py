@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from datakit.pipeline import ConvertOptions, convert
+from datakit.errors import DatakitError
+from datakit.pipeline import ConvertOptions, SynthSpec, convert
 from datakit.sample import Sample, label_state_from_mask
 from datakit.sources.base import ItemResult
 from datakit.store import Store, validate_store
@@ -56,3 +58,19 @@ def test_a_patient_without_samples_keeps_its_notes(tmp_path: Path) -> None:
     with Store(out) as s:
         assert "listing: 2 label keys name no file" in json.loads(s.attrs["notes"])
     assert validate_store(out) == []
+
+
+def test_bad_synthesis_parameters_fail_before_any_patient_is_read(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The library checks them itself, not only the command line (a bad value used to fail per patient)."""
+    def no_reading(self, item):
+        raise AssertionError("a patient was read")
+
+    monkeypatch.setattr(_Source, "read", no_reading)
+    for params, text in (({"bogus": 1}, "takes no 'bogus' parameter"), ({}, "unknown scribble algorithm")):
+        algo = "skeleton" if params else "nosuch"
+        opts = ConvertOptions(out=tmp_path / "s.h5", workers=2, progress=False, on_error="skip",
+                              synth=SynthSpec(algo, 0, params))
+        with pytest.raises(DatakitError, match=text):
+            convert(_Source(), opts)
+        assert list(tmp_path.iterdir()) == []

@@ -32,7 +32,7 @@ def parse_scribbles(value: str, seed: int = 0, **params: object) -> tuple[str | 
     are None are left to the algorithm's defaults; others must be parameters the algorithm takes.
     """
     given = {k: v for k, v in params.items() if v is not None}
-    if value in ("auto", "none") or not value.startswith("synth:"):
+    if not value.startswith("synth:"):
         if given:
             names = ", ".join("--scribble-" + k for k in given)
             verb = "apply" if len(given) > 1 else "applies"
@@ -44,10 +44,8 @@ def parse_scribbles(value: str, seed: int = 0, **params: object) -> tuple[str | 
         if not algo:
             raise DatakitError("--scribbles synth:ALGO needs an algorithm name")
         from datakit.pipeline import SynthSpec
-        from datakit.scribbles import check_params
 
-        check_params(algo, given)
-        return "none", SynthSpec(algo, seed, given)
+        return "none", SynthSpec(algo, seed, given)  # the pipeline checks algo and params before any work
     folder = Path(value)
     if not folder.is_dir():
         raise DatakitError("--scribbles expects auto, none, synth:ALGO or an existing folder", folder)
