@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import resource
 import subprocess
 import threading
@@ -26,7 +25,7 @@ def _tree_rss_kb(pid: int) -> int:
     return total
 
 
-def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
+def run_measured(cmd: list[str]) -> tuple[float, float, float]:
     """Run ``cmd``; return (wall s, peak MB of its process tree, CPU s of the tree: user + system).
 
     CPU seconds are what a shared, noisy machine distorts least: other load stretches wall time,
@@ -35,7 +34,7 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[flo
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     peak = [0]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env or os.environ.copy())
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def sample() -> None:
         while proc.poll() is None:

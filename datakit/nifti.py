@@ -33,7 +33,6 @@ class Volume:
     data: np.ndarray
     affine: np.ndarray
     zooms: tuple[float, ...]
-    header: nib.Nifti1Header
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -68,8 +67,7 @@ def load_nifti(path: Path) -> Volume:
         if 348 in sizeof_hdr and raw[344:347] == b"n+1":
             return _from_nifti1_bytes(raw, path)
         img = (nib.Nifti2Image if 540 in sizeof_hdr else nib.Nifti1Image).from_bytes(raw)
-        return Volume(np.asarray(img.dataobj), img.affine, tuple(float(z) for z in img.header.get_zooms()),
-                      img.header)
+        return Volume(np.asarray(img.dataobj), img.affine, tuple(float(z) for z in img.header.get_zooms()))
     except DatakitError:
         raise
     except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file for the user
@@ -89,4 +87,4 @@ def _from_nifti1_bytes(raw: bytes, path: Path) -> Volume:
     slope, inter = header.get_slope_inter()
     if slope is not None and (slope != 1 or (inter or 0) != 0):
         data = data * np.float32(slope) + np.float32(inter or 0)
-    return Volume(data, header.get_best_affine(), tuple(float(z) for z in header.get_zooms()), header)
+    return Volume(data, header.get_best_affine(), tuple(float(z) for z in header.get_zooms()))

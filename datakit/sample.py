@@ -33,10 +33,7 @@ class Sample:
 
 def label_state_from_mask(mask: np.ndarray, n_classes: int) -> np.ndarray:
     """Per-class state of a dense mask: 1 if the class occurs, 0 if not, -1 if the mask is unknown."""
-    if (mask == IGNORE).all():
-        return np.full(n_classes, -1, np.int8)
-    counts = np.bincount(mask[mask != IGNORE].ravel(), minlength=n_classes)[:n_classes]
-    return (counts > 0).astype(np.int8)
+    return label_states_of_stack(mask[None], n_classes)[0]
 
 
 def label_states_of_stack(masks: np.ndarray, n_classes: int) -> np.ndarray:

@@ -13,14 +13,14 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse  # noqa: F401 - SliceGrid needs it; imported before the workers fork, not in each
 
 from datakit.errors import DatakitError
 from datakit.geometry import SliceGrid
-from datakit.nifti import load_nifti
+from datakit.nifti import Volume, load_nifti
 from datakit.normalize import fit_normalizer, normalizer_name
 from datakit.sample import IGNORE, Sample, label_states_of_stack
 from datakit.sources.base import ItemResult, find_patient_folders, source_path
@@ -38,11 +38,6 @@ def load_manifest() -> dict[str, Any]:
 def find_patient_dirs(root: Path) -> list[Path]:
     """Patient folders under an ACDC root, its training/ or testing/, or a folder of patients."""
     return find_patient_folders(root, PATIENT_DIR, ("training", "testing", "database/training", "database/testing"))
-
-
-def parse_info_cfg(path: Path) -> dict[str, str]:
-    """Info.cfg: ``Key: Value`` lines, no section header."""
-    return read_cfg(path)
 
 
 def _number(info: dict[str, str], key: str, path: Path) -> float:
@@ -68,7 +63,7 @@ class AcdcSource:
     channels: int = 1
     stratify_column: str | None = "group"
     keypoint_names: list[str] | None = None
-    releases_gil: bool = True  # decode/resample run in C: the pipeline may use threads
+    releases_gil: ClassVar[bool] = True  # decode/resample run in C: the pipeline may use threads
 
     def __post_init__(self) -> None:
         manifest = load_manifest()
@@ -89,7 +84,7 @@ class AcdcSource:
     # -- one patient ----------------------------------------------------------------------------
     def read(self, item: AcdcItem) -> ItemResult:
         info_path = item.folder / "Info.cfg"
-        info = parse_info_cfg(info_path)
+        info = read_cfg(info_path)  # Key: Value lines, no section header
         ed = cfg_frame(info, "ED", info_path)
         es = cfg_frame(info, "ES", info_path)
         samples: list[Sample] = []
@@ -124,7 +119,7 @@ class AcdcSource:
         gt = load_nifti(gt_path)
         volume = img.data.astype(np.float32, copy=False)
         mask = gt.data
-        _check_same_grid(volume, img, mask, gt, gt_path)
+        _check_same_grid(img, gt, gt_path)
         if volume.ndim != 3:
             raise DatakitError(f"expected a 3D volume, found shape {volume.shape}", image_path)
         if mask.dtype.kind not in "iu" or mask.min() < 0 or mask.max() >= len(self.classes):
@@ -140,7 +135,7 @@ class AcdcSource:
         if scribble_path is not None:
             sc = load_nifti(scribble_path)
             scribble = sc.data
-            _check_same_grid(volume, img, scribble, sc, scribble_path)
+            _check_same_grid(img, sc, scribble_path)
             if scribble.min() < 0 or scribble.max() > VALVANO_UNLABELLED:
                 raise DatakitError(f"scribble values {np.unique(scribble).tolist()} outside 0-4 "
                                    f"(4 = unlabelled)", scribble_path)
@@ -176,8 +171,8 @@ class AcdcSource:
         return out
 
 
-def _check_same_grid(volume: np.ndarray, img, labels: np.ndarray, lab_img, lab_path: Path) -> None:
-    if labels.shape != volume.shape:
-        raise DatakitError(f"shape {labels.shape} differs from its image's {volume.shape}", lab_path)
-    if not np.allclose(lab_img.affine, img.affine, atol=1e-3, rtol=1e-4):
+def _check_same_grid(img: Volume, labels: Volume, lab_path: Path) -> None:
+    if labels.shape != img.shape:
+        raise DatakitError(f"shape {labels.shape} differs from its image's {img.shape}", lab_path)
+    if not np.allclose(labels.affine, img.affine, atol=1e-3, rtol=1e-4):
         raise DatakitError("affine differs from its image's (the label is on another grid)", lab_path)
