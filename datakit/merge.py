@@ -27,7 +27,14 @@ import numpy as np
 from datakit.errors import DatakitError
 from datakit.store.contract import IGNORE_INDEX, META_COLUMNS
 from datakit.store.reader import Store
-from datakit.store.writer import EncodedSample, StoreWriter, encode_image, encode_labels, image_compression_of
+from datakit.store.writer import (
+    EncodedSample,
+    StoreWriter,
+    encode_image,
+    encode_labels,
+    image_compression_of,
+    patient_columns,
+)
 
 CHUNK = 64  # samples read per step: memory is bounded by this, not by the store size
 
@@ -157,13 +164,6 @@ def _patient_rows(s: Store, label: str, prefix: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    return {k: [r.get(k) for r in rows] for k in keys}
-
-
 def _agree(values: list[Any]) -> bool:
     return all(json.dumps(v, default=str) == json.dumps(values[0], default=str) for v in values)
 
@@ -231,7 +231,7 @@ def merge_stores(paths: Sequence[str | Path], out: str | Path, *, classes: Seque
         ids = [r["id"] for r in rows]
         if len(set(ids)) != len(ids):
             raise DatakitError("patient ids still collide after prefixing by dataset", out)
-        writer.set_patients(_columns(rows))
+        writer.set_patients(patient_columns(rows))
         methods = [str(s.split_attrs.get("method", "")) for s in stores]
         seeds = [int(s.split_attrs.get("seed", -1)) for s in stores]
         ratios = [np.asarray(s.split_attrs.get("ratios", []), float).tolist() for s in stores]

@@ -25,7 +25,7 @@ from datakit.errors import DatakitError
 from datakit.scribbles import check_params, sample_seed, synthesize
 from datakit.sources.base import ItemResult, Source
 from datakit.splits import SplitResult, check_split_spec, make_splits
-from datakit.store.writer import EncodedSample, StoreWriter, _check_writable, encode_sample
+from datakit.store.writer import EncodedSample, StoreWriter, _check_writable, encode_sample, patient_columns
 
 
 @dataclass(frozen=True)
@@ -162,13 +162,6 @@ def _progress(enabled: bool | None):
                     TimeRemainingColumn(), console=console, disable=not on, transient=True)
 
 
-def _patient_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    keys: list[str] = ["id"]
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    return {k: [r.get(k) for r in rows] for k in keys}
-
-
 def convert(source: Source, opts: ConvertOptions, log=print) -> ConversionReport:
     """Run a conversion end to end; returns a report, raises DatakitError on bad input."""
     t0 = time.perf_counter()
@@ -211,7 +204,7 @@ def convert(source: Source, opts: ConvertOptions, log=print) -> ConversionReport
         split = _split(source, opts, rows)
         notes += split.notes
         indices = split.sample_indices(writer.patients_of_samples)
-        writer.set_patients(_patient_columns(rows))
+        writer.set_patients(patient_columns(rows))
         writer.set_splits(indices, method=split.method, seed=split.seed, ratios=split.ratios)
         writer.set_attr("skipped", skipped)
         writer.set_attr("notes", notes)
@@ -240,6 +233,6 @@ def _split(source: Source, opts: ConvertOptions, rows: list[dict[str, Any]]) -> 
     if spec == "official":  # the split the source ships (sub-folders, split lists, ...)
         return source.official_split(ids)
     strata = {k: ["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
-                  for v in col] for k, col in _patient_columns(rows).items()}
+                  for v in col] for k, col in patient_columns(rows).items()}
     return make_splits(spec, ids, strata=strata, default_column=source.stratify_column,
                        ratios=opts.ratios, seed=opts.seed)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from datakit.errors import DatakitError
 
 IGNORE = 255  # "unknown / not labelled" in masks and scribbles (STORE.md: ignore_index)
 
@@ -42,6 +45,16 @@ def label_states_of_stack(masks: np.ndarray, n_classes: int) -> np.ndarray:
     states = np.stack([(flat == c).any(axis=1) for c in range(n_classes)], axis=1).astype(np.int8)
     states[(flat == IGNORE).all(axis=1)] = -1
     return states
+
+
+def checked_labels(labels: np.ndarray, path: Path, n_classes: int) -> np.ndarray:
+    """A label array as uint8 class indices; DatakitError naming ``path`` for values that are not
+    whole numbers in 0..n_classes-1 (float-typed label files exist: whole numbers are accepted)."""
+    if labels.dtype.kind not in "iu" and not np.array_equal(labels, np.round(labels)):
+        raise DatakitError("label values are not whole numbers", path)
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise DatakitError(f"label values {np.unique(labels).tolist()} outside 0-{n_classes - 1}", path)
+    return labels.astype(np.uint8)
 
 
 def unknown_labels(shape: tuple[int, int]) -> np.ndarray:

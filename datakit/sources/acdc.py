@@ -22,7 +22,7 @@ from datakit.errors import DatakitError
 from datakit.geometry import SliceGrid
 from datakit.nifti import Volume, load_nifti
 from datakit.normalize import fit_normalizer, normalizer_name
-from datakit.sample import IGNORE, Sample, label_states_of_stack
+from datakit.sample import IGNORE, Sample, checked_labels, label_states_of_stack
 from datakit.sources.base import ItemResult, find_patient_folders, source_path
 from datakit.sources.cfg import cfg_frame, cfg_number, read_cfg
 
@@ -122,14 +122,7 @@ class AcdcSource:
         _check_same_grid(img, gt, gt_path)
         if volume.ndim != 3:
             raise DatakitError(f"expected a 3D volume, found shape {volume.shape}", image_path)
-        if mask.dtype.kind not in "iu" or mask.min() < 0 or mask.max() >= len(self.classes):
-            if mask.dtype.kind not in "iu":  # float-typed label files exist; accept whole numbers
-                if not np.array_equal(mask, np.round(mask)):
-                    raise DatakitError("label values are not whole numbers", gt_path)
-            if mask.min() < 0 or mask.max() >= len(self.classes):
-                raise DatakitError(f"label values {np.unique(mask).tolist()} outside "
-                                   f"0-{len(self.classes) - 1}", gt_path)
-        mask = mask.astype(np.uint8)
+        mask = checked_labels(mask, gt_path, len(self.classes))
         scribble = None
         scribble_path = self._scribble_path(item, stem)
         if scribble_path is not None:

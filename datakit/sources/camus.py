@@ -24,7 +24,7 @@ import numpy as np
 from datakit.errors import DatakitError
 from datakit.geometry import SliceGrid
 from datakit.normalize import fit_normalizer, normalizer_name
-from datakit.sample import IGNORE, Sample, label_state_from_mask
+from datakit.sample import IGNORE, Sample, checked_labels, label_state_from_mask
 from datakit.sitk_io import read_image
 from datakit.sources.base import ItemResult, find_patient_folders, source_path
 from datakit.sources.camus_info import QUALITY_RANK, ViewInfo, parse_info
@@ -254,7 +254,7 @@ class CamusSource:
         masks: list[np.ndarray | None] = [None] * t
         if gt_path.exists():
             gt, gt_spacing = read_image(gt_path)
-            gt = _labels(gt if gt.ndim == 3 else gt[None], gt_path, len(self.classes))
+            gt = checked_labels(gt if gt.ndim == 3 else gt[None], gt_path, len(self.classes))
             _same_grid(gt.shape, gt_spacing[-2:], images.shape, spacing, gt_path, path)
             masks = list(gt)
         elif labelled:
@@ -274,7 +274,7 @@ class CamusSource:
             raise DatakitError("missing ground truth file (other _gt files of this patient exist)", path)
         mask, sp = _image2d(path)
         _same_grid(mask.shape, sp, shape, spacing, path, None)
-        return _labels(mask, path, len(self.classes))
+        return checked_labels(mask, path, len(self.classes))
 
     # -- arrays to samples ------------------------------------------------------------------------
     def _samples(self, item: CamusItem, view: str, fr: _Frames) -> list[Sample]:
@@ -357,10 +357,3 @@ def _same_grid(shape: tuple[int, ...], spacing: tuple[float, ...], ref_shape: tu
                            f"from {of} {tuple(ref_shape)} at {_mm(tuple(ref_spacing[-2:]))}", path)
 
 
-def _labels(mask: np.ndarray, path: Path, k: int) -> np.ndarray:
-    if mask.dtype.kind not in "iu":  # float label files exist; accept whole numbers
-        if not np.array_equal(mask, np.round(mask)):
-            raise DatakitError("label values are not whole numbers", path)
-    if mask.size and (mask.min() < 0 or mask.max() >= k):
-        raise DatakitError(f"label values {np.unique(mask).tolist()} outside 0-{k - 1}", path)
-    return mask.astype(np.uint8)

@@ -126,6 +126,15 @@ def _check_writable(path: Path, overwrite: bool) -> None:
         raise DatakitError("output folder does not exist", path.parent)
 
 
+def patient_columns(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Rows of patient facts (``id`` first) as the columns :meth:`StoreWriter.set_patients` takes;
+    a key missing from a row is None there."""
+    keys: list[str] = ["id"]
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    return {k: [r.get(k) for r in rows] for k in keys}
+
+
 def _create_temporary(path: Path) -> tuple[Path, h5py.File]:
     """A new HDF5 file beside ``path`` under a unique hidden name, created exclusively (mode "x")
     with the usual permissions (0666 less the umask), so that the renamed store is an ordinary file.
