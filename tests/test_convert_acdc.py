@@ -257,6 +257,18 @@ def test_label_values_out_of_range(acdc_copy: Path, tmp_path: Path) -> None:
     _fails(acdc_copy, tmp_path, str(f), "label values [0, 1, 2, 3, 9] outside 0-3")
 
 
+def test_float_labels_must_be_whole_numbers(acdc_copy: Path, tmp_path: Path) -> None:
+    """Float-typed label files occur and are accepted when whole; 1.5 is not a class."""
+    f = _frame_file(acdc_copy, 1, "_gt")
+    img = nib.load(f)
+    a = np.asarray(img.dataobj).astype(np.float32)
+    nib.save(nib.Nifti1Image(a, img.affine), f)
+    assert convert(acdc_copy, tmp_path / "whole.h5").exit_code == 0
+    a[0, 0, 0] = 1.5
+    nib.save(nib.Nifti1Image(a, img.affine), f)
+    _fails(acdc_copy, tmp_path, str(f), "label values are not whole numbers")
+
+
 def test_skip_converts_the_rest_and_records_why(acdc_copy: Path, tmp_path: Path) -> None:
     f = _frame_file(acdc_copy, 3)
     f.write_bytes(b"garbage")
