@@ -71,6 +71,29 @@ def test_round_trip_is_exact(tmp_path: Path, compression: str) -> None:
         assert f.attrs["schema"] == "datakit-store" and f.attrs["schema_version"] == 1
 
 
+def test_metadata_flushed_in_blocks_mid_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Metadata rows are buffered and written every META_FLUSH rows: blocks must land in order,
+    extra columns included (real stores flush every 4096 rows, more than any test writes)."""
+    from datakit.store import writer as writer_mod
+
+    monkeypatch.setattr(writer_mod, "META_FLUSH", 2)
+    samples = _samples(7, np.random.default_rng(2))
+    for i, sm in enumerate(samples):
+        sm.extra = {"source_shape": np.array([100 + i, 200], np.int32)}
+    path = tmp_path / "m.h5"
+    with StoreWriter(path, classes=CLASSES, image_size=(16, 16)) as w:
+        for i in range(0, 7, 3):
+            w.append(samples[i:i + 3])
+            assert not w._meta_rows or len(w._meta_rows) < 2  # flushed as soon as 2 are buffered
+        w.set_patients({"id": sorted({sm.patient for sm in samples})})
+        w.set_splits({"train": list(range(7))}, method="random", seed=0, ratios=[1.0])
+    with Store(path) as s:
+        assert [s[i]["slice"] for i in range(7)] == [sm.slice for sm in samples]
+        assert list(s.meta["patient"]) == [sm.patient for sm in samples]
+        assert s.meta["source_shape"][:, 0].tolist() == list(range(100, 107))
+    assert validate_store(path) == []
+
+
 def test_chunked_iteration_matches_random_access(store) -> None:
     path, samples = store
     with Store(path) as s:
