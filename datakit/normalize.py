@@ -57,9 +57,8 @@ def _percentile_iqr(volume: np.ndarray) -> Normalizer:
 
 
 def _zscore(volume: np.ndarray) -> Normalizer:
-    mean, std = float(volume.mean()), float(volume.std()) or 1.0
-    return Normalizer("zscore", lambda x: np.ascontiguousarray((x - mean) / std, np.float32),
-                      float((volume.min() - mean) / std), float(volume.min()))
+    mean, std, lo = float(volume.mean()), float(volume.std()) or 1.0, float(volume.min())
+    return Normalizer("zscore", lambda x: np.ascontiguousarray((x - mean) / std, np.float32), (lo - mean) / std, lo)
 
 
 def _minmax(volume: np.ndarray) -> Normalizer:
@@ -74,8 +73,8 @@ def _scale255(volume: np.ndarray) -> Normalizer:
 
 
 def _none(volume: np.ndarray) -> Normalizer:
-    return Normalizer("none", lambda x: np.ascontiguousarray(x, np.float32), float(volume.min()),
-                      float(volume.min()))
+    lo = float(volume.min())
+    return Normalizer("none", lambda x: np.ascontiguousarray(x, np.float32), lo, lo)
 
 
 NORMALIZERS: dict[str, Callable[[np.ndarray], Normalizer]] = {
