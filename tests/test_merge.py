@@ -114,9 +114,14 @@ def test_merge_refuses_bad_inputs(two_stores: tuple[Path, Path], tmp_path: Path)
     assert r.exit_code == 1 and "nope.h5: no such store file" in r.output
 
 
-def test_compressed_copy_and_re_encoding_give_the_same_store(two_stores: tuple[Path, Path], tmp_path: Path) -> None:
+def test_compressed_copy_and_re_encoding_give_the_same_store(two_stores: tuple[Path, Path], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import datakit.merge
+
     a, b = two_stores
-    merge_stores([a, b], tmp_path / "fast.h5", chunk=2)
+    with monkeypatch.context() as m:  # the fast path copies image chunks as they are: never re-encodes
+        m.setattr(datakit.merge, "encode_image", lambda *args: pytest.fail("an image chunk was re-encoded"))
+        merge_stores([a, b], tmp_path / "fast.h5", chunk=2)
     merge_stores([a, b], tmp_path / "slow.h5", chunk=3, copy_compressed=False)
     with Store(tmp_path / "fast.h5") as f, Store(tmp_path / "slow.h5") as s:
         for name in ("images", "masks", "scribbles", "label_state"):
