@@ -24,6 +24,7 @@ import posixpath
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -151,8 +152,11 @@ class UnitySource:
     def _inside_root(self, rel: str) -> bool:
         """Whether ``rel`` under SRC stays there once symbolic links are followed (the key text
         check cannot see a linked ``png-cache`` folder pointing elsewhere)."""
-        root = self.root.resolve()
-        return (root / rel).resolve().is_relative_to(root)
+        return (self._real_root / rel).resolve().is_relative_to(self._real_root)
+
+    @cached_property
+    def _real_root(self) -> Path:
+        return self.root.resolve()
 
     # -- listing ----------------------------------------------------------------------------------
     def items(self) -> list[UnityItem]:
@@ -246,8 +250,9 @@ class UnitySource:
         A video whose frames the files put in several splits goes where most of its frames are
         (ties: test, then valid), and is reported.
         """
+        files = self.split_files()
         votes: dict[str, Counter[str]] = {}
-        for split, path in self.split_files().items():
+        for split, path in files.items():
             if path.suffix == ".json":
                 data = read_json(path, "split file")
                 if not isinstance(data, dict):
@@ -274,5 +279,5 @@ class UnitySource:
             if len(v) > 1:
                 notes.append(f"video {video} has frames in {dict(v)}; all go to {best!r} (a video is never cut)")
             out[best].append(video)
-        stems = ",".join(p.name for p in self.split_files().values())
+        stems = ",".join(p.name for p in files.values())
         return SplitResult({s: sorted(v) for s, v in out.items()}, f"official:{stems}", None, [], notes)
