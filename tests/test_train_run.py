@@ -41,6 +41,21 @@ def small_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_run(small_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-step pce run (read-only for the tests): checkpoints to evaluate, predict with, refuse."""
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # as _one_thread does, which session fixtures run before
+    try:
+        r = invoke("run", "--store", small_store, "--out", run, "--method", "pce", "--max-steps", 2, *FAST,
+                   "--eval-every", 1)
+    finally:
+        torch.set_num_threads(n)
+    assert r.exit_code == 0, r.output
+    return run
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     """One intra-op thread: on a shared, busy machine two threads spin-wait on each other (~10x slower)."""
@@ -125,10 +140,10 @@ def test_eval_scores_known_masks(small_store: Path):
     assert row["slices"] == len(idx)
 
 
-def test_eval_and_predict_cli(small_store: Path, tmp_path: Path):
-    run = tmp_path / "run"
-    assert invoke("run", "--store", small_store, "--out", run, "--method", "pce", "--max-steps", 2, *FAST,
-                  "--eval-every", 1).exit_code == 0
+def test_eval_and_predict_cli(small_store: Path, tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import datakit.preview
+
+    run = tiny_run
     out = tmp_path / "eval.json"
     r = invoke("eval", "--run", run, "--split", "test", "--json", out)
     assert r.exit_code == 0, r.output
@@ -137,7 +152,8 @@ def test_eval_and_predict_cli(small_store: Path, tmp_path: Path):
     assert set(res["hd95_mm"]) == {"RV", "MYO", "LV", "mean"}
     assert {"patient", "frame", "dice", "hd95_mm", "slices"} <= set(res["per_patient"][0])
     assert "dice" in r.output and "hd95_mm" in r.output
-    assert invoke("eval", "--run", run, "--json", out).exit_code == 1  # exists: refused
+    r = invoke("eval", "--run", run, "--json", out)
+    assert r.exit_code == 1 and "eval.json" in r.output and "--overwrite" in r.output  # exists: refused
     pred = tmp_path / "pred"
     ck = run / "checkpoints" / "last.pt"
     r = invoke("predict", "--checkpoint", ck, "--store", small_store, "--out", pred, "--split", "test")
@@ -159,6 +175,14 @@ def test_eval_and_predict_cli(small_store: Path, tmp_path: Path):
     assert img.shape[:2] == (64, 64) and np.allclose(img.header.get_zooms()[:2], (3.0, 3.0))
     png = tmp_path / "png"
     montage = tmp_path / "prediction.png"
+    previews: list[dict] = []
+    real_preview = datakit.preview.write_preview
+
+    def spy(*a, **k):
+        previews.append(k)
+        return real_preview(*a, **k)
+
+    monkeypatch.setattr(datakit.preview, "write_preview", spy)
     r = invoke("predict", "--checkpoint", ck, "--store", small_store, "--out", png, "--split", "test",
                "--format", "png", "--preview", montage)
     assert r.exit_code == 0, r.output
@@ -170,8 +194,66 @@ def test_eval_and_predict_cli(small_store: Path, tmp_path: Path):
     assert im.mode == "P" and im.size == (64, 64)
     shown = Image.open(montage)  # image | mask | prediction for up to 8 test samples
     assert shown.size[0] > 600 and shown.size[1] > 200
+    # the montage's third panel is the prediction (the one written as PNG) of the samples preview picks
+    from datakit.preview import pick
+
+    (kw,) = previews
+    shown_pred = kw["predictions"]
+    assert set(shown_pred) == {int(i) for i in pick(s, "test", 8, 0)} and len(shown_pred) == 8
+    m = s.meta
+    for i, lab in shown_pred.items():
+        name = "_".join(str(x) for x in (m["patient"][i], m["frame"][i], m["view"][i]) if str(x))
+        written = np.asarray(Image.open(png / f"{name}_s{int(m['slice'][i]):02d}.png"))
+        assert lab.dtype == np.uint8 and np.array_equal(lab, written)
     r = invoke("predict", "--checkpoint", ck, "--store", small_store, "--out", png)
     assert r.exit_code == 1 and "not empty" in r.output
+
+
+def test_predict_checks_the_preview_folder_before_predicting(small_store: Path, tiny_run: Path, tmp_path: Path):
+    pred = tmp_path / "pred"
+    r = invoke("predict", "--checkpoint", tiny_run / "checkpoints" / "last.pt", "--store", small_store, "--out",
+               pred, "--preview", tmp_path / "nowhere" / "m.png")
+    assert r.exit_code == 1 and "output folder does not exist" in r.output and "nowhere" in r.output
+    assert not pred.exists()  # refused up front, not after every prediction was written
+    # the --out folder itself is made on the way: a montage inside it is fine
+    r = invoke("predict", "--checkpoint", tiny_run / "checkpoints" / "last.pt", "--store", small_store, "--out",
+               pred, "--split", "valid", "--format", "png", "--preview", pred / "m.png")
+    assert r.exit_code == 0, r.output
+    assert (pred / "m.png").is_file()
+
+
+def test_eval_and_predict_refuse_bad_options(small_store: Path, tiny_run: Path, tmp_path: Path):
+    ck = tiny_run / "checkpoints" / "last.pt"
+    for args in (["--run", tiny_run, "--checkpoint", ck], []):  # both, neither
+        r = invoke("eval", *args)
+        assert r.exit_code == 1 and "exactly one of --run RUN_DIR or --checkpoint FILE" in r.output, r.output
+    r = invoke("eval", "--checkpoint", ck)
+    assert r.exit_code == 1 and "--checkpoint needs --store" in r.output
+    r = invoke("predict", "--store", small_store, "--out", tmp_path / "p")  # predict takes --checkpoint alone
+    assert r.exit_code == 2 and "--checkpoint" in r.output and not (tmp_path / "p").exists()
+    for opt, bad in (("--format", "tiff"), ("--grid", "world")):
+        r = invoke("predict", "--checkpoint", ck, "--store", small_store, "--out", tmp_path / "p", opt, bad)
+        assert r.exit_code == 1 and f"{opt} must be" in r.output and repr(bad) in r.output, r.output
+        assert not (tmp_path / "p").exists()
+    for name, obj in (("weights.pt", {"model": {"w": torch.zeros(2)}}), ("tensor.pt", torch.zeros(2))):
+        foreign = tmp_path / name
+        torch.save(obj, foreign)  # readable by torch.load, but no train checkpoint
+        for cmd, more in (("eval", []), ("predict", ["--out", tmp_path / "p"])):
+            r = invoke(cmd, "--checkpoint", foreign, "--store", small_store, *more)
+            assert r.exit_code == 1 and "not a train checkpoint" in r.output and name in r.output, r.output
+    assert not (tmp_path / "p").exists()
+
+
+def test_interrupted_run_says_what_is_kept(small_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import train.loop
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.loop, "train", interrupted)
+    r = invoke("run", "--store", small_store, "--out", tmp_path / "run", *FAST)
+    assert r.exit_code == 130
+    assert "interrupted" in r.output and "--resume" in r.output and "nothing was written" not in r.output
 
 
 def test_cli_refuses_bad_input_and_leaves_nothing(small_store: Path, tmp_path: Path):

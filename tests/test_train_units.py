@@ -305,3 +305,55 @@ def test_source_grid_inversion_matches_real_acdc_ground_truth(tmp_path: Path):
         assert back.shape == gt.shape
         fg = (gt > 0) | (back > 0)
         assert (back == gt)[fg].mean() > 0.97, (v.patient, v.frame)
+
+
+def _names_store(path: Path, rows: list[tuple[str, str, int]]) -> Path:
+    """A 16 x 16 store, one sample per (dataset, patient, slice) row; every image is filled with its
+    row number (mod 4), so a model predicting that value tells the samples' predictions apart."""
+    from datakit.sample import Sample, label_state_from_mask
+    from datakit.store import StoreWriter
+
+    with StoreWriter(path, classes=["bg", "a", "b", "c"], image_size=(16, 16)) as wr:
+        for i, (dataset, patient, sl) in enumerate(rows):
+            m = np.full((16, 16), i % 4, np.uint8)
+            wr.append([Sample(image=np.full((1, 16, 16), i % 4, np.float32), mask=m,
+                              scribble=np.full((16, 16), 255, np.uint8), label_state=label_state_from_mask(m, 4),
+                              dataset=dataset, patient=patient, frame="ED", slice=sl, spacing=(1.0, 1.0),
+                              slice_spacing=5.0 if sl >= 0 else math.nan)])
+        wr.set_patients({"id": sorted({p for _, p, _ in rows})})
+        wr.set_splits({"train": list(range(len(rows)))}, method="random", seed=0, ratios=[1.0])
+    return path
+
+
+class _Echo(torch.nn.Module):
+    """Predicts each pixel's image value as its class."""
+
+    def forward(self, x):
+        logits = torch.nn.functional.one_hot(x[:, 0].round().long(), 4).permute(0, 3, 1, 2).float()
+        return type("Out", (), {"logits": logits})
+
+
+@pytest.mark.parametrize("fmt", ["nifti", "png"])
+def test_predictions_sharing_patient_frame_view_get_their_own_files(tmp_path: Path, fmt: str):
+    """2D samples of one patient (each a volume of its own) and the volumes of two datasets of a merged
+    store with the same patient ids: one file each, none overwriting another, ``written`` = files."""
+    import nibabel as nib
+    from PIL import Image
+
+    from datakit.store import Store
+    from train.predict_io import write_predictions
+
+    rows = [("toy", "p0", -1), ("toy", "p0", -1), ("toy", "p0", -1),  # 2D: three volumes of one sample
+            ("a", "p1", 0), ("a", "p1", 1), ("b", "p1", 0), ("b", "p1", 1)]  # 3D: two volumes, one name
+    s = Store(_names_store(tmp_path / "s.h5", rows))
+    out = tmp_path / "pred"
+    n, _ = write_predictions(_Echo(), s, np.arange(len(s)), torch.device("cpu"), out, fmt, "stored")
+    got = {f.name: sorted(np.unique(np.asarray(nib.load(f).dataobj if fmt == "nifti" else Image.open(f))).tolist())
+           for f in out.iterdir()}
+    assert n == len(got)
+    if fmt == "png":  # one file per slice; 2D names as before: the sample index
+        assert got == {"p0_ED_000000.png": [0], "p0_ED_000001.png": [1], "p0_ED_000002.png": [2],
+                       "p1_ED_s00.png": [3], "p1_ED_s01.png": [0], "p1_ED-2_s00.png": [1], "p1_ED-2_s01.png": [2]}
+    else:  # one file per volume, holding that volume's predictions
+        assert got == {"p0_ED_000000_pred.nii.gz": [0], "p0_ED_000001_pred.nii.gz": [1],
+                       "p0_ED_000002_pred.nii.gz": [2], "p1_ED_pred.nii.gz": [0, 3], "p1_ED-2_pred.nii.gz": [1, 2]}

@@ -26,11 +26,12 @@ def save(path: Path, payload: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load(path: Path) -> dict[str, Any]:
+    """A checkpoint's dict, tensors on the CPU; a missing, unreadable or foreign file is a DatakitError."""
     if not path.is_file():
         raise DatakitError("no such checkpoint", path)
     try:
-        ck = torch.load(path, map_location=map_location, weights_only=True)
+        ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for a foreign or truncated file
         raise DatakitError(f"not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})",
                            path) from None

@@ -15,22 +15,26 @@ from typing import Any, Literal, get_args, get_origin
 
 import typer
 
+from datakit.cli.common import cli_errors as datakit_errors
 from datakit.errors import DatakitError
 
 app = typer.Typer(help="Train and evaluate segmentation (MAAG, partial CE, full masks) from a datakit store.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 
+INTERRUPTED = "interrupted: files already written are kept (train run: --resume continues from checkpoints/last.pt)"
+
 
 def cli_errors(fn):
-    """DatakitError -> 'error: ...' on stderr and exit 1 (no traceback for the user's mistakes)."""
+    """datakit's error boundary (DatakitError -> 'error: ...', exit 1), with train's own Ctrl-C
+    message: datakit's says nothing was written, but checkpoints and predictions may have been."""
     @functools.wraps(fn)
-    def wrapper(*a: Any, **k: Any) -> Any:
+    def interruptible(*a: Any, **k: Any) -> Any:
         try:
             return fn(*a, **k)
-        except DatakitError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(1) from None
-    return wrapper
+        except KeyboardInterrupt:
+            _err(INTERRUPTED)
+            raise typer.Exit(130) from None
+    return datakit_errors(interruptible)
 
 
 def _err(msg: str) -> None:
@@ -86,9 +90,10 @@ def _run(config: Path | None = None, resume: bool = False, overwrite: bool = Fal
     cfg = resolve(file_values, values, where)
     if not cfg.store.is_file():
         raise DatakitError("no such store file", cfg.store)
-    check_run_dir(cfg.out, resume, overwrite)
-    if overwrite and not resume and cfg.out.is_dir():
-        _clear_run_dir(cfg.out)
+    if not resume:  # --resume: checked above (cfg.out is --out: options win over the saved config)
+        check_run_dir(cfg.out, False, overwrite)
+        if overwrite and cfg.out.is_dir():
+            _clear_run_dir(cfg.out)
     summary = train(cfg, resume=resume, log=_err)
     import os
 
@@ -135,8 +140,6 @@ _build_run()
 
 # -- eval / predict --------------------------------------------------------------------------------
 def _load(checkpoint: Path | None, run: Path | None, store: Path | None, device: str):
-    import torch  # noqa: F401
-
     from datakit.store import Store
     from train import checkpoint as ckpt
     from train.loop import pick_device
@@ -233,6 +236,9 @@ def predict_cmd(
         raise DatakitError(f"--grid must be source or stored, not {grid!r}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise DatakitError("output folder exists and is not empty; pass --overwrite", out)
+    # --preview's folder must exist before predicting (the --out folder is made on the way)
+    if preview is not None and not preview.parent.is_dir() and preview.parent.resolve() != out.resolve():
+        raise DatakitError("output folder does not exist", preview.parent)
     ck, _, s, model, dev = _load(checkpoint, None, store, device)
     from train.predict_io import write_predictions
 
@@ -243,13 +249,13 @@ def predict_cmd(
     if preview is not None:
         from datakit.preview import pick  # the montage is datakit's preview, with a prediction panel
 
-        keep = {int(i) for i in pick(s, None if split == "all" else split, 8, 0)}
+        keep = {int(i) for i in pick(s, split, 8, 0)}
     n, kept = write_predictions(model, s, indices, dev, out, fmt, grid, keep=keep)
     _err(f"wrote {n} {fmt.upper()} files to {out}")
     if preview is not None:
         from datakit.preview import write_preview
 
-        write_preview(s.path, preview, None if split == "all" else split, predictions=kept)
+        write_preview(s.path, preview, split, predictions=kept)
         _err(f"wrote {preview}")
 
 

@@ -156,9 +156,6 @@ class StoreBatches(Dataset):
         s["_label_state"] = None
         return s
 
-    def __len__(self) -> int:
-        return len(self.store)
-
     def _reader(self, name: str) -> _ChunkReader:
         if self._readers is None:
             self._readers = {}

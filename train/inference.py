@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import nullcontext
 from typing import Any
 
@@ -47,7 +47,7 @@ def iter_predictions(model: torch.nn.Module, store: Store, indices: np.ndarray,
 
 
 def evaluate(model: torch.nn.Module, store: Store, indices: np.ndarray, device: torch.device,
-             with_hd: bool = True, on_volume: Callable[[], None] | None = None) -> dict[str, Any]:
+             with_hd: bool = True) -> dict[str, Any]:
     """Per-volume scores and their mean/std; the JSON of ``train eval`` less split/checkpoint names."""
     classes = store.classes
     masks = store.file["masks"]
@@ -56,8 +56,6 @@ def evaluate(model: torch.nn.Module, store: Store, indices: np.ndarray, device: 
         ref = np.stack([masks[int(i)] for i in vol.indices])
         scores = volume_scores(pred, ref, vol.spacing, classes, with_hd=with_hd)
         rows.append({**vol.key, "slices": len(vol.indices), **scores})
-        if on_volume is not None:
-            on_volume()
     dice, dice_std = summarise(rows, classes, "dice")
     out: dict[str, Any] = {"volumes": len(rows), "dice": dice, "dice_std": dice_std}
     if with_hd:

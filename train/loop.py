@@ -238,7 +238,7 @@ class Trainer:
                                     "loss/ce_weight": w})
 
     def _check(self, loss: torch.Tensor, name: str) -> None:
-        bad = torch.tensor([0.0 if bool(torch.isfinite(loss.detach())) else 1.0], device=self.device)
+        bad = torch.isfinite(loss.detach()).logical_not().float().reshape(1)  # stays on the device: one sync below
         if self.d.world > 1:
             dist.all_reduce(bad)  # every rank stops together
         if bad.item():

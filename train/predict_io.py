@@ -9,6 +9,9 @@ source pixel taking the label of the stored pixel that holds its centre (nearest
 the store had cropped the field of view away). The affine is diagonal (source spacing, slice
 spacing): the source file's orientation is not kept in the store. ``grid="stored"`` writes the
 stored grid instead (e.g. 1.51 mm, store size) with its own diagonal affine.
+
+File names: patient_frame_view (``_sNN`` per slice for PNG), the sample index for 2D samples, and
+``-2``, ``-3``, ... where two volumes would still share a name (a merged store's datasets).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 
 from datakit.store import Store
 from train.inference import iter_predictions
+from train.metrics import Volume
 
 # Background black, then distinct colours; pixel values stay the class indices (palette PNG).
 PALETTE = [0, 0, 0, 230, 25, 75, 60, 180, 75, 255, 225, 25, 0, 130, 200, 245, 130, 48, 145, 30, 180,
@@ -29,6 +33,22 @@ PALETTE = [0, 0, 0, 230, 25, 75, 60, 180, 75, 255, 225, 25, 0, 130, 200, 245, 13
 
 def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", s).strip("-") or "x"
+
+
+def _unique_stem(store: Store, vol: Volume, used: set[str]) -> str:
+    """File stem of one volume, unique in the output: patient_frame_view, plus the sample index for a
+    2D sample (a volume of its own), then -2, -3, ... on a clash (e.g. two datasets of a merged store
+    sharing patient ids), so no volume overwrites another."""
+    base = "_".join(_safe(p) for p in (vol.patient, vol.frame, vol.view) if p)
+    first = int(vol.indices[0])
+    if int(store.meta["slice"][first]) < 0:
+        base = f"{base}_{first:06d}"
+    name, k = base, 1
+    while name in used:
+        k += 1
+        name = f"{base}-{k}"
+    used.add(name)
+    return name
 
 
 def source_index(n_src: int, src_spacing: float, target: float, size: int) -> np.ndarray:
@@ -59,17 +79,18 @@ def write_predictions(model: torch.nn.Module, store: Store, indices: np.ndarray,
     out.mkdir(parents=True, exist_ok=True)
     written = 0
     kept: dict[int, np.ndarray] = {}
+    used: set[str] = set()
     for vol, pred in iter_predictions(model, store, indices, device):
         for i, lab in zip(vol.indices, pred, strict=True):
             if keep is not None and int(i) in keep:
                 kept[int(i)] = lab
-        stem = "_".join(_safe(p) for p in (vol.patient, vol.frame, vol.view) if p)
+        stem = _unique_stem(store, vol, used)
         if fmt == "png":
             for i, lab in zip(vol.indices, pred, strict=True):
                 sl = int(store.meta["slice"][i])
                 img = Image.fromarray(lab, mode="P")
                 img.putpalette(PALETTE + [255, 255, 255] * (256 - len(PALETTE) // 3))
-                name = f"{stem}_s{sl:02d}.png" if sl >= 0 else f"{stem}_{int(i):06d}.png"
+                name = f"{stem}_s{sl:02d}.png" if sl >= 0 else f"{stem}.png"  # 2D: the stem has the index
                 img.save(out / name)
                 written += 1
         else:
