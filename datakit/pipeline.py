@@ -25,7 +25,7 @@ from datakit.errors import DatakitError
 from datakit.scribbles import check_params, sample_seed, synthesize
 from datakit.sources.base import ItemResult, Source
 from datakit.splits import SplitResult, check_split_spec, make_splits
-from datakit.store.writer import EncodedSample, StoreWriter, _check_writable, encode_sample, patient_columns
+from datakit.store.writer import EncodedSample, StoreWriter, check_writable, encode_sample, patient_columns
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def _progress(enabled: bool | None):
 def convert(source: Source, opts: ConvertOptions, log=print) -> ConversionReport:
     """Run a conversion end to end; returns a report, raises DatakitError on bad input."""
     t0 = time.perf_counter()
-    _check_writable(opts.out, opts.overwrite)
+    check_writable(opts.out, opts.overwrite)
     if opts.on_error not in ("stop", "skip"):
         raise DatakitError(f"--on-error must be stop or skip, not {opts.on_error!r}")
     _check_split_available(source, opts.split or source.default_split())  # not after a whole conversion

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from datakit.errors import DatakitError
+from datakit.sample import IGNORE
 from datakit.store import Store
+from datakit.store.writer import check_writable
 
-IGNORE = 255
 # class colours by label value (tab10 order; background yellow: it stands out on grey images)
 PALETTE = np.array([(1.0, 0.85, 0.2), (0.12, 0.47, 0.71), (1.0, 0.5, 0.05), (0.17, 0.63, 0.17),
                     (0.84, 0.15, 0.16), (0.58, 0.4, 0.74), (0.55, 0.34, 0.29), (0.89, 0.47, 0.76),
@@ -49,23 +50,25 @@ def pick(store: Store, split: str | None, n: int, seed: int) -> np.ndarray:
 
 
 def write_preview(path: str | Path, out: str | Path, split: str | None = None, n: int = 16,
-                  seed: int = 0, predictions: dict[int, np.ndarray] | None = None) -> Path:
+                  seed: int = 0, predictions: dict[int, np.ndarray] | None = None, *,
+                  overwrite: bool = True) -> Path:
     """Montage of ``n`` random samples of ``split``: 2 samples per row, 3 panels each.
 
     With ``predictions`` (sample index -> predicted labels, e.g. from ``train predict --preview``) the
     montage shows those samples, and the third panel is the prediction instead of the scribble.
+    An existing ``out`` is replaced unless ``overwrite`` is false (``datakit preview`` without
+    ``--overwrite``).
     """
+    out = Path(out)
+    check_writable(out, overwrite)
+    if n < 1:  # the CLI's --n has min=1; Python callers may pass anything
+        raise DatakitError(f"--n must be at least 1, not {n}")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise DatakitError("output folder does not exist", out.parent)
-    if n < 1:
-        raise DatakitError(f"--n must be at least 1, not {n}")
     with Store(path) as s:
         chosen = np.array(sorted(predictions)) if predictions else pick(s, split, n, seed)
         per_row = 2 if len(chosen) > 1 else 1

@@ -21,14 +21,14 @@ from typing import Any
 import numpy as np
 
 from datakit.errors import DatakitError
-from datakit.sample import Sample
+from datakit.sample import IGNORE, Sample
 from datakit.scribbles import check_params, sample_seed, synthesize
 from datakit.store import Store, StoreWriter
 from datakit.store.contract import META_COLUMNS, ROOT_ATTRS
 from datakit.store.writer import image_compression_of
 
 # written afresh by StoreWriter or by this module
-_OWN_ATTRS = {*ROOT_ATTRS, "n_samples", "scribble_synthesis"}
+_OWN_ATTRS = {*ROOT_ATTRS, "scribble_synthesis"}
 
 
 @dataclass
@@ -76,7 +76,7 @@ def rescribble(src: str | Path, out: str | Path, algo: str, *, seed: int = 0, pa
                                                         meta["view"][i], meta["frame"][i], meta["slice"][i],
                                                         meta["source"][i]), params) for j, i in enumerate(idx)]
                 scribbles = list(pool.map(_draw, jobs, chunksize=8) if pool else map(_draw, jobs))
-                synthesized += int((masks != 255).reshape(len(idx), -1).any(axis=1).sum())
+                synthesized += int((masks != IGNORE).reshape(len(idx), -1).any(axis=1).sum())
                 batch = []
                 for j, i in enumerate(idx):
                     batch.append(Sample(
@@ -93,10 +93,9 @@ def rescribble(src: str | Path, out: str | Path, algo: str, *, seed: int = 0, pa
             if s.patients:
                 w.set_patients({key: list(col) for key, col in s.patients.items()})
             if s.splits:
-                sa = s.split_attrs
-                seed_attr = int(sa.get("seed", -1))
-                w.set_splits(s.splits, method=str(sa.get("method", "")),
-                             seed=None if seed_attr == -1 else seed_attr, ratios=list(sa.get("ratios", [])))
+                sa = s.split_attrs  # seed -1 (none) is copied as it is
+                w.set_splits(s.splits, method=str(sa.get("method", "")), seed=int(sa.get("seed", -1)),
+                             ratios=list(sa.get("ratios", [])))
             w.set_attr("scribble_synthesis", {"algo": algo, "seed": seed, **params})
             n = w.n
     return RescribbleReport(out, n, synthesized, time.perf_counter() - t0)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-IGNORE = 255
+from datakit.sample import IGNORE
+
 REGION_MIN_PX = 50  # a "class region" for the reached-regions figure: 8-connected, >= 50 px
 
 
@@ -23,8 +24,8 @@ class ScribbleQuality:
     agree_px: np.ndarray  # ... of which the mask has the same class
     regions: np.ndarray  # class regions of >= REGION_MIN_PX pixels
     regions_hit: np.ndarray  # ... of which at least one pixel is scribbled with the class
-    coverage_sum: np.ndarray  # sum over slices of % of image pixels scribbled with the class
     slices: int
+    pixels: int  # of one slice (H * W)
 
     @property
     def agreement(self) -> np.ndarray:
@@ -39,7 +40,7 @@ class ScribbleQuality:
     @property
     def coverage_pct(self) -> np.ndarray:
         """Mean over slices of the % of the image's pixels scribbled with each class."""
-        return self.coverage_sum / max(self.slices, 1)
+        return 100.0 * self.scribble_px / max(self.slices * self.pixels, 1)
 
 
 def scribble_quality(masks: np.ndarray, scribbles: np.ndarray, classes: list[str]) -> ScribbleQuality:
@@ -47,16 +48,17 @@ def scribble_quality(masks: np.ndarray, scribbles: np.ndarray, classes: list[str
     from scipy import ndimage
 
     k = len(classes)
-    q = ScribbleQuality(classes, *(np.zeros(k, np.int64) for _ in range(4)), np.zeros(k), 0)
+    q = ScribbleQuality(classes, *(np.zeros(k, np.int64) for _ in range(4)), 0,
+                        masks[0].size if len(masks) else 0)
     eight = np.ones((3, 3), bool)
     for mask, scr in zip(masks, scribbles, strict=True):
         if (mask == IGNORE).all():
             continue
         q.slices += 1
-        lab = scr[scr != IGNORE]
+        known = scr != IGNORE
+        lab = scr[known]
         q.scribble_px += np.bincount(lab, minlength=IGNORE)[:k]
-        q.agree_px += np.bincount(lab[lab == mask[scr != IGNORE]], minlength=IGNORE)[:k]
-        q.coverage_sum += 100.0 * np.bincount(lab, minlength=IGNORE)[:k] / mask.size
+        q.agree_px += np.bincount(lab[lab == mask[known]], minlength=IGNORE)[:k]
         for c in range(k):
             regions, n = ndimage.label(mask == c, structure=eight)
             if n == 0:

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from datakit.sample import IGNORE
 from datakit.store import Store
 
-IGNORE = 255
 PERCENTILE_PIXELS = 4_000_000  # intensities kept for percentiles; exact while the store is smaller
 
 
@@ -90,13 +90,15 @@ def split_stats(store: Store, figs: SampleFigures, rows: np.ndarray) -> dict[str
     mk, sk = figs.mask_known[rows], figs.scribble_known[rows]
     states = figs.label_state[rows]
     per_class = {}
+    scribbled = figs.scribble_px[rows] > 0
     for j, name in enumerate(classes):
+        present = int((states[:, j] == 1).sum())
         per_class[name] = {
             "mask_coverage_pct": _mean_std(mask_pct[mk, j]),
             "scribble_coverage_pct": _mean_std(scr_pct[sk, j]),
-            "samples_with_class": int((states[:, j] == 1).sum()),
-            "samples_with_scribble": int((figs.scribble_px[rows][:, j] > 0).sum()),
-            "label_state": {"present": int((states[:, j] == 1).sum()), "absent": int((states[:, j] == 0).sum()),
+            "samples_with_class": present,
+            "samples_with_scribble": int(scribbled[:, j].sum()),
+            "label_state": {"present": present, "absent": int((states[:, j] == 0).sum()),
                             "unknown": int((states[:, j] == -1).sum())},
         }
     n_px = figs.pixels * len(rows) * figs.sum.shape[1]

@@ -300,7 +300,7 @@ def test_output_folder_that_cannot_hold_a_store(acdc_phantoms: Path, tmp_path: P
     not_a_folder = tmp_path / "a_file"
     not_a_folder.write_bytes(b"x")
     r = convert(acdc_phantoms, not_a_folder / "s.h5")
-    assert r.exit_code == 1 and f"{not_a_folder}: cannot create the store in this folder" in r.output
+    assert r.exit_code == 1 and f"{not_a_folder}: is not a folder" in r.output
     assert r.exception is None or isinstance(r.exception, SystemExit)
     assert not_a_folder.read_bytes() == b"x"
 

@@ -118,3 +118,22 @@ def test_parse_scribbles_builds_the_synthesis_spec(tmp_path) -> None:
     assert parse_scribbles(str(tmp_path)) == (tmp_path, None)
     with pytest.raises(DatakitError, match="--scribble-thickness only applies"):
         parse_scribbles("none", 0, thickness=3)
+
+
+def test_scribble_quality_figures() -> None:
+    """Counts, agreement and coverage (mean over measured slices of % of image pixels) by hand."""
+    masks = np.zeros((3, 10, 10), np.uint8)
+    masks[0, :, 5:] = 1
+    masks[1] = 255  # no mask: the slice is not measured
+    scribbles = np.full((3, 10, 10), 255, np.uint8)
+    scribbles[0, 0, :8] = (0, 0, 0, 0, 0, 1, 1, 0)  # class 0: 6 px of which 5 agree; class 1: 2 px
+    scribbles[1, 0, :4] = 1  # ignored with its slice
+    scribbles[2, 3, :5] = 0
+    q = scribble_quality(masks, scribbles, ["background", "fg"])
+    assert q.slices == 2 and q.pixels == 100
+    assert q.scribble_px.tolist() == [11, 2] and q.agree_px.tolist() == [10, 2]
+    np.testing.assert_allclose(q.agreement, [10 / 11, 1.0])
+    np.testing.assert_allclose(q.coverage_pct, [(6 + 5) / 2, (2 + 0) / 2])  # % of 100 px, over 2 slices
+    assert q.regions.tolist() == [2, 1] and q.regions_hit.tolist() == [2, 1]
+    empty = scribble_quality(masks[1:2], scribbles[1:2], ["background", "fg"])
+    assert empty.slices == 0 and empty.coverage_pct.tolist() == [0.0, 0.0]

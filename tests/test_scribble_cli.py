@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from datakit.cli import app
-from datakit.store import Store, validate_store
+from datakit.sample import Sample, label_state_from_mask
+from datakit.store import Store, StoreWriter, validate_store
 
 runner = CliRunner()
 
@@ -73,6 +74,9 @@ def test_scribble_command_matches_convert_synth(manual_store: Path, synth_store:
                             "--seed", "5", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert "synthetic scribbles" in r.output
+    with Store(acdc_store) as old:
+        n, with_mask = len(old), int(sum((m != 255).any(axis=(1, 2)).sum() for _, m in old.iter_chunks("masks")))
+    assert n > 0 and f"wrote {out}: {n} samples, {with_mask} with synthetic scribbles, " in r.output
     assert _digest(acdc_store) == before  # the input is only read
     assert validate_store(out) == []
     with Store(out) as new, Store(synth_store) as ref, Store(acdc_store) as old:
@@ -85,11 +89,50 @@ def test_scribble_command_matches_convert_synth(manual_store: Path, synth_store:
         assert set(new.meta["scribble_source"]) == {"synthetic:wsl4mis"}
         assert {k: v.tolist() for k, v in new.splits.items()} == {k: v.tolist() for k, v in old.splits.items()}
         assert new.split_attrs["method"] == old.split_attrs["method"]
+        assert int(new.split_attrs["seed"]) == int(old.split_attrs["seed"]) == 5
+        assert list(new.split_attrs["ratios"]) == list(old.split_attrs["ratios"])
         assert list(new.patients) == list(old.patients)
         assert new.attrs["source_dataset"] == "acdc"
         assert "datakit scribble" in new.attrs["command"]
         assert json.loads(new.attrs["scribble_synthesis"])["algo"] == "wsl4mis"
         assert new.file["images"].compression == old.file["images"].compression
+
+
+def test_scribble_counts_only_samples_with_a_mask(tmp_path: Path) -> None:
+    """Samples whose mask is unknown keep an empty scribble and are not counted as synthesised; a
+    split without a seed stays without one."""
+    rng = np.random.default_rng(0)
+    src = tmp_path / "src.h5"
+    samples = []
+    for i in range(5):
+        mask = np.zeros((40, 40), np.uint8)
+        mask[10:30, 8 + i:28 + i] = 1
+        if i in (1, 3):
+            mask[:] = 255
+        samples.append(Sample(image=rng.normal(size=(1, 40, 40)).astype(np.float32), mask=mask,
+                              scribble=np.full((40, 40), 255, np.uint8), label_state=label_state_from_mask(mask, 2),
+                              dataset="toy", patient=f"p{i}", slice=i, spacing=(1.0, 1.0)))
+    with StoreWriter(src, classes=["background", "fg"], image_size=(40, 40)) as w:
+        w.append(samples)
+        w.set_patients({"id": [f"p{i}" for i in range(5)]})
+        w.set_splits({"train": [0, 1, 2], "test": [3, 4]}, method="official", seed=None, ratios=[])
+    out = tmp_path / "out.h5"
+    r = runner.invoke(app, ["scribble", str(src), "--algo", "skeleton", "--out", str(out), "-j", "1"])
+    assert r.exit_code == 0, r.output
+    assert f"wrote {out}: 5 samples, 3 with synthetic scribbles, " in r.output
+    assert validate_store(out) == []
+    with Store(out) as s:
+        drawn = (s.file["scribbles"][()] != 255).any(axis=(1, 2))
+        assert drawn.tolist() == [True, False, True, False, True]
+        assert int(s.split_attrs["seed"]) == -1 and s.split_attrs["method"] == "official"
+
+
+def test_scribble_into_a_missing_folder(manual_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "no" / "x.h5"
+    r = runner.invoke(app, ["scribble", str(manual_store), "--algo", "skeleton", "--out", str(out)])
+    assert r.exit_code == 1 and f"error: {tmp_path / 'no'}: output folder does not exist" in r.output
+    assert isinstance(r.exception, SystemExit) and "Traceback" not in r.output
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_scribble_refuses_existing_output_then_overwrites(manual_store: Path, tmp_path: Path) -> None:

@@ -85,6 +85,11 @@ def test_figures_match_numpy(fixture: str, request: pytest.FixtureRequest, monke
             figures = (g["mask_coverage_pct"]["mean"], g["mask_coverage_pct"]["std"],
                        g["scribble_coverage_pct"]["mean"], g["scribble_coverage_pct"]["std"], g["samples_with_class"])
             np.testing.assert_allclose(figures, want["classes"][c], rtol=1e-9, atol=1e-12, err_msg=f"{name} {cls}")
+            scr, states = arrays["scribbles"][idx], arrays["label_state"][idx]
+            assert g["samples_with_scribble"] == int((scr == c).any(axis=(1, 2)).sum()), (name, cls)
+            assert g["label_state"] == {"present": int((states[:, c] == 1).sum()),
+                                        "absent": int((states[:, c] == 0).sum()),
+                                        "unknown": int((states[:, c] == -1).sum())}, (name, cls)
         i = got["intensity"]
         np.testing.assert_allclose((i["mean"], i["std"], i["p1"], i["p99"]), want["intensity"], rtol=1e-6)
 
@@ -147,3 +152,35 @@ def test_bad_split_and_bad_file(mixed_store: Path, tmp_path: Path) -> None:
     missing = tmp_path / "none.h5"
     r = runner.invoke(app, ["stats", str(missing)])
     assert r.exit_code == 1 and "none.h5" in r.output
+
+
+@pytest.mark.parametrize(("option", "path", "where", "reason"), [
+    ("--json", "nodir/x.json", "nodir", "output folder does not exist"),
+    ("--json", "file.txt/x.json", "file.txt", "is not a folder"),
+    ("--plots", "file.txt/plots", "file.txt", "is not a folder"),
+    ("--plots", "file.txt/a/b", "file.txt", "is not a folder"),
+])
+def test_unwritable_output_is_refused_before_reading_the_store(mixed_store: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch, option: str,
+                                                               path: str, where: str, reason: str) -> None:
+    import datakit.stats
+
+    def read(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the store was read before the output path was checked")
+
+    monkeypatch.setattr(datakit.stats, "store_stats", read)
+    (tmp_path / "file.txt").write_text("keep")
+    r = runner.invoke(app, ["stats", str(mixed_store), option, str(tmp_path / path)])
+    assert r.exit_code == 1, r.output
+    assert f"error: {tmp_path / where}: {reason}" in r.output
+    assert isinstance(r.exception, SystemExit) and "Traceback" not in r.output  # the error boundary's message only
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+def test_plots_folder_is_created_with_its_parents_and_json_replaced(mixed_store: Path, tmp_path: Path) -> None:
+    js, plots = tmp_path / "stats.json", tmp_path / "a" / "b"
+    js.write_text("old")
+    r = runner.invoke(app, ["stats", str(mixed_store), "--json", str(js), "--plots", str(plots), "--split", "train"])
+    assert r.exit_code == 0, r.output
+    assert list(json.loads(js.read_text())["splits"]) == ["train"]  # stats has no --overwrite: outputs are replaced
+    assert sorted(p.name for p in plots.iterdir()) == ["coverage.png", "intensity.png", "splits.png"]

@@ -153,6 +153,21 @@ def test_temporary_never_reuses_an_existing_file(tmp_path, monkeypatch) -> None:
     assert (tmp_path / "out.h5").exists() and not (tmp_path / ".out.h5.bbbb.tmp").exists()
 
 
+def test_folder_where_no_file_can_be_created(tmp_path, monkeypatch) -> None:
+    """A read-only folder (or /proc): the creation error names the folder, as a DatakitError."""
+    import errno
+
+    from datakit.store import writer as writer_mod
+
+    def refuse(path, mode):
+        raise PermissionError(errno.EACCES, "Unable to synchronously create file")
+
+    monkeypatch.setattr(writer_mod.h5py, "File", refuse)
+    with pytest.raises(DatakitError, match=r"cannot create the store in this folder \(Permission denied\)") as e:
+        StoreWriter(tmp_path / "out.h5", classes=CLASSES, image_size=(16, 16))
+    assert e.value.where == str(tmp_path) and list(tmp_path.iterdir()) == []
+
+
 def test_reader_survives_pickling_into_another_process(store) -> None:
     import pickle
 

@@ -26,6 +26,4 @@ def preview(
 
     if out.suffix.lower() != ".png":
         raise DatakitError("--out must be a .png file", out)
-    if out.exists() and not overwrite:
-        raise DatakitError("already exists; pass --overwrite to replace it", out)
-    typer.echo(f"wrote {write_preview(store, out, split, n, seed)}")
+    typer.echo(f"wrote {write_preview(store, out, split, n, seed, overwrite=overwrite)}")

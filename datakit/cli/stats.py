@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from datakit.cli.common import cli_errors
+from datakit.errors import DatakitError
 
 
 def _cell(d: dict[str, Any]) -> str:
@@ -59,6 +60,18 @@ def _render(stats: dict[str, Any]) -> None:
     console.print(t)
 
 
+def _check_outputs(json_path: Path | None, plots: Path | None) -> None:
+    """Refuse output paths that cannot be written before the store is read, not after."""
+    from datakit.store.writer import check_writable  # h5py: not at import (datakit --help stays fast)
+
+    if json_path is not None and str(json_path) != "-":
+        check_writable(json_path, overwrite=True)  # stats has no --overwrite: a JSON is replaced
+    if plots is not None:  # created with its parents; the nearest existing one must be a folder
+        existing = next(p for p in (plots, *plots.parents) if p.exists())
+        if not existing.is_dir():
+            raise DatakitError("is not a folder; cannot create the --plots folder in it", existing)
+
+
 @cli_errors
 def stats(
     store: Path = typer.Argument(..., help="Store file (.h5)."),
@@ -70,6 +83,7 @@ def stats(
     """Per split and class: coverage of masks and scribbles, label states, intensities, spacing."""
     from datakit.stats import store_stats
 
+    _check_outputs(json_path, plots)
     d, figs = store_stats(store, split)
     if json_path is not None and str(json_path) == "-":
         typer.echo(json.dumps(d, indent=2))

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from datakit.errors import DatakitError
+from datakit.sample import IGNORE
 
-IGNORE = 255
 MIN_AREA = 10  # regions smaller than this (a few stray pixels) get no scribble
 BACKGROUND_BAND = 15  # px: background scribbles stay this close to the labelled structures
 
@@ -116,6 +116,3 @@ def check_fraction(name: str, value: float) -> float:
         raise DatakitError(f"scribble {name} must be a fraction in (0, 1], not {value!r}")
     return float(value)
 
-
-def empty_like(mask: np.ndarray) -> np.ndarray:
-    return np.full(mask.shape, IGNORE, np.uint8)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from datakit.sample import unknown_labels
 from datakit.scribbles import register
 from datakit.scribbles._regions import (
     check_fraction,
     check_thickness,
     class_regions,
-    empty_like,
     innermost,
     stroke,
     thin,
@@ -57,7 +57,7 @@ def randomwalk(mask: np.ndarray, n_classes: int, rng: np.random.Generator, *, th
     trail to one pixel, draw it ``thickness`` px wide inside the region."""
     thickness = check_thickness(thickness)
     coverage = check_fraction("coverage", coverage)
-    out = empty_like(mask)
+    out = unknown_labels(mask.shape)
     for c, box, reg in class_regions(mask, n_classes, margin=thickness + 2):
         out[box][stroke(thin(walk(reg, coverage, rng)), reg, thickness)] = c
     return out

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from datakit.sample import unknown_labels
 from datakit.scribbles import register
-from datakit.scribbles._regions import check_thickness, class_regions, empty_like, stroke, thin
+from datakit.scribbles._regions import check_thickness, class_regions, stroke, thin
 
 
 @register("skeleton")
@@ -21,7 +22,7 @@ def skeleton(mask: np.ndarray, n_classes: int, rng: np.random.Generator, *, thic
     from scipy import ndimage
 
     thickness = check_thickness(thickness)
-    out = empty_like(mask)
+    out = unknown_labels(mask.shape)
     for c, box, reg in class_regions(mask, n_classes, margin=thickness + 2):
         # closing joins the one-pixel gaps thinning leaves at sharp corners
         line = ndimage.binary_closing(thin(reg), structure=np.ones((3, 3), bool)) & reg

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from datakit.sample import unknown_labels
 from datakit.scribbles import register
 from datakit.scribbles._regions import (
     MIN_AREA,
     NEIGHBOURS,
     check_thickness,
     class_regions,
-    empty_like,
     stroke,
     thin,
 )
@@ -71,7 +71,7 @@ def _walk_skeleton(sk: np.ndarray, start: np.ndarray, rng: np.random.Generator, 
 def wsl4mis(mask: np.ndarray, n_classes: int, rng: np.random.Generator, *, thickness: int = 4) -> np.ndarray:
     """Per class region: erode, skeletonise, prune to one random path, draw ``thickness`` px wide."""
     thickness = check_thickness(thickness)
-    out = empty_like(mask)
+    out = unknown_labels(mask.shape)
     for c, box, reg in class_regions(mask, n_classes, margin=thickness + 2):
         path = skeleton_path(thin(eroded(reg, rng)), rng)
         out[box][stroke(path, reg, thickness)] = c

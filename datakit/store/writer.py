@@ -117,13 +117,17 @@ def encode_sample(s: Sample, image_compression: str = "none") -> EncodedSample:
     )
 
 
-def _check_writable(path: Path, overwrite: bool) -> None:
+def check_writable(path: Path, overwrite: bool) -> None:
+    """An output file (store, PNG, JSON) can be written at ``path``: refuse an existing one without
+    --overwrite, a directory, a missing folder, or a "folder" that is a file; before any work."""
     if path.exists() and not overwrite:
         raise DatakitError("already exists; pass --overwrite to replace it", path)
-    if path.exists() and path.is_dir():
-        raise DatakitError("is a directory, expected a .h5 file path", path)
+    if path.is_dir():
+        raise DatakitError("is a directory, expected a file path", path)
     if not path.parent.exists():
         raise DatakitError("output folder does not exist", path.parent)
+    if not path.parent.is_dir():
+        raise DatakitError("is not a folder", path.parent)
 
 
 def patient_columns(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -184,7 +188,7 @@ class StoreWriter:
                                f"not {image_compression!r}")
         self.image_compression = image_compression
         self.path = Path(path)
-        _check_writable(self.path, overwrite)
+        check_writable(self.path, overwrite)
         self.classes = list(classes)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.channels = int(channels)
