@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from datakit.scribble_quality import scribble_quality
-from datakit.scribbles import ALGORITHMS, get_algorithm, sample_seed, synthesize
+from datakit.scribbles import ALGORITHMS, get_algorithm, sample_seed, stored_identity, synthesize
 from datakit.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,8 +35,7 @@ def manual_store(path: Path) -> Path:
 def synthesize_all(store: Store, idx: np.ndarray, masks: np.ndarray, algo: str, seed: int = 0) -> np.ndarray:
     m = store.meta
     k = len(store.classes)
-    return np.stack([synthesize(mask, k, algo, sample_seed(seed, m["dataset"][i], m["patient"][i], m["view"][i],
-                                                          m["frame"][i], m["slice"][i], m["source"][i]))
+    return np.stack([synthesize(mask, k, algo, sample_seed(seed, stored_identity(m, i)))
                      for i, mask in zip(idx, masks, strict=True)])
 
 

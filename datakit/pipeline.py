@@ -80,7 +80,7 @@ def process_item(source: Source, item: Any, synth: SynthSpec | None,
     if synth is not None:
         k = len(source.classes)
         for s in result.samples:
-            seed = sample_seed(synth.seed, s.dataset, s.patient, s.view, s.frame, s.slice, s.source)
+            seed = sample_seed(synth.seed, vars(s))
             s.scribble = synthesize(s.mask, k, synth.algo, seed, **synth.params)
             s.scribble_source = synth.label
     encoded = [encode_sample(s, image_compression) for s in result.samples]

@@ -22,7 +22,7 @@ import numpy as np
 
 from datakit.errors import DatakitError
 from datakit.sample import IGNORE, Sample
-from datakit.scribbles import check_params, sample_seed, synthesize
+from datakit.scribbles import check_params, sample_seed, stored_identity, synthesize
 from datakit.store import Store, StoreWriter
 from datakit.store.contract import META_COLUMNS, ROOT_ATTRS
 from datakit.store.writer import image_compression_of
@@ -72,9 +72,8 @@ def rescribble(src: str | Path, out: str | Path, algo: str, *, seed: int = 0, pa
                 lo, hi = int(idx[0]), int(idx[-1]) + 1
                 images, states = f["images"][lo:hi], f["label_state"][lo:hi]
                 keypoints = f["keypoints"][lo:hi] if s.has_keypoints else None
-                jobs = [(masks[j], k, algo, sample_seed(seed, meta["dataset"][i], meta["patient"][i],
-                                                        meta["view"][i], meta["frame"][i], meta["slice"][i],
-                                                        meta["source"][i]), params) for j, i in enumerate(idx)]
+                jobs = [(masks[j], k, algo, sample_seed(seed, stored_identity(meta, i)), params)
+                        for j, i in enumerate(idx)]
                 scribbles = list(pool.map(_draw, jobs, chunksize=8) if pool else map(_draw, jobs))
                 synthesized += int((masks != IGNORE).reshape(len(idx), -1).any(axis=1).sum())
                 batch = []

@@ -12,7 +12,7 @@ import pytest
 
 from datakit.pipeline import ConvertOptions, convert
 from datakit.scribble_quality import scribble_quality
-from datakit.scribbles import sample_seed, synthesize
+from datakit.scribbles import sample_seed, stored_identity, synthesize
 from datakit.sources.acdc import AcdcSource
 from datakit.store import Store, validate_store
 from tests.conftest import shared_data
@@ -38,7 +38,8 @@ def test_acceptance_window_on_real_acdc(real_store: Path, algo: str) -> None:
     with Store(real_store) as s:
         masks, manual = s.file["masks"][()], s.file["scribbles"][()]
         m = s.meta
-        synth = np.stack([synthesize(mask, 4, algo, sample_seed(0, m["patient"][i], m["frame"][i], m["slice"][i]))
+        # the scribbles `convert --scribbles synth:ALGO` would draw (same per-sample seeds)
+        synth = np.stack([synthesize(mask, len(s.classes), algo, sample_seed(0, stored_identity(m, i)))
                           for i, mask in enumerate(masks)])
         classes = s.classes
     ref = scribble_quality(masks, manual, classes)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -47,9 +47,20 @@ def get_algorithm(name: str) -> ScribbleFn:
     return ALGORITHMS[name]
 
 
-def sample_seed(seed: int, *keys: object) -> int:
-    """A per-sample seed that does not depend on processing order or worker count."""
-    return zlib.crc32("|".join(map(str, (seed, *keys))).encode())
+# What identifies a sample, for its scribble seed: Sample fields and meta/ columns of the same names.
+SAMPLE_IDENTITY = ("dataset", "patient", "view", "frame", "slice", "source")
+
+
+def sample_seed(seed: int, identity: Mapping[str, object]) -> int:
+    """A per-sample seed from the sample's identity (a Sample's ``vars``, or :func:`stored_identity`
+    of its row in a store): the same when converting and when re-drawing a store's scribbles, and
+    independent of processing order or worker count."""
+    return zlib.crc32("|".join(map(str, (seed, *(identity[k] for k in SAMPLE_IDENTITY)))).encode())
+
+
+def stored_identity(meta: Mapping[str, Sequence[object]], i: int) -> dict[str, object]:
+    """Sample ``i``'s identity from a store's meta/ columns."""
+    return {k: meta[k][i] for k in SAMPLE_IDENTITY}
 
 
 def synthesize(mask: np.ndarray, n_classes: int, algo: str, seed: int, **params: Any) -> np.ndarray:
