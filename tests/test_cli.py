@@ -85,3 +85,13 @@ def test_version_and_help_do_not_import_torch() -> None:
     assert r.exit_code == 0 and r.output.strip() == f"datakit {__version__}"
     code = "import sys; from datakit.cli import app; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_synth_refuses_a_file_where_its_folder_should_be(tmp_path: Path) -> None:
+    target = tmp_path / "a_file"
+    target.write_bytes(b"keep")
+    for source in ("acdc", "camus", "unity"):
+        r = runner.invoke(app, ["synth", source, str(target)])
+        assert r.exit_code == 1 and f"error: {target}: is not a folder" in r.output, (source, r.output)
+        assert isinstance(r.exception, SystemExit)
+    assert target.read_bytes() == b"keep"

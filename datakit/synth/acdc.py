@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
-from datakit.errors import DatakitError
+from datakit.synth import check_output_folder
 
 GROUPS = ("DCM", "HCM", "MINF", "NOR", "RV")
 
@@ -142,8 +142,7 @@ def write_acdc_phantoms(out: str | Path, patients: int = 10, seed: int = 0, over
                         start: int = 1, cine: bool = True) -> list[Path]:
     """Write ``patients`` phantom patients under ``out/training/``; returns their folders."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise DatakitError("folder exists and is not empty; pass --overwrite to write into it", out)
+    check_output_folder(out, overwrite)
     training = out / "training"
     training.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from datakit.errors import DatakitError
+from datakit.synth import check_output_folder
 
 VIEWS = ("2CH", "4CH")
 QUALITIES = ("Good", "Medium", "Poor")
@@ -174,8 +175,7 @@ def write_camus_phantoms(out: str | Path, patients: int = 10, release: str = "ni
     if row_spacing <= 0:
         raise DatakitError(f"row spacing must be positive, not {row_spacing}")
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise DatakitError("folder exists and is not empty; pass --overwrite to write into it", out)
+    check_output_folder(out, overwrite)
     ids = [f"patient{n:04d}" for n in range(1, patients + 1)]
     n_test = (patients // 10 if testing is None else min(testing, patients)) if release == "mhd" else 0
     labelled = ids[: patients - n_test]

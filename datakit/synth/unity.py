@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from datakit.errors import DatakitError
+from datakit.synth import check_output_folder
 
 
 def _ellipse(cx: float, cy: float, a: float, b: float, t: np.ndarray, up: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -97,8 +98,7 @@ def write_unity_phantoms(out: str | Path, videos: int = 6, frames: int = 3, seed
     from PIL import Image
 
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise DatakitError("folder exists and is not empty; pass --overwrite to write into it", out)
+    check_output_folder(out, overwrite)
     if videos < 1 or frames < 1:
         raise DatakitError(f"need at least one video and one frame, not {videos} x {frames}")
     rng = np.random.default_rng(seed)
