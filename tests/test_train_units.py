@@ -26,16 +26,37 @@ from train.metrics import dice, hd95, volume_scores  # noqa: E402
 from train.model import AttentionUNet  # noqa: E402
 
 
-def test_unet_shapes_and_gates_at_three_scales():
+def test_unet_shapes_and_gates_in_all_four_blocks():
     torch.manual_seed(0)
     m = AttentionUNet(in_channels=1, classes=4, width=8)
     out = m(torch.randn(2, 1, 64, 64))
     assert out.logits.shape == (2, 4, 64, 64)
-    assert [tuple(g.shape) for g in out.gates] == [(2, 4, 8, 8), (2, 4, 16, 16), (2, 4, 32, 32)]
+    assert [tuple(g.shape) for g in out.gates] == [(2, 4, 8, 8), (2, 4, 16, 16), (2, 4, 32, 32), (2, 4, 64, 64)]
     for g in out.gates:  # softmax segmentations
         assert torch.allclose(g.sum(1), torch.ones(2, g.shape[2], g.shape[3]), atol=1e-5)
+    # the discriminator's extra inputs: 1/2, 1/4, 1/8 (the full-resolution gate only gates)
+    assert [g.shape[-1] for g in out.multiscale] == [32, 16, 8]
     with pytest.raises(ValueError, match="multiple of 16"):
         m(torch.randn(1, 1, 40, 40))
+
+
+def test_each_gate_comes_from_conv2_and_multiplies_the_block_output():
+    """The authors' order: gate = foreground of softmax(1x1 conv(conv2)); output = conv3 x gate."""
+    torch.manual_seed(0)
+    m = AttentionUNet(1, 4, width=8).eval()
+    seen: dict[str, list] = {"conv2": [], "gate_in": [], "conv3": [], "out": []}
+    for b in m.decoder:
+        b.conv2.register_forward_hook(lambda mod, i, o: seen["conv2"].append(o))
+        b.gate.register_forward_pre_hook(lambda mod, i: seen["gate_in"].append(i[0]))
+        b.conv3.register_forward_hook(lambda mod, i, o: seen["conv3"].append(o))
+        b.register_forward_hook(lambda mod, i, o: seen["out"].append(o))
+    out = m(torch.randn(1, 1, 64, 64))
+    assert len(seen["out"]) == 4
+    for c2, gin, c3, (y, seg), g in zip(seen["conv2"], seen["gate_in"], seen["conv3"], seen["out"], out.gates,
+                                        strict=True):
+        assert gin is c2  # the gate reads conv2, not conv3
+        assert torch.equal(seg, g)
+        assert torch.allclose(y, c3 * seg[:, 1:].sum(1, keepdim=True), atol=1e-6)
 
 
 def test_unet_widths_follow_maag():
@@ -43,26 +64,86 @@ def test_unet_widths_follow_maag():
     enc = [b.convs[1][0].out_channels for b in m.encoder]
     assert enc == [32, 64, 128, 256]
     assert m.bottleneck[1][0].out_channels == 512 and m.bottleneck[0][0].kernel_size == (1, 1)
-    assert [b.convs[1][0].out_channels for b in m.decoder] == [256, 128, 64, 32]
-    assert [b.gate is not None for b in m.decoder] == [True, True, True, False]
+    assert [b.conv3[0].out_channels for b in m.decoder] == [256, 128, 64, 32]
+    assert [b.gate.to_classes.out_channels for b in m.decoder] == [4, 4, 4, 4]
     # He init: conv weights have std close to sqrt(2 / fan_in)
     w = m.encoder[1].convs[0][0].weight
     assert abs(float(w.detach().std()) - math.sqrt(2 / (32 * 9))) < 0.01
 
 
 def test_discriminator_scores_one_per_image_and_uses_spectral_norm():
-    d = MultiScaleDiscriminator(channels=3)
+    d = MultiScaleDiscriminator(channels=3, image_size=(64, 64), width=8)
     mask = torch.randint(0, 4, (2, 64, 64))
     real = real_scales(mask, 4)
     assert [tuple(r.shape) for r in real] == [(2, 3, 64, 64), (2, 3, 32, 32), (2, 3, 16, 16), (2, 3, 8, 8)]
     assert torch.equal(real[0][:, 2], (mask == 3).float())
     assert d(real).shape == (2,)
     names = [n for n, _ in d.named_parameters()]
-    assert any("parametrizations.weight" in n for n in names)
+    assert sum("parametrizations.weight" in n for n in names) == 3  # the three 4x4 level convs
+    assert not any(n.startswith("dense.parametrizations") for n in names)  # the head is a plain dense layer
     seg = AttentionUNet(1, 4, 8)(torch.randn(2, 1, 64, 64))
-    fake = fake_scales(torch.softmax(seg.logits, 1), seg.gates)
+    fake = fake_scales(torch.softmax(seg.logits, 1), seg.multiscale)
     assert [f.shape[-1] for f in fake] == [64, 32, 16, 8]
     assert d(fake).shape == (2,)
+    with pytest.raises(ValueError, match="built for"):
+        d(real_scales(torch.zeros(1, 32, 32, dtype=torch.long), 4))
+
+
+def test_discriminator_matches_the_authors_structure():
+    """Squeeze to 13 channels + the raw scale (13 + K - 1 into each spectral-normed conv; 128 / 256 /
+    512 filters, strides 2, 2, 1) and one dense weight per position of the whole final map."""
+    d = MultiScaleDiscriminator(channels=3, image_size=(224, 224), width=32)
+    assert [s.out_channels for s in d.squeeze] == [13, 13, 13]
+    assert [s.in_channels for s in d.squeeze] == [32, 128, 256]
+    convs = [lvl[1] for lvl in d.levels]
+    assert [(c.in_channels, c.out_channels, c.stride) for c in convs] == [(16, 128, (2, 2)), (16, 256, (2, 2)),
+                                                                           (16, 512, (1, 1))]
+    assert d.dense.in_features == 512 * 28 * 28 and d.dense.out_features == 1
+
+
+def test_discriminator_costs_what_the_authors_costs():
+    """About 0.55 GFLOP forward per 224 x 224 sample (the old design: 5.1)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    d = MultiScaleDiscriminator(channels=3, image_size=(224, 224), width=32).eval()
+    x = [torch.rand(1, 3, 224 // 2 ** k, 224 // 2 ** k) for k in range(4)]
+    with FlopCounterMode(display=False) as fc:
+        d(x)
+    assert 0.45e9 < fc.get_total_flops() < 0.65e9
+
+
+def test_discriminator_score_depends_on_where_a_shape_is():
+    """The dense head gives each position its own weight: the same blob moved scores differently
+    (a 1x1 conv averaged over space scored both the same)."""
+    torch.manual_seed(0)
+    d = MultiScaleDiscriminator(channels=3, image_size=(64, 64), width=8).eval()
+    a = torch.zeros(1, 64, 64, dtype=torch.long)
+    a[0, 8:24, 8:24] = 3
+    b = torch.roll(a, shifts=(32, 32), dims=(1, 2))
+    with torch.no_grad():
+        sa, sb = d(real_scales(a, 4)), d(real_scales(b, 4))
+    assert float((sa - sb).abs()) > 1e-3 * max(float(sa.abs()), float(sb.abs()), 1e-6)
+    with torch.no_grad():
+        assert torch.equal(d(real_scales(a, 4)), sa)  # eval: no noise, the same input scores the same
+
+
+def test_instance_noise_on_the_full_scale_only():
+    """In training, noise is added to the 224-px input alone; each level sees its raw scale exactly."""
+    torch.manual_seed(0)
+    d = MultiScaleDiscriminator(channels=3, image_size=(64, 64), width=8, instance_noise=0.2).train()
+    scales = real_scales(torch.randint(0, 4, (2, 64, 64)), 4)
+    level0_in, level_in = [], []
+    d.level0.register_forward_pre_hook(lambda m, i: level0_in.append(i[0]))
+    for lvl in d.levels:
+        lvl.register_forward_pre_hook(lambda m, i: level_in.append(i[0]))
+    d(scales)
+    noise = level0_in[0] - scales[0]
+    assert 0.15 < float(noise.std()) < 0.25
+    for x, s in zip(level_in, scales[1:], strict=True):
+        assert torch.equal(x[:, 13:], s)  # the raw maps after the 13 squeezed channels, noise-free
+    level0_in.clear()
+    d.eval()(scales)
+    assert torch.equal(level0_in[0], scales[0])
 
 
 def test_real_scales_zero_where_unknown():
@@ -106,8 +187,12 @@ def test_lsgan_losses_on_hand_made_scores():
     assert float(lsgan_g(torch.tensor([1.0]))) == 0.0
     assert float(lsgan_g(torch.tensor([-1.0]))) == pytest.approx(2.0)
     torch.manual_seed(0)
-    flipped = lsgan_d(real.repeat(5000), fake.repeat(5000), flip_p=0.1)
-    assert 0.3 < float(flipped) < 0.5  # 10 % of targets flipped cost (2)^2 each: about 0.4
+    # label noise flips a whole batch's targets at once (the authors' per-call coin): each call costs
+    # 0 (no flip), 2 (real or fake batch flipped) or 4 (both); on average 0.1 x 2 + 0.1 x 2 = 0.4
+    losses = [float(lsgan_d(real.repeat(50), fake.repeat(50), flip_p=0.1)) for _ in range(3000)]
+    assert set(np.round(losses, 5)) <= {0.0, 2.0, 4.0}
+    assert 0.3 < float(np.mean(losses)) < 0.5
+    assert float(lsgan_d(real, fake, flip_p=1.0)) == pytest.approx(4.0)
 
 
 def test_dynamic_weighting_equalises_magnitudes_without_gradient_through_weight():
@@ -235,8 +320,9 @@ def test_config_toml_round_trip_and_errors(tmp_path: Path):
     with pytest.raises(DatakitError, match="unknown key 'batchsize'") as e:
         load_toml(f)
     assert str(f) in str(e.value)
-    with pytest.raises(DatakitError, match="method"):
+    with pytest.raises(DatakitError, match="method") as e:
         resolve({"store": "s", "out": "o"}, {"method": "gan"})
+    assert "unknown method 'gan'; known methods: maag, pce, full" in str(e.value)
     f.write_text("store = [\n")
     with pytest.raises(DatakitError, match="not valid TOML"):
         load_toml(f)
