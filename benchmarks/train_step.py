@@ -7,7 +7,8 @@ folder. Loader figures: samples delivered per second by the batched loader (``tr
 the scribble stream (image + scribble + label_state per sample), with 0 and 2 workers, against
 the naive path (one ``Store.sample(i)`` per sample, random order) measured in the same run.
 Train-step figures: scribble samples per second of complete maag / pce iterations (augmentation,
-forward, backward, optimiser steps) at batch 12 and the MAAG widths.
+forward, backward, optimiser steps) at batch 12 and the MAAG widths, in fp32 and in bf16 autocast
+(channels_last), measured in the same run.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import torch
 
 from datakit.store import Store
 from train.config import TrainConfig
-from train.data import Streams, make_loader, resolve_streams
-from train.loop import KINDS, Trainer
+from train.data import Streams, make_loader
+from train.loop import Trainer
+from train.methods import get, resolve_streams
 
 
 def make_store(tmp: Path, patients: int) -> Path:
@@ -79,19 +81,19 @@ def naive_rate(store: Path, idx: np.ndarray, samples: int) -> float:
     return samples / (time.perf_counter() - t)
 
 
-def step_rate(store: Path, method: str, out: Path, steps: int, device: str) -> float:
+def step_rate(store: Path, method: str, out: Path, steps: int, device: str, precision: str = "auto") -> float:
+    """Scribble samples/s of complete iterations, batches resident on the device (``--data memory``)."""
     cfg = TrainConfig(store=store, out=out / method, method=method, max_steps=10**6, batch_size=12,
-                      workers=0, valid_split="", progress=False, device=device)
+                      workers=0, valid_split="", progress=False, device=device, precision=precision, data="memory")
     tr = Trainer(cfg, log=lambda m: None)
     tr.nets.model.train()
-    loader, _ = make_loader(store, tr.streams, KINDS[method], 12, 0, 0)
-    it = iter(loader)
-    tr.train_step(next(it))  # warm-up (allocations, cudnn autotune)
+    batches = tr.batches()
+    tr.method.step(tr, next(batches)[0])  # warm-up (allocations, cudnn autotune)
     sync = torch.cuda.synchronize if tr.device.type == "cuda" else (lambda: None)
     sync()
     t = time.perf_counter()
     for _ in range(steps):
-        tr.train_step(next(it))
+        tr.method.step(tr, next(batches)[0])
     sync()
     return steps * 12 / (time.perf_counter() - t)
 
@@ -109,7 +111,7 @@ def main() -> None:
         store = a.store or make_store(tmp, a.patients)
         s = Store(store)
         streams = resolve_streams(s, "pce")
-        kinds = KINDS["pce"]
+        kinds = get("pce").streams
         h, w = s.image_size
         print(f"store {store}: {len(s)} samples, {h} x {w}; scribble stream {len(streams.indices['scribble'])} samples")
         naive = naive_rate(store, streams.indices["scribble"], 500)
@@ -121,12 +123,14 @@ def main() -> None:
         r = loader_rate(packed, streams, kinds, 12, 2, a.batches)
         print(f"batched loader, 2 workers, gzip images:   {r:8.0f} samples/s  ({r / naive:.1f}x naive)")
         maag = resolve_streams(s, "maag")
-        r = loader_rate(store, maag, KINDS["maag"], 12, 2, a.batches // 2)
+        r = loader_rate(store, maag, get("maag").streams, 12, 2, a.batches // 2)
         print(f"maag requests (3 streams), 2 workers:     {r:8.0f} scribble samples/s ({3 * r:.0f} reads/s)")
+        where = "cuda" if torch.cuda.is_available() and a.device != "cpu" else "cpu"
         for method in ("pce", "maag") if a.steps > 0 else ():
-            r = step_rate(store, method, tmp, a.steps, a.device)
-            print(f"{method} training step, batch 12:            {r:8.1f} samples/s ({r / 12:.2f} it/s) on "
-                  f"{'cuda' if torch.cuda.is_available() and a.device != 'cpu' else 'cpu'}")
+            rates = {p: step_rate(store, method, tmp, a.steps, a.device, p) for p in ("fp32", "bf16")}
+            for p, r in rates.items():
+                print(f"{method} training step, batch 12, {p}:      {r:8.1f} samples/s ({r / 12:.2f} it/s) on {where}")
+            print(f"{method} bf16 / fp32 speed:                {rates['bf16'] / rates['fp32']:8.2f}x")
 
 
 if __name__ == "__main__":

@@ -46,3 +46,20 @@ def acdc_store(acdc_phantoms: Path, tmp_path_factory: pytest.TempPathFactory) ->
     out = tmp_path_factory.mktemp("store") / "acdc.h5"
     convert(AcdcSource(acdc_phantoms), ConvertOptions(out=out, workers=1, progress=False))
     return out
+
+
+@pytest.fixture(scope="session")
+def small_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Training's store: 8 phantom patients at 64 x 64, 3 mm pixels (the heart in view), stratified splits."""
+    from datakit.pipeline import ConvertOptions, convert
+    from datakit.sources.acdc import AcdcSource
+    from datakit.store import validate_store
+    from datakit.synth.acdc import write_acdc_phantoms
+
+    root = tmp_path_factory.mktemp("acdc8") / "ACDC"
+    write_acdc_phantoms(root, patients=8, seed=3, cine=False)
+    out = tmp_path_factory.mktemp("store64") / "acdc64.h5"
+    convert(AcdcSource(root, spacing=3.0, size=64), ConvertOptions(out=out, workers=1, progress=False),
+            log=lambda m: None)
+    assert validate_store(out) == []
+    return out

@@ -18,27 +18,11 @@ torch = pytest.importorskip("torch")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from datakit.store import Store, validate_store  # noqa: E402
+from datakit.store import Store  # noqa: E402
 from train.cli import app  # noqa: E402
 
 runner = CliRunner()
 FAST = ["--width", "8", "--batch-size", "4", "--workers", "0", "--no-progress", "--log-every", "1"]
-
-
-@pytest.fixture(scope="session")
-def small_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """8 phantom patients at 64 x 64, 3 mm pixels (the heart in view), stratified splits."""
-    from datakit.pipeline import ConvertOptions, convert
-    from datakit.sources.acdc import AcdcSource
-    from datakit.synth.acdc import write_acdc_phantoms
-
-    root = tmp_path_factory.mktemp("acdc8") / "ACDC"
-    write_acdc_phantoms(root, patients=8, seed=3, cine=False)
-    out = tmp_path_factory.mktemp("store64") / "acdc64.h5"
-    convert(AcdcSource(root, spacing=3.0, size=64), ConvertOptions(out=out, workers=1, progress=False),
-            log=lambda m: None)
-    assert validate_store(out) == []
-    return out
 
 
 @pytest.fixture(scope="session")
@@ -76,13 +60,15 @@ def rows(run: Path) -> list[dict]:
 @pytest.mark.parametrize("method", ["maag", "pce", "full"])
 def test_each_method_trains_a_few_steps(small_store: Path, tmp_path: Path, method: str):
     run = tmp_path / "run"
-    workers = ["--workers", "1"] if method == "maag" else []  # one run through real loader workers
+    # one run through real loader workers (--data stream), the others resident in memory
+    workers = ["--data", "stream", "--workers", "1"] if method == "maag" else []
     r = invoke("run", "--store", small_store, "--out", run, "--method", method, "--max-steps", 3, *FAST,
                *workers, "--eval-every", 3)
     assert r.exit_code == 0, r.output
     ms = [x for x in rows(run) if "loss/total" in x]
     assert [x["step"] for x in ms] == [1, 2, 3]
-    assert all(np.isfinite(x["loss/total"]) and x["samples_per_s"] > 0 and x["lr"] == 1e-4 for x in ms)
+    assert all(np.isfinite(x["loss/total"]) and x["samples_per_s"] > 0 for x in ms)
+    assert all(x["lr"] == pytest.approx(1e-5) for x in ms)  # the cyclic default starts at its lower bound
     if method == "maag":
         assert {"loss/adv", "loss/disc", "loss/ce_weight"} <= set(ms[0])
     assert any("valid/dice_mean" in x for x in rows(run))
@@ -288,14 +274,14 @@ def test_cli_refuses_bad_input_and_leaves_nothing(small_store: Path, tmp_path: P
 
 def test_nan_loss_stops_with_clear_message_keeping_checkpoint(small_store: Path, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch):
-    import train.loop
+    import train.methods
 
     run = tmp_path / "run"
     common = ["--store", small_store, "--method", "pce", "--valid-split", "", *FAST]
     assert invoke("run", *common, "--out", run, "--max-steps", 2).exit_code == 0
     before = (run / "checkpoints" / "last.pt").read_bytes()
-    real = train.loop.partial_ce
-    monkeypatch.setattr(train.loop, "partial_ce", lambda *a, **k: real(*a, **k) * float("nan"))
+    real = train.methods.partial_ce
+    monkeypatch.setattr(train.methods, "partial_ce", lambda *a, **k: real(*a, **k) * float("nan"))
     r = invoke("run", "--out", run, "--resume", "--max-steps", 4)
     assert r.exit_code == 1
     assert "loss/total is nan at step 3" in r.output and "last good checkpoint" in r.output
@@ -306,14 +292,15 @@ def _maag_step_grads(store: Path, out: Path, adv_weight: float) -> tuple[dict, t
     """One maag train_step from the same weights and batch; returns the logged losses and the
     segmentor's gradient (flattened)."""
     from train.config import TrainConfig
-    from train.data import make_loader
-    from train.loop import KINDS, Trainer
+    from train.loop import Trainer
 
+    # fp32: the linearity checks below are exact only without bf16 rounding
     cfg = TrainConfig(store=store, out=out, method="maag", width=8, batch_size=2, workers=0, augment=False,
-                      instance_noise=0.0, label_flip=0.0, device="cpu", adv_weight=adv_weight, progress=False)
+                      instance_noise=0.0, label_flip=0.0, device="cpu", adv_weight=adv_weight, progress=False,
+                      precision="fp32")
     tr = Trainer(cfg, log=lambda m: None)
-    loader, _ = make_loader(store, tr.streams, KINDS["maag"], 2, 0, 0)
-    losses = tr.train_step(next(iter(loader)))
+    batch, _ = next(tr.batches())
+    losses = tr.method.step(tr, batch)
     grad = torch.cat([p.grad.flatten() for p in tr.nets.raw_model.parameters() if p.grad is not None])
     return losses, grad
 
@@ -339,10 +326,13 @@ def test_adv_weight_changes_the_gradient_direction_and_zero_still_trains(small_s
 
 
 def test_a_short_run_learns(small_store: Path, tmp_path: Path):
-    """Full masks, 100 steps of a narrow UNet: validation Dice far above chance (about 0.05 here)."""
+    """Full masks, 150 steps of a narrow UNet: validation Dice far above chance (about 0.05 here).
+
+    LV, the class inside the others, is learnt last (after about 110 steps with four gated blocks)."""
     run = tmp_path / "learn"
-    r = invoke("run", "--store", small_store, "--out", run, "--method", "full", "--max-steps", 100,
+    r = invoke("run", "--store", small_store, "--out", run, "--method", "full", "--max-steps", 150,
                "--width", "8", "--batch-size", "8", "--workers", "0", "--no-progress", "--lr", "3e-3",
+               "--lr-schedule", "constant",
                "--no-augment", "--eval-every", "25", "--eval-from", "0", "--log-every", "25")
     assert r.exit_code == 0, r.output
     out = tmp_path / "valid.json"
@@ -354,15 +344,16 @@ def test_a_short_run_learns(small_store: Path, tmp_path: Path):
 
 
 def test_a_short_run_learns_from_scribbles(small_store: Path, tmp_path: Path):
-    """Partial CE on the phantoms' scribbles, 100 steps: best validation Dice well above chance.
+    """Partial CE on the phantoms' scribbles, 150 steps: best validation Dice well above chance.
 
     Chance (a uniform guess over 4 classes, each foreground class ~3 % of the pixels) is a Dice of
     about 0.05; scribbles are sparse (the phantoms' LV scribble is a few pixels at 3 mm), so the
     threshold is on the mean: three times chance.
     """
     run = tmp_path / "learn_pce"
-    r = invoke("run", "--store", small_store, "--out", run, "--method", "pce", "--max-steps", 100,
+    r = invoke("run", "--store", small_store, "--out", run, "--method", "pce", "--max-steps", 150,
                "--width", "8", "--batch-size", "8", "--workers", "0", "--no-progress", "--lr", "3e-3",
+               "--lr-schedule", "constant",
                "--eval-every", "25", "--eval-from", "0", "--log-every", "25")
     assert r.exit_code == 0, r.output
     out = tmp_path / "valid.json"

@@ -1,8 +1,9 @@
 """Batched augmentation on the training device: one random affine warp per sample, then intensity.
 
-Images: bilinear, rotation up to +-90 deg, translation up to 10 % of the size, brightness/contrast,
-Gaussian noise. Labels share the image's warp, sampled nearest so no new label values appear;
-pixels that come from outside the image become ``fill`` (255 for scribbles: unknown; 0 for masks).
+Images: bilinear, rotation up to +-90 deg, translation up to 10 % of the size, brightness +-0.025,
+contrast x0.95-1.05, Gaussian noise sigma 0.02 (the authors' magnitudes, MAAG.md). Labels share the
+image's warp, sampled nearest so no new label values appear; pixels that come from outside the
+image become ``fill`` (255 for scribbles: unknown; 0 for masks).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def warp_labels(lab: torch.Tensor, theta: torch.Tensor, fill: int) -> torch.Tens
     return torch.where(out < 0, torch.full_like(out, fill), out).to(lab.dtype)
 
 
-def intensity(img: torch.Tensor, brightness: float = 0.1, contrast: float = 0.1, noise: float = 0.02,
+def intensity(img: torch.Tensor, brightness: float = 0.025, contrast: float = 0.05, noise: float = 0.02,
               generator: torch.Generator | None = None) -> torch.Tensor:
     b = img.shape[0]
     shape = (b, 1, 1, 1)

@@ -12,7 +12,10 @@ from datakit.errors import DatakitError
 from train.model import AttentionUNet
 
 FORMAT = "datakit-train-checkpoint"
-VERSION = 1
+# 2: the authors' MAAG (gates in all four decoder blocks from conv2; their discriminator's 13-channel
+# squeeze and dense head). Version-1 weights do not fit these networks.
+VERSION = 2
+OLD_VERSIONS = {1: "gates in three decoder blocks and a 1x1-conv discriminator head"}
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:
@@ -38,6 +41,14 @@ def load(path: Path) -> dict[str, Any]:
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise DatakitError(f"not a train checkpoint (format {ck.get('format') if isinstance(ck, dict) else None!r})",
                            path)
+    version = ck.get("version")
+    if version != VERSION:
+        if version in OLD_VERSIONS:
+            raise DatakitError(f"written by an older train (checkpoint version {version}: {OLD_VERSIONS[version]}); "
+                               f"the architecture has changed since (version {VERSION}: the authors' MAAG), so "
+                               "its weights cannot be loaded: train again, or use the datakit release that wrote it",
+                               path)
+        raise DatakitError(f"checkpoint version {version!r} is not one this train reads (it reads {VERSION})", path)
     return ck
 
 

@@ -1,16 +1,16 @@
-"""Data from a datakit store: the three MAAG streams, read in batches by loader workers.
+"""Data from a datakit store: a method's streams (``train.methods`` picks their samples), in batches.
 
-Streams (MAAG.md):
-- ``scribble``: images + scribbles (+ label_state) of the scribble-annotated patients;
-- ``unlabelled``: images without labels; MAAG uses the scribble patients' images again;
-- ``masks``: full masks of OTHER patients, never paired with the images above (the shape prior);
-  only samples whose label_state is >= 0 for every class (complete masks).
-They come from the store's splits ``train_scribble`` + ``train_masks`` when both exist (MAAG's own
-split); otherwise the patients of ``train`` are halved: the first half of the sorted patient ids
-gives scribbles (and unlabelled images), the second half unpaired masks. ``pce`` uses the scribble
-stream alone; ``full`` uses the full masks of the same scribble patients (the upper bound).
+Stream kinds (what each reads from the store):
+- ``scribble``: images + scribbles + label_state; ``full``: images + masks + label_state;
+- ``unlabelled``: images; ``masks``: masks (the discriminator's unpaired shapes).
 
-Speed: each request is a whole batch. Chunks are one sample each, so a sample is read with
+Two ways to deliver batches, the same batches for the same seed (``MultiStreamSampler``):
+- ``ResidentData`` (``--data memory``, the default when it fits): every sample the streams use is
+  read once into tensors on the training device; a batch is an index_select there. No loader
+  workers, no per-step HDF5 reads or host-device copies.
+- ``make_loader`` (``--data stream``): loader workers read each batch from the store.
+
+Speed of the streaming path: each request is a whole batch. Chunks are one sample each, so a sample is read with
 ``read_direct_chunk`` (no hyperslab machinery) and decoded here (gzip via isal/zlib, HDF5 shuffle
 undone with numpy); label_state (small) is loaded once per worker. Every worker opens the file
 itself (Store re-opens after a fork).
@@ -31,6 +31,7 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from datakit.errors import DatakitError
 from datakit.store import Store
+from datakit.store.contract import IGNORE_INDEX as IGNORE  # noqa: F401  (re-exported for the methods)
 
 try:  # isal inflates gzip ~2x faster than zlib; both read the same bytes
     from isal import isal_zlib as _inflate_lib
@@ -54,11 +55,8 @@ class Streams:
     how: str
 
 
-def _patients_of(store: Store, idx: np.ndarray) -> list[str]:
-    return sorted(set(store.meta["patient"][idx].tolist()))
-
-
-def _with_scribbles(store: Store, idx: np.ndarray, split: str) -> np.ndarray:
+def with_scribbles(store: Store, idx: np.ndarray, split: str) -> np.ndarray:
+    """The samples of ``idx`` that have a scribble; none at all is an error naming the split."""
     keep = idx[store.meta["scribble_source"][idx] != "none"]
     if not len(keep):
         raise DatakitError(f"split {split!r} has no scribbles (meta/scribble_source is 'none' for all its "
@@ -66,7 +64,7 @@ def _with_scribbles(store: Store, idx: np.ndarray, split: str) -> np.ndarray:
     return keep
 
 
-def _complete_masks(store: Store, idx: np.ndarray, split: str) -> np.ndarray:
+def complete_masks(store: Store, idx: np.ndarray, split: str) -> np.ndarray:
     """Samples whose mask is complete: label_state >= 0 for every class.
 
     The discriminator takes these masks as real shapes; a mask with an unknown class (CAMUS
@@ -79,40 +77,6 @@ def _complete_masks(store: Store, idx: np.ndarray, split: str) -> np.ndarray:
         raise DatakitError(f"split {split!r} has no sample with a complete mask (label_state >= 0 for every "
                            f"class, {len(idx)} samples checked): maag needs unpaired full masks", store.path)
     return keep
-
-
-def resolve_streams(store: Store, method: str) -> Streams:
-    splits = store.splits
-    if "train_scribble" in splits and "train_masks" in splits:
-        scrib, masks, names = splits["train_scribble"], splits["train_masks"], ("train_scribble", "train_masks")
-        how = "splits train_scribble (scribbles, unlabelled images) + train_masks (unpaired masks)"
-    elif "train" in splits:
-        train = splits["train"]
-        patients = _patients_of(store, train)
-        if len(patients) < 2 and method == "maag":
-            raise DatakitError(f"split 'train' has {len(patients)} patient; maag needs two or more "
-                               "(scribbles from one half, unpaired masks from the other)", store.path)
-        half = (len(patients) + 1) // 2
-        first = np.isin(store.meta["patient"][train], patients[:half])
-        scrib, masks, names = train[first], train[~first], ("train (first half)", "train (second half)")
-        how = (f"split train halved by patient: {half} scribble patients ({patients[0]}..{patients[half - 1]}), "
-               f"{len(patients) - half} unpaired-mask patients")
-    else:
-        raise DatakitError(f"the store has no 'train' split (nor train_scribble + train_masks); it has "
-                           f"{sorted(splits) or 'none'}", store.path)
-    if method == "full":
-        return Streams({"full": scrib}, how + "; full uses the scribble patients' full masks")
-    scrib = _with_scribbles(store, scrib, names[0])
-    if method == "pce":
-        return Streams({"scribble": scrib}, how)
-    if not len(masks):
-        raise DatakitError(f"{names[1]} holds no samples: maag needs unpaired masks", store.path)
-    kept = _complete_masks(store, masks, names[1])
-    if len(kept) < len(masks):
-        how += (f"; {len(masks) - len(kept)} of {len(masks)} unpaired-mask samples left out "
-                "(a class with label_state -1)")
-    masks = kept
-    return Streams({"scribble": scrib, "unlabelled": scrib, "masks": masks}, how)
 
 
 class _ChunkReader:
@@ -237,3 +201,58 @@ def make_loader(path: str | Path, streams: Streams, kinds: dict[str, str], batch
         # own generator: creating the iterator must not consume the global RNG (exact resume)
         generator=torch.Generator().manual_seed(seed))
     return loader, sampler
+
+
+def resident_bytes(store: Store, streams: Streams, kinds: dict[str, str]) -> int:
+    """Bytes that ``ResidentData`` would hold for these streams (images in float32)."""
+    total = 0
+    for field, idx in _fields_indices(streams, kinds).items():
+        d = store.file[field]
+        item = 4 if field == "images" else d.dtype.itemsize
+        total += len(idx) * int(np.prod(d.shape[1:])) * item
+    return total
+
+
+def _fields_indices(streams: Streams, kinds: dict[str, str]) -> dict[str, np.ndarray]:
+    """Store dataset -> sorted unique sample indices any stream reads from it."""
+    out: dict[str, set[int]] = {}
+    for name, kind in kinds.items():
+        for f in STREAM_FIELDS[kind]:
+            out.setdefault(f, set()).update(int(i) for i in streams.indices[name])
+    return {f: np.array(sorted(v), np.int64) for f, v in out.items()}
+
+
+class ResidentData:
+    """Every sample the streams use, read once into tensors on ``device``; batches by index_select.
+
+    The rows of each field are the sorted unique sample indices its streams use; a batch request
+    (sample indices per stream, from ``MultiStreamSampler``) is mapped to rows on the host and
+    gathered on the device, so no step reads the store or copies images to the device.
+    """
+
+    def __init__(self, path: str | Path, streams: Streams, kinds: dict[str, str], device: torch.device,
+                 image_dtype: torch.dtype = torch.float32, channels_last: bool = False):
+        self.kinds = kinds
+        reader = StoreBatches(path, {})
+        self.rows: dict[str, np.ndarray] = {}
+        self.data: dict[str, torch.Tensor] = {}
+        for field, idx in _fields_indices(streams, kinds).items():
+            a = torch.from_numpy(reader.read(field, idx.tolist()))
+            if field == "images":
+                a = a.to(image_dtype)
+            a = a.to(device)
+            if field == "images" and channels_last:
+                a = a.contiguous(memory_format=torch.channels_last)
+            self.rows[field], self.data[field] = idx, a
+        reader.store.close()
+        self.device = device
+
+    def batch(self, request: dict[str, list[int]]) -> dict[str, dict[str, torch.Tensor]]:
+        out: dict[str, dict[str, torch.Tensor]] = {}
+        for name, idx in request.items():
+            fields = {}
+            for f in STREAM_FIELDS[self.kinds[name]]:
+                rows = torch.from_numpy(np.searchsorted(self.rows[f], np.asarray(idx, np.int64)))
+                fields[f] = self.data[f].index_select(0, rows.to(self.device, non_blocking=True))
+            out[name] = fields
+        return out

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterator
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,9 +16,31 @@ from datakit.store import Store
 from train.metrics import Volume, summarise, volume_scores, volumes
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; full precision on CPU (bf16 there is slow and gains nothing)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+@functools.cache
+def native_cpu_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AVX-512 BF16 or AMX): there bf16 autocast is faster
+    than fp32; elsewhere it is emulated and slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+def use_bf16(device: torch.device, precision: str = "auto") -> bool:
+    """Whether to run in bf16 autocast: ``precision`` bf16 | fp32 | auto (CUDA with bf16, native CPUs)."""
+    if precision in ("bf16", "fp32"):
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and native_cpu_bf16()
+
+
+def autocast(device: torch.device, bf16: bool | None = None):
+    """bf16 autocast when ``bf16`` (default: ``use_bf16(device)``), else full precision."""
+    if bf16 is None:
+        bf16 = use_bf16(device)
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
 @torch.no_grad()
@@ -27,7 +52,7 @@ def predict_volume(model: torch.nn.Module, store: Store, vol: Volume, device: to
     for s in range(0, len(vol.indices), batch):
         idx = vol.indices[s:s + batch]
         x = torch.from_numpy(np.stack([images[int(i)] for i in idx])).to(device)
-        if device.type == "cuda":
+        if device.type == "cuda" or use_bf16(device):
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device):
             logits = model(x).logits
@@ -56,12 +81,57 @@ def evaluate(model: torch.nn.Module, store: Store, indices: np.ndarray, device: 
         ref = np.stack([masks[int(i)] for i in vol.indices])
         scores = volume_scores(pred, ref, vol.spacing, classes, with_hd=with_hd)
         rows.append({**vol.key, "slices": len(vol.indices), **scores})
+    return summary(rows, classes, with_hd)
+
+
+def summary(rows: list[dict[str, Any]], classes: list[str], with_hd: bool) -> dict[str, Any]:
+    """Means and stds over the volumes' rows, and the rows themselves (strict JSON)."""
     dice, dice_std = summarise(rows, classes, "dice")
     out: dict[str, Any] = {"volumes": len(rows), "dice": dice, "dice_std": dice_std}
     if with_hd:
         out["hd95_mm"], out["hd95_mm_std"] = summarise(rows, classes, "hd95_mm")
     out["per_patient"] = [_clean(r) for r in rows]
     return out
+
+
+class ResidentSplit:
+    """A split held on the device for repeated validation: images once, predictions in batches,
+    one device-to-host copy per evaluation; masks and volumes stay on the host for the metrics."""
+
+    def __init__(self, store: Store, indices: np.ndarray, device: torch.device, batch: int = 64):
+        self.classes, self.device, self.batch = store.classes, device, batch
+        self.vols = volumes(store, indices)
+        order = np.concatenate([v.indices for v in self.vols]) if self.vols else np.zeros(0, np.int64)
+        self.order = order
+        from train.data import StoreBatches
+
+        reader = StoreBatches(store.path, {})
+        self.images = torch.from_numpy(reader.read("images", order.tolist())).to(device) if len(order) else None
+        self.masks = reader.read("masks", order.tolist()) if len(order) else None
+        reader.store.close()
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, bf16: bool, with_hd: bool = False) -> dict[str, Any]:
+        was_training = model.training
+        model.eval()
+        try:
+            preds = []
+            for s in range(0, len(self.order), self.batch):
+                x = self.images[s:s + self.batch]
+                if bf16 or self.device.type == "cuda":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast(self.device, bf16):
+                    preds.append(model(x).logits.argmax(1).to(torch.uint8))
+            pred = torch.cat(preds).cpu().numpy() if preds else np.zeros((0,), np.uint8)  # the one sync
+        finally:
+            model.train(was_training)
+        rows, at = [], 0
+        for vol in self.vols:
+            n = len(vol.indices)
+            scores = volume_scores(pred[at:at + n], self.masks[at:at + n], vol.spacing, self.classes, with_hd=with_hd)
+            rows.append({**vol.key, "slices": n, **scores})
+            at += n
+        return summary(rows, self.classes, with_hd)
 
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,13 +1,14 @@
-"""The training loop: maag | pce | full, single process or DDP.
+"""The training loop for any method of ``train.methods``, single process or DDP.
 
     train run --store acdc.h5 --out runs/maag                       # one device
     torchrun --nproc-per-node 4 -m train run --store acdc.h5 --out runs/maag   # DDP, rank 0 writes
 
-Each maag iteration: one batch of each stream (scribble, unlabelled, unpaired masks), augmented on
-the device; one segmentor forward on scribble + unlabelled images together; the discriminator step
-first (real: unpaired masks, fake: detached predictions on the unlabelled images, all four scales),
-then the segmentor step (weighted partial CE on scribbles + LSGAN generator term, dynamically
-weighted). pce: the partial CE alone; full: plain CE on full masks of the same patients.
+The method (``train.methods``) says which streams it reads and does one iteration; the loop owns
+the rest: batches (resident on the device, or streamed by loader workers), optimisers and the
+learning-rate schedule, logging, validation, checkpoints, the NaN check and the time budget.
+No step waits for the device: logged losses are summed on the device and read at log time, and
+that read is also the NaN check (a non-finite loss stops the run there, before any checkpoint or
+validation, so ``last.pt`` stays the last good one).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,16 +31,15 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from datakit.errors import DatakitError
 from datakit.store import Store
 from train import checkpoint as ckpt
-from train.augment import augment_masks, augment_pair
+from train import methods
 from train.config import TrainConfig, to_toml
-from train.data import make_loader, resolve_streams
-from train.discriminator import MultiScaleDiscriminator, fake_scales, real_scales
-from train.inference import autocast, evaluate
-from train.losses import dynamic_weighting, lsgan_d, lsgan_g, partial_ce
+from train.data import MultiStreamSampler, ResidentData, Streams, make_loader, resident_bytes
+from train.discriminator import MultiScaleDiscriminator
+from train.inference import ResidentSplit, autocast, use_bf16
 from train.model import AttentionUNet
+from train.schedule import lr_factor
 
-KINDS = {"maag": {"scribble": "scribble", "unlabelled": "unlabelled", "masks": "masks"},
-         "pce": {"scribble": "scribble"}, "full": {"full": "full"}}
+MEMORY_LIMIT = 0.4  # --data auto keeps the data resident when it takes under this share of the device's memory
 
 
 @dataclass
@@ -77,12 +79,6 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
                            out)
 
 
-def _lr_lambda(cfg: TrainConfig):
-    if cfg.lr_schedule == "cosine":
-        return lambda s: 0.5 * (1 + math.cos(math.pi * min(s, cfg.max_steps) / cfg.max_steps))
-    return lambda s: 1.0
-
-
 @dataclass
 class Nets:
     model: torch.nn.Module
@@ -95,33 +91,59 @@ class Nets:
     raw_disc: torch.nn.Module | None = field(repr=False, default=None)
 
 
-def build_nets(cfg: TrainConfig, channels: int, classes: int, device: torch.device) -> Nets:
+def _adam(params, lr: float, device: torch.device) -> torch.optim.Adam:
+    """Fused Adam (one kernel for all parameters) where this torch has it for the device."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # pragma: no cover - older torch / unsupported device
+        return torch.optim.Adam(params, lr=lr)
+
+
+def build_nets(cfg: TrainConfig, channels: int, classes: int, image_size: tuple[int, int], device: torch.device,
+               steps_per_epoch: int, channels_last: bool) -> Nets:
+    method = methods.get(cfg.method)
     model = AttentionUNet(channels, classes, cfg.width).to(device)
-    # the discriminator follows --width too (32: MAAG's 128/256/512 filters), so narrow runs stay cheap
-    disc = MultiScaleDiscriminator(classes - 1, width=cfg.width).to(device) if cfg.method == "maag" else None
-    if device.type == "cuda":
+    # the discriminator follows --width too (32: MAAG's 32/128/256/512 filters), so narrow runs stay cheap
+    disc = (MultiScaleDiscriminator(classes - 1, image_size, width=cfg.width, instance_noise=cfg.instance_noise)
+            .to(device) if method.discriminator else None)
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt_g = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr) if disc is not None else None
-    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, _lr_lambda(cfg))
-    sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, _lr_lambda(cfg)) if opt_d is not None else None
+        disc = disc.to(memory_format=torch.channels_last) if disc is not None else None
+    factor = lr_factor(cfg.lr_schedule, cfg.max_steps, steps_per_epoch, cfg.lr_half_period)
+    opt_g = _adam(model.parameters(), cfg.lr, device)
+    opt_d = _adam(disc.parameters(), cfg.lr, device) if disc is not None else None
+    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, factor)
+    sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, factor) if opt_d is not None else None
     return Nets(model, disc, opt_g, opt_d, sched_g, sched_d, model, disc)
 
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = False, log=print):
         self.cfg, self.log, self.d = cfg, log, Dist.from_env()
+        self.method = methods.get(cfg.method)
         self.device = pick_device(cfg.device, self.d.local_rank)
+        self.bf16 = use_bf16(self.device, cfg.precision)
+        self.channels_last = self.device.type == "cuda" or self.bf16
         self.store = Store(cfg.store)
         self.classes = self.store.classes
-        self.streams = resolve_streams(self.store, cfg.method)
+        self.num_classes = len(self.classes)
+        picked = self.method.pick(self.store)
+        missing = [k for k in self.method.streams if k not in picked.indices]
+        if missing:  # a method's pick must feed every stream it declares
+            raise DatakitError(f"method {self.method.name!r} declares stream {missing[0]!r} that its pick "
+                               f"function does not fill (it fills {', '.join(picked.indices)})")
+        self.streams = Streams({k: picked.indices[k] for k in self.method.streams}, picked.how)
         self.valid = self._valid_indices()
         self.step, self.best, self.best_step = 0, -1.0, 0
         self.sampler_state: dict[str, list[int]] | None = None
         self.run_dir = cfg.out
         self.ckpt_dir = cfg.out / "checkpoints"
         torch.manual_seed(cfg.seed + self.d.rank)
-        self.nets = build_nets(cfg, self.store.channels, len(self.classes), self.device)
+        first = next(iter(self.method.streams))
+        self.epoch_steps = max(1, MultiStreamSampler({first: self.streams.indices[first]}, cfg.batch_size, cfg.seed,
+                                                     self.d.rank, self.d.world).epoch_batches(first))
+        self.nets = build_nets(cfg, self.store.channels, self.num_classes, tuple(self.store.image_size), self.device,
+                               self.epoch_steps, self.channels_last)
         self.resume_ck = ckpt.load(self.ckpt_dir / "last.pt") if resume else None
 
     def _valid_indices(self) -> np.ndarray | None:
@@ -176,79 +198,30 @@ class Trainer:
         if self.d.main:
             ckpt.save(self.ckpt_dir / name, self._payload(rngs))
 
-    # -- one iteration ----------------------------------------------------------------------------
-    def _to(self, a: torch.Tensor) -> torch.Tensor:
-        return a.to(self.device, non_blocking=True)
+    # -- what a method's step uses ----------------------------------------------------------------
+    def autocast(self):
+        return autocast(self.device, self.bf16)
 
-    def _images(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._to(x)
-        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
+    @contextmanager
+    def frozen_disc(self) -> Iterator[None]:
+        """The discriminator's weights take no gradient inside (the segmentor's step)."""
+        params = list(self.nets.raw_disc.parameters())
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in params:
+                p.requires_grad_(True)
 
-    def _noisy(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        s = self.cfg.instance_noise
-        return [x + torch.randn_like(x) * s for x in xs] if s > 0 else xs
-
-    def train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        cfg, n = self.cfg, self.nets
-        k = len(self.classes)
-        if cfg.method == "full":
-            x, y = self._images(batch["full"]["images"]), self._to(batch["full"]["masks"])
-            ls = self._to(batch["full"]["label_state"])
-            if cfg.augment:
-                x, (y,) = augment_pair(x, [(y, 255)])
-            with autocast(self.device):
-                out = n.model(x)
-            ce = partial_ce(out.logits, y, weighted=False, label_state=ls)
-            return self._step_g(ce, {"loss/ce": ce})
-        s = batch["scribble"]
-        x, y, ls = self._images(s["images"]), self._to(s["scribbles"]), self._to(s["label_state"])
-        if cfg.augment:
-            x, (y,) = augment_pair(x, [(y, 255)])
-        if cfg.method == "pce":
-            with autocast(self.device):
-                out = n.model(x)
-            ce = partial_ce(out.logits, y, label_state=ls)
-            return self._step_g(ce, {"loss/ce": ce})
-        xu, m = self._images(batch["unlabelled"]["images"]), self._to(batch["masks"]["masks"])
-        if cfg.augment:
-            xu, _ = augment_pair(xu, [])
-            m = augment_masks(m)
-        b = x.shape[0]
-        with autocast(self.device):
-            out = n.model(torch.cat([x, xu]))
-        probs_u = torch.softmax(out.logits[b:].float(), dim=1)
-        fake = fake_scales(probs_u, [g[b:] for g in out.gates])
-        real = real_scales(m, k)
-        # discriminator first (on detached predictions), then the segmentor against the updated D
-        with autocast(self.device):
-            scores = n.disc([torch.cat([r, f.detach()]) for r, f in zip(self._noisy(real), self._noisy(fake),
-                                                                        strict=True)])
-        loss_d = lsgan_d(scores[:len(m)], scores[len(m):], cfg.label_flip)
-        self._check(loss_d, "loss/disc")
+    def step_d(self, loss: torch.Tensor) -> None:
+        n = self.nets
         n.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
+        loss.backward()
         n.opt_d.step()
         n.sched_d.step()
-        with autocast(self.device):
-            g_scores = n.disc(self._noisy(fake))
-        g = lsgan_g(g_scores)
-        ce = partial_ce(out.logits[:b], y, label_state=ls)
-        total, w = dynamic_weighting(ce, g, cfg.adv_weight)
-        return self._step_g(total, {"loss/ce": ce, "loss/adv": cfg.adv_weight * g.detach(), "loss/disc": loss_d,
-                                    "loss/ce_weight": w})
 
-    def _check(self, loss: torch.Tensor, name: str) -> None:
-        bad = torch.isfinite(loss.detach()).logical_not().float().reshape(1)  # stays on the device: one sync below
-        if self.d.world > 1:
-            dist.all_reduce(bad)  # every rank stops together
-        if bad.item():
-            kept = self.ckpt_dir / "last.pt"
-            where = f"the last good checkpoint {kept} is kept" if kept.is_file() else "no checkpoint was written yet"
-            raise DatakitError(f"{name} is {loss.item()} at step {self.step + 1}: training stopped, {where}; "
-                               "lower --lr or check the store's images for extreme values", self.run_dir)
-
-    def _step_g(self, total: torch.Tensor, parts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        self._check(total, "loss/total")
+    def step_g(self, total: torch.Tensor, parts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         n = self.nets
         n.opt_g.zero_grad(set_to_none=True)
         total.backward()
@@ -256,13 +229,52 @@ class Trainer:
         n.sched_g.step()
         return {"loss/total": total.detach(), **{k: v.detach() for k, v in parts.items()}}
 
+    # -- data -------------------------------------------------------------------------------------
+    def _memory(self) -> bool:
+        """--data auto: resident when the streams' samples take under MEMORY_LIMIT of the device's memory."""
+        if self.cfg.data != "auto":
+            return self.cfg.data == "memory"
+        need = resident_bytes(self.store, self.streams, self.method.streams)
+        if self.device.type == "cuda":
+            have = torch.cuda.get_device_properties(self.device).total_memory
+        else:
+            have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return need < MEMORY_LIMIT * have
+
+    def batches(self) -> Iterator[tuple[dict[str, dict[str, torch.Tensor]], dict[str, list[int]]]]:
+        """Endless (batch on the device, sampler state after it) pairs, images in channels_last where used."""
+        cfg, kinds = self.cfg, self.method.streams
+        if self._memory():
+            data = ResidentData(cfg.store, self.streams, kinds, self.device)
+            sampler = MultiStreamSampler(self.streams.indices, cfg.batch_size, cfg.seed, self.d.rank, self.d.world,
+                                         self.sampler_state)
+            for request in sampler:
+                yield self._layout(data.batch(request["batches"])), request["state"]
+            return
+        loader, _ = make_loader(cfg.store, self.streams, kinds, cfg.batch_size, cfg.seed, cfg.workers,
+                                self.d.rank, self.d.world, self.sampler_state, pin_memory=self.device.type == "cuda")
+        try:
+            for b in loader:
+                state = b.pop("state")
+                moved = {k: {f: t.to(self.device, non_blocking=True) for f, t in v.items()} for k, v in b.items()}
+                yield self._layout(moved), state
+        finally:
+            del loader
+
+    def _layout(self, batch: dict[str, dict[str, torch.Tensor]]) -> dict[str, dict[str, torch.Tensor]]:
+        if self.channels_last:
+            for v in batch.values():
+                if "images" in v:
+                    v["images"] = v["images"].contiguous(memory_format=torch.channels_last)
+        return batch
+
     # -- validation -------------------------------------------------------------------------------
-    def validate(self) -> dict[str, Any] | None:
+    def validate(self, split: ResidentSplit | None) -> dict[str, Any] | None:
         if self.valid is None:
             return None
         res = None
         if self.d.main:
-            res = evaluate(self.nets.raw_model, self.store, self.valid, self.device, with_hd=False)
+            res = split.evaluate(self.nets.raw_model, self.bf16, with_hd=False)
             dice = res["dice"]["mean"] or 0.0
             if dice > self.best:
                 self.best, self.best_step = dice, self.step
@@ -273,6 +285,22 @@ class Trainer:
         if self.best_step == self.step:
             self.save("best.pt")
         return res
+
+    def _check_finite(self, means: dict[str, float], since: int) -> None:
+        """The NaN check, at log time: a non-finite mean means a step since ``since`` had a bad loss."""
+        bad = [k for k, v in means.items() if not math.isfinite(v)]
+        flag = torch.tensor([float(bool(bad))])
+        if self.d.world > 1:
+            dist.all_reduce(flag)  # every rank stops together
+        if not flag.item():
+            return
+        kept = self.ckpt_dir / "last.pt"
+        where = f"the last good checkpoint {kept} is kept" if kept.is_file() else "no checkpoint was written yet"
+        name = bad[0] if bad else "a loss on another rank"
+        value = means.get(name, float("nan"))
+        at = f"step {self.step}" if since + 1 == self.step else f"steps {since + 1}-{self.step}"
+        raise DatakitError(f"{name} is {value} at {at}: training stopped, {where}; lower --lr or check the "
+                           "store's images for extreme values", self.run_dir)
 
     # -- the run ----------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -291,58 +319,79 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.toml").write_text(to_toml(cfg))
             _truncate_metrics(self.run_dir / "metrics.jsonl", self.step)
-            self.log(f"train {cfg.method}: {self.streams.how}; device {self.device}, world {self.d.world}")
-        loader, sampler = make_loader(cfg.store, self.streams, KINDS[cfg.method], cfg.batch_size,
-                                      cfg.seed, cfg.workers, self.d.rank, self.d.world, self.sampler_state,
-                                      pin_memory=self.device.type == "cuda")
-        first = next(iter(KINDS[cfg.method]))
-        every = cfg.eval_every or max(1, sampler.epoch_batches(first))
+            self.log(f"train {cfg.method}: {self.streams.how}; device {self.device}, world {self.d.world}, "
+                     f"{'bf16' if self.bf16 else 'fp32'}, data {'memory' if self._memory() else 'stream'}")
+        t0 = time.perf_counter()
+        valid = (ResidentSplit(self.store, self.valid, self.device) if self.valid is not None and self.d.main
+                 else None)
+        every = cfg.eval_every or self.epoch_steps
         start = self.step
+        budget = cfg.time_budget * 60 if cfg.time_budget > 0 else math.inf
+        reserve = 0.0  # seconds the closing validation + save took last time: kept free within the budget
         metrics = (self.run_dir / "metrics.jsonl").open("a") if self.d.main else None
         tb = _tensorboard(self.run_dir) if (cfg.tensorboard and self.d.main) else None
-        sums: dict[str, float] = {}
-        t_log, steps_log = time.perf_counter(), 0
-        t0 = time.perf_counter()
+        sums: dict[str, torch.Tensor] = {}
+        t_log, steps_log, since = time.perf_counter(), 0, self.step
         progress = _progress(cfg.progress and self.d.main)
+        stopped_early = False
+        batches = self.batches()
         try:
             with progress:
                 task = progress.add_task(cfg.method, total=cfg.max_steps, completed=self.step)
-                batches = iter(loader)
                 while self.step < cfg.max_steps:
-                    batch = next(batches)
-                    losses = self.train_step(batch)
+                    batch, state = next(batches)
+                    losses = self.method.step(self, batch)
                     self.step += 1
-                    self.sampler_state = batch["state"]
+                    self.sampler_state = state
                     steps_log += 1
-                    for k, v in losses.items():
-                        sums[k] = sums.get(k, 0.0) + float(v)
-                    progress.update(task, advance=1, description=f"{cfg.method} loss {float(losses['loss/total']):.4f}")
-                    if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                    for k, v in losses.items():  # summed on the device: no sync per step
+                        sums[k] = sums[k] + v.float() if k in sums else v.float()
+                    progress.update(task, advance=1)
+                    out_of_time = time.perf_counter() - t0 + reserve > budget
+                    last = self.step == cfg.max_steps or out_of_time
+                    evaluating = last or (self.step >= cfg.eval_from * cfg.max_steps and self.step % every == 0)
+                    saving = last or self.step % cfg.ckpt_every == 0
+                    # the losses are read (and NaN-checked) at log time, and always before validating or
+                    # saving: a checkpoint is never written after a bad step
+                    if self.step % cfg.log_every == 0 or evaluating or saving:
+                        keys = list(sums)
+                        values = torch.stack([sums[k] for k in keys]).tolist()  # the one read of the losses
+                        means = {k: v / steps_log for k, v in zip(keys, values, strict=True)}
+                        self._check_finite(means, since)
                         dt = time.perf_counter() - t_log
-                        row = {"step": self.step, **{k: v / steps_log for k, v in sums.items()},
-                               "lr": n.opt_g.param_groups[0]["lr"],
+                        row = {"step": self.step, **means, "lr": n.opt_g.param_groups[0]["lr"],
                                "samples_per_s": steps_log * cfg.batch_size * self.d.world / max(dt, 1e-9)}
                         _write(metrics, tb, row)
-                        sums, steps_log, t_log = {}, 0, time.perf_counter()
-                    if self.step >= cfg.eval_from * cfg.max_steps and (self.step % every == 0
-                                                                        or self.step == cfg.max_steps):
-                        res = self.validate()
+                        progress.update(task, description=f"{cfg.method} loss {means['loss/total']:.4f}")
+                        sums, steps_log, since = {}, 0, self.step
+                    t_close = time.perf_counter()
+                    if evaluating:
+                        res = self.validate(valid)
                         if res is not None:
                             _write(metrics, tb, {"step": self.step, "valid/dice_mean": res["dice"]["mean"],
                                                  **{f"valid/dice/{c}": v for c, v in res["dice"].items()
                                                     if c != "mean"}})
-                    if self.step % cfg.ckpt_every == 0 or self.step == cfg.max_steps:
+                    if saving:
                         self.save("last.pt")
+                    if evaluating or saving:
+                        reserve = max(reserve, 1.5 * (time.perf_counter() - t_close))
+                    t_log = t_log if steps_log else time.perf_counter()  # samples/s: training time only
+                    if out_of_time:
+                        stopped_early = self.step < cfg.max_steps
+                        break
         finally:
+            batches.close()
             if metrics is not None:
                 metrics.close()
             if tb is not None:
                 tb.close()
-            del loader
         wall = time.perf_counter() - t0
+        if stopped_early and self.d.main:
+            self.log(f"--time-budget {cfg.time_budget:g} min: stopped after step {self.step} of {cfg.max_steps}, "
+                     "validated and saved")
         return {"steps": self.step - start, "step": self.step, "wall_s": wall,
                 "steps_per_s": (self.step - start) / max(wall, 1e-9), "best_dice": self.best,
-                "best_step": self.best_step, "run_dir": str(self.run_dir)}
+                "best_step": self.best_step, "run_dir": str(self.run_dir), "stopped_early": stopped_early}
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

@@ -66,11 +66,18 @@ def partial_ce(logits: torch.Tensor, target: torch.Tensor, weighted: bool = True
 
 
 def lsgan_d(real: torch.Tensor, fake: torch.Tensor, flip_p: float = 0.0) -> torch.Tensor:
-    """Discriminator's least-squares loss, targets +1 real and -1 fake; ``flip_p`` swaps targets."""
-    t_real, t_fake = torch.ones_like(real), -torch.ones_like(fake)
+    """Discriminator's least-squares loss, targets +1 real and -1 fake.
+
+    Label noise as the authors: with probability ``flip_p`` the whole real batch's targets are
+    swapped, and independently the whole fake batch's (their code flips the sign of one
+    discriminator call's output at a time; flipping the targets gives the intended gradient, where
+    their identity-gradient sign flip does not). The coins stay on the device: no host sync.
+    """
+    t_real, t_fake = torch.ones_like(real, dtype=torch.float32), -torch.ones_like(fake, dtype=torch.float32)
     if flip_p > 0:
-        t_real = torch.where(torch.rand_like(real) < flip_p, -t_real, t_real)
-        t_fake = torch.where(torch.rand_like(fake) < flip_p, -t_fake, t_fake)
+        coins = torch.rand(2, device=real.device) < flip_p
+        t_real = torch.where(coins[0], -t_real, t_real)
+        t_fake = torch.where(coins[1], -t_fake, t_fake)
     return 0.5 * ((real.float() - t_real) ** 2).mean() + 0.5 * ((fake.float() - t_fake) ** 2).mean()
 
 
