@@ -166,6 +166,24 @@ def test_partial_ce_ignores_unlabelled_pixels():
     assert float(partial_ce(logits, target)) == pytest.approx(expected, rel=1e-5)
 
 
+def test_partial_ce_equals_torchs_weighted_mean_without_asking_the_device():
+    """The sync-free form (index_add_ counts, a summed-weight denominator) is torch's weighted mean."""
+    from torch.nn import functional as F
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 4, 16, 16, requires_grad=True)
+    target = torch.randint(0, 4, (3, 16, 16))
+    target[torch.rand(3, 16, 16) < 0.7] = 255
+    for weighted in (True, False):
+        w = class_weights(target, 4) if weighted else None
+        want = F.cross_entropy(logits, target, weight=w, ignore_index=255)
+        got = partial_ce(logits, target, weighted=weighted).detach()
+        assert float(got) == pytest.approx(float(want.detach()), rel=1e-5)
+    none = partial_ce(logits, torch.full((3, 16, 16), 255))
+    none.backward()  # nothing labelled: a zero loss that still has a gradient path
+    assert float(none) == 0.0 and float(logits.grad.abs().sum()) == 0.0
+
+
 def test_class_weights_are_inverse_frequency():
     t = torch.tensor([[0, 0, 0, 1, 255, 255]])
     w = class_weights(t, 3)

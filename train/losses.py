@@ -17,9 +17,7 @@ def ignore_unknown_classes(target: torch.Tensor, label_state: torch.Tensor, igno
     be learnt from it, neither as itself nor as "not the others".
     """
     t = target.long()
-    unknown = label_state < 0  # (B, K)
-    if not bool(unknown.any()):
-        return t
+    unknown = (label_state < 0).to(t.device)  # (B, K); always applied: a host check would sync every step
     safe = torch.where(t == ignore, 0, t).clamp_max(unknown.shape[1] - 1)
     drop = torch.gather(unknown, 1, safe.flatten(1)).view_as(t) & (t != ignore)
     return torch.where(drop, torch.full_like(t, ignore), t)
@@ -34,15 +32,19 @@ def mask_unknown_logits(logits: torch.Tensor, label_state: torch.Tensor) -> torc
     logits get no gradient and no probability mass in the cross-entropy.
     """
     unknown = (label_state < 0).to(logits.device)
-    if not bool(unknown.any()):
-        return logits
     return logits.masked_fill(unknown[:, :, None, None], MASKED_LOGIT)
 
 
 def class_weights(target: torch.Tensor, classes: int, ignore: int = IGNORE) -> torch.Tensor:
-    """MAAG's weights N_total / (N_c + eps) from the batch's labelled pixel counts."""
-    t = target[target != ignore].long()
-    counts = torch.bincount(t, minlength=classes)[:classes].float()
+    """MAAG's weights N_total / (N_c + eps) from the batch's labelled pixel counts.
+
+    Counted with index_add_ into a spare bin for ``ignore``: no boolean indexing or bincount, whose
+    output sizes depend on the data and make the host wait for the device.
+    """
+    t = target.reshape(-1).long()
+    t = torch.where(t == ignore, classes, t).clamp(0, classes)
+    counts = torch.zeros(classes + 1, device=t.device).index_add_(0, t, torch.ones_like(t, dtype=torch.float32))
+    counts = counts[:classes]
     return counts.sum() / (counts + EPS)
 
 
@@ -52,17 +54,21 @@ def partial_ce(logits: torch.Tensor, target: torch.Tensor, weighted: bool = True
 
     With ``label_state`` (B, K), classes at -1 in a sample are ignored in it: their pixels become
     ``ignore`` and their logits are masked (``mask_unknown_logits``).
-    Returns 0 (with a gradient path) when no pixel is labelled, so a batch of empty scribbles is
-    harmless rather than NaN.
+    The mean is the weighted sum over labelled pixels divided by their summed weights (as
+    ``F.cross_entropy``), computed so that no labelled pixel gives 0 (with a gradient path) rather
+    than NaN, without asking the device whether any pixel is labelled.
     """
     logits = logits.float()
     if label_state is not None:
         target = ignore_unknown_classes(target, label_state, ignore)
         logits = mask_unknown_logits(logits, label_state)
-    if not bool((target != ignore).any()):
-        return logits.sum() * 0.0
-    w = class_weights(target, logits.shape[1], ignore) if weighted else None
-    return F.cross_entropy(logits, target.long(), weight=w, ignore_index=ignore)
+    t = target.long()
+    k = logits.shape[1]
+    w = class_weights(t, k, ignore) if weighted else torch.ones(k, device=logits.device)
+    nll = F.cross_entropy(logits, t, weight=w, ignore_index=ignore, reduction="none")  # 0 where ignored
+    labelled = t != ignore
+    denom = (w[torch.where(labelled, t, 0).clamp(0, k - 1)] * labelled).sum()
+    return nll.sum() / denom.clamp_min(EPS)
 
 
 def lsgan_d(real: torch.Tensor, fake: torch.Tensor, flip_p: float = 0.0) -> torch.Tensor:
