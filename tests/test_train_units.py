@@ -181,7 +181,7 @@ def test_partial_ce_equals_torchs_weighted_mean_without_asking_the_device():
         assert float(got) == pytest.approx(float(want.detach()), rel=1e-5)
     none = partial_ce(logits, torch.full((3, 16, 16), 255))
     none.backward()  # nothing labelled: a zero loss that still has a gradient path
-    assert float(none) == 0.0 and float(logits.grad.abs().sum()) == 0.0
+    assert float(none.detach()) == 0.0 and float(logits.grad.abs().sum()) == 0.0
 
 
 def test_class_weights_are_inverse_frequency():
