@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from datakit.errors import DatakitError
+from datakit.resources import manifest
 
-DEFAULT_MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "unity_classes.json"
+DEFAULT_MANIFEST = manifest("unity_classes.json")  # manifests/unity_classes.json, as installed
 MODES = {"fill": 1, "line": 1, "between": 2}  # mode -> number of curves per rule
 
 
@@ -74,7 +75,7 @@ def load_class_map(path: str | Path | None = None) -> ClassMap:
     """Read and check a class manifest; errors name the file and the JSON key."""
     path = Path(path) if path is not None else DEFAULT_MANIFEST
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DatakitError("class manifest not found", path) from None
     except (OSError, UnicodeDecodeError, ValueError) as e:

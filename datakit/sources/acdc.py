@@ -22,17 +22,18 @@ from datakit.errors import DatakitError
 from datakit.geometry import SliceGrid
 from datakit.nifti import Volume, load_nifti
 from datakit.normalize import fit_normalizer, normalizer_name
+from datakit.resources import manifest
 from datakit.sample import IGNORE, Sample, checked_labels, label_states_of_stack
 from datakit.sources.base import ItemResult, find_patient_folders, source_path
 from datakit.sources.cfg import cfg_frame, cfg_number, read_cfg
 
-MANIFEST = Path(__file__).resolve().parents[2] / "manifests" / "acdc.json"
+MANIFEST = manifest("acdc.json")  # manifests/acdc.json, installed as datakit.manifests
 PATIENT_DIR = re.compile(r"^patient\d{3}$")
 VALVANO_UNLABELLED = 4
 
 
 def load_manifest() -> dict[str, Any]:
-    return json.loads(MANIFEST.read_text())
+    return json.loads(MANIFEST.read_text(encoding="utf-8"))
 
 
 def find_patient_dirs(root: Path) -> list[Path]:

@@ -24,13 +24,14 @@ import numpy as np
 from datakit.errors import DatakitError
 from datakit.geometry import SliceGrid
 from datakit.normalize import fit_normalizer, normalizer_name
+from datakit.resources import manifest
 from datakit.sample import IGNORE, Sample, checked_labels, label_state_from_mask
 from datakit.sitk_io import read_image
 from datakit.sources.base import ItemResult, find_patient_folders, source_path
 from datakit.sources.camus_info import QUALITY_RANK, ViewInfo, parse_info
 from datakit.splits import SplitResult, make_splits
 
-MANIFEST = Path(__file__).resolve().parents[2] / "manifests" / "camus.json"
+MANIFEST = manifest("camus.json")  # manifests/camus.json, installed as datakit.manifests
 PATIENT_DIR = re.compile(r"^patient\d{4}$")
 EXT = {"nifti": ".nii.gz", "mhd": ".mhd"}
 SEQUENCE = {"nifti": "half_sequence", "mhd": "sequence"}
@@ -39,7 +40,7 @@ FRAMES = ("ed-es", "sequence")
 
 
 def load_manifest() -> dict[str, Any]:
-    return json.loads(MANIFEST.read_text())
+    return json.loads(MANIFEST.read_text(encoding="utf-8"))
 
 
 def find_patient_dirs(root: Path) -> list[Path]:
