@@ -195,6 +195,17 @@ def test_eval_and_predict_cli(small_store: Path, tiny_run: Path, tmp_path: Path,
     assert r.exit_code == 1 and "not empty" in r.output
 
 
+def test_run_directory_records_provenance(tiny_run: Path):
+    import h5py
+
+    import datakit
+
+    p = json.loads((tiny_run / "provenance.json").read_text())
+    assert p["torch"] == torch.__version__ and p["datakit"] == datakit.__version__
+    assert p["numpy"] == np.__version__ and p["h5py"] == h5py.__version__
+    assert "git_commit" in p and p["argv"]
+
+
 def test_predict_checks_the_preview_folder_before_predicting(small_store: Path, tiny_run: Path, tmp_path: Path):
     pred = tmp_path / "pred"
     r = invoke("predict", "--checkpoint", tiny_run / "checkpoints" / "last.pt", "--store", small_store, "--out",

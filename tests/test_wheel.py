@@ -11,6 +11,7 @@ there (among them the editable install's finder, which would import the checkout
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -98,3 +99,9 @@ def test_installed_wheel_converts_and_trains_outside_the_checkout(venv: Path, tm
               cwd=tmp_path, env=env)
     assert "done: 2 steps" in out, out
     assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    # provenance: versions, but no commit (not run from a checkout)
+    run_prov = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    store_prov = json.loads(_sh(bin_ / "python", "-c", "import h5py; print(h5py.File('acdc.h5')"
+                                ".attrs['provenance'])", cwd=tmp_path, env=env))
+    for p in (run_prov, store_prov):
+        assert p["datakit"] and p["numpy"] and p["h5py"] and p["torch"] and p["git_commit"] is None, p

@@ -94,14 +94,27 @@ def _run(config: Path | None = None, resume: bool = False, overwrite: bool = Fal
         check_run_dir(cfg.out, False, overwrite)
         if overwrite and cfg.out.is_dir():
             _clear_run_dir(cfg.out)
-    summary = train(cfg, resume=resume, log=_err)
     import os
 
-    if int(os.environ.get("RANK", 0)) == 0:
+    main_rank = int(os.environ.get("RANK", 0)) == 0
+    try:
+        summary = train(cfg, resume=resume, log=_err)
+    finally:  # also for a run stopped by a NaN loss or Ctrl-C, once it has started writing RUN_DIR
+        if main_rank and (cfg.out / "config.toml").is_file():
+            _write_provenance(cfg.out)
+    if main_rank:
         best = (f"best valid Dice {summary['best_dice']:.4f} at step {summary['best_step']}"
                 if summary["best_dice"] >= 0 else "no validation")
         _err(f"done: {summary['steps']} steps in {summary['wall_s']:.1f} s ({summary['steps_per_s']:.2f} it/s); "
              f"{best}; run in {summary['run_dir']}")
+
+
+def _write_provenance(out: Path) -> None:
+    """RUN_DIR/provenance.json: versions of datakit, numpy, h5py, torch, ..., the git commit of a
+    checkout, and the command line (a resumed run replaces it with its own)."""
+    from datakit.provenance import provenance
+
+    (out / "provenance.json").write_text(json.dumps({**provenance(), "argv": sys.argv}, indent=1) + "\n")
 
 
 def _clear_run_dir(out: Path) -> None:
@@ -110,7 +123,7 @@ def _clear_run_dir(out: Path) -> None:
 
     for name in ("checkpoints", "tb"):
         shutil.rmtree(out / name, ignore_errors=True)
-    for name in ("metrics.jsonl", "config.toml"):
+    for name in ("metrics.jsonl", "config.toml", "provenance.json"):
         (out / name).unlink(missing_ok=True)
 
 

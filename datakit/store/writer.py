@@ -26,6 +26,7 @@ import numpy as np
 
 from datakit import __version__
 from datakit.errors import DatakitError
+from datakit.provenance import provenance
 from datakit.sample import Sample
 from datakit.store.contract import (
     IGNORE_INDEX,
@@ -214,6 +215,7 @@ class StoreWriter:
         f.attrs["image_size"] = np.array([h, w], np.int64)
         for key, value in attrs.items():
             self.set_attr(key, value)
+        f.attrs["provenance"] = json.dumps(provenance())  # after attrs: a copied store's is replaced
         gzip = {"compression": "gzip", "compression_opts": IMAGE_GZIP_LEVEL, "shuffle": True} \
             if self.image_compression == "gzip" else {}
         img = f.create_dataset("images", (0, c, h, w), np.float32, maxshape=(None, c, h, w),
