@@ -206,6 +206,21 @@ def test_run_directory_records_provenance(tiny_run: Path):
     assert "git_commit" in p and p["argv"]
 
 
+def test_eval_and_predict_show_progress_on_a_terminal(small_store: Path, tiny_run: Path, tmp_path: Path):
+    import re
+
+    terminal = {"FORCE_COLOR": "1", "COLUMNS": "120"}  # rich then draws its bar into the captured stderr
+    n = len(Store(small_store).indices("test"))
+    r = runner.invoke(app, ["eval", "--run", str(tiny_run), "--split", "test"], env=terminal)
+    assert r.exit_code == 0, r.output
+    assert re.findall(r"evaluating test.*?(\d+/\d+)", r.output)[-1] == f"{n}/{n}"
+    r = runner.invoke(app, ["predict", "--checkpoint", str(tiny_run / "checkpoints" / "last.pt"), "--store",
+                            str(small_store), "--out", str(tmp_path / "p"), "--split", "test"], env=terminal)
+    assert r.exit_code == 0, r.output
+    assert re.findall(r"predicting test.*?(\d+/\d+)", r.output)[-1] == f"{n}/{n}"
+    assert "evaluating" not in invoke("eval", "--run", tiny_run, "--split", "test").output  # not a terminal
+
+
 def test_predict_checks_the_preview_folder_before_predicting(small_store: Path, tiny_run: Path, tmp_path: Path):
     pred = tmp_path / "pred"
     r = invoke("predict", "--checkpoint", tiny_run / "checkpoints" / "last.pt", "--store", small_store, "--out",

@@ -201,10 +201,14 @@ def eval_cmd(
     if json_out is not None and json_out.exists() and not overwrite:
         raise DatakitError("exists; pass --overwrite to replace it", json_out)
     ck, ck_path, s, model, dev = _load(checkpoint, run, store, device)
+    from datakit.pipeline import _progress
     from train.inference import evaluate
 
-    res = {"split": split, "store": str(s.path), "checkpoint": str(ck_path), "step": int(ck["step"]),
-           **evaluate(model, s, _indices(s, split), dev)}
+    indices = _indices(s, split)
+    with _progress(None) as bar:  # on a terminal only, as convert's
+        task = bar.add_task(f"evaluating {split}", total=len(indices))
+        scores = evaluate(model, s, indices, dev, progress=lambda n: bar.advance(task, n))
+    res = {"split": split, "store": str(s.path), "checkpoint": str(ck_path), "step": int(ck["step"]), **scores}
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         tmp = json_out.with_name(f".{json_out.name}.tmp")
@@ -263,7 +267,12 @@ def predict_cmd(
         from datakit.preview import pick  # the montage is datakit's preview, with a prediction panel
 
         keep = {int(i) for i in pick(s, split, 8, 0)}
-    n, kept = write_predictions(model, s, indices, dev, out, fmt, grid, keep=keep)
+    from datakit.pipeline import _progress
+
+    with _progress(None) as bar:
+        task = bar.add_task(f"predicting {split}", total=len(indices))
+        n, kept = write_predictions(model, s, indices, dev, out, fmt, grid, keep=keep,
+                                    progress=lambda k: bar.advance(task, k))
     _err(f"wrote {n} {fmt.upper()} files to {out}")
     if preview is not None:
         from datakit.preview import write_preview

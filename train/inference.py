@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -60,24 +60,28 @@ def predict_volume(model: torch.nn.Module, store: Store, vol: Volume, device: to
     return np.concatenate(out)
 
 
-def iter_predictions(model: torch.nn.Module, store: Store, indices: np.ndarray,
-                     device: torch.device) -> Iterator[tuple[Volume, np.ndarray]]:
+def iter_predictions(model: torch.nn.Module, store: Store, indices: np.ndarray, device: torch.device,
+                     progress: Callable[[int], None] | None = None) -> Iterator[tuple[Volume, np.ndarray]]:
+    """Each volume of ``indices`` with its prediction; ``progress(slices)`` once the caller is done with it."""
     was_training = model.training
     model.eval()
     try:
         for vol in volumes(store, indices):
             yield vol, predict_volume(model, store, vol, device)
+            if progress is not None:  # the caller has used (scored, written) this volume
+                progress(len(vol.indices))
     finally:
         model.train(was_training)
 
 
 def evaluate(model: torch.nn.Module, store: Store, indices: np.ndarray, device: torch.device,
-             with_hd: bool = True) -> dict[str, Any]:
-    """Per-volume scores and their mean/std; the JSON of ``train eval`` less split/checkpoint names."""
+             with_hd: bool = True, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Per-volume scores and their mean/std; the JSON of ``train eval`` less split/checkpoint names.
+    ``progress(slices)`` is called after each volume is predicted."""
     classes = store.classes
     masks = store.file["masks"]
     rows = []
-    for vol, pred in iter_predictions(model, store, indices, device):
+    for vol, pred in iter_predictions(model, store, indices, device, progress):
         ref = np.stack([masks[int(i)] for i in vol.indices])
         scores = volume_scores(pred, ref, vol.spacing, classes, with_hd=with_hd)
         rows.append({**vol.key, "slices": len(vol.indices), **scores})

@@ -17,6 +17,7 @@ File names: patient_frame_view (``_sNN`` per slice for PNG), the sample index fo
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -72,15 +73,17 @@ def to_source_grid(pred: np.ndarray, source_shape: tuple[int, int], source_spaci
 
 def write_predictions(model: torch.nn.Module, store: Store, indices: np.ndarray, device: torch.device,
                       out: Path, fmt: str, grid: str = "source",
-                      keep: set[int] | None = None) -> tuple[int, dict[int, np.ndarray]]:
-    """Write the predictions; return the number of files and the stored-grid predictions of ``keep``."""
+                      keep: set[int] | None = None,
+                      progress: Callable[[int], None] | None = None) -> tuple[int, dict[int, np.ndarray]]:
+    """Write the predictions; return the number of files and the stored-grid predictions of ``keep``.
+    ``progress(slices)`` after each volume."""
     from PIL import Image
 
     out.mkdir(parents=True, exist_ok=True)
     written = 0
     kept: dict[int, np.ndarray] = {}
     used: set[str] = set()
-    for vol, pred in iter_predictions(model, store, indices, device):
+    for vol, pred in iter_predictions(model, store, indices, device, progress):
         for i, lab in zip(vol.indices, pred, strict=True):
             if keep is not None and int(i) in keep:
                 kept[int(i)] = lab

@@ -24,8 +24,11 @@ def synth_camus(
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into an existing non-empty folder."),
 ) -> None:
     """CAMUS phantoms: echo fans with speckle, LV/MYO/LA masks, Info cfg files, split lists."""
+    from datakit.pipeline import _progress
     from datakit.synth.camus import write_camus_phantoms
 
-    paths = write_camus_phantoms(out, patients=patients, release=release, seed=seed, overwrite=overwrite,
-                                 row_spacing=row_spacing)
+    with _progress(None) as bar:  # on a terminal only, as convert's
+        task = bar.add_task("writing CAMUS phantoms", total=patients)
+        paths = write_camus_phantoms(out, patients=patients, release=release, seed=seed, overwrite=overwrite,
+                                     row_spacing=row_spacing, progress=lambda n: bar.advance(task, n))
     typer.echo(f"wrote {len(paths)} CAMUS phantom patients ({release} release) to {out}")

@@ -22,7 +22,7 @@ import math
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,8 +136,10 @@ def _target(out_dir: Path, dataset_id: int, name: str, overwrite: bool) -> Path:
 
 def export_nnunet(store_path: str | Path, out_dir: str | Path, dataset_id: int, name: str, *,
                   labels: str = "masks", fmt: str = "auto", channel_names: Sequence[str] | None = None,
-                  overwrite: bool = False, preprocessed: str | Path | None = None) -> ExportReport:
+                  overwrite: bool = False, preprocessed: str | Path | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> ExportReport:
     """Write ``OUT_DIR/DatasetNNN_NAME`` (see the module docstring); nothing is left on failure.
+    ``progress(done, total)`` after each case.
 
     nnU-Net reads ``splits_final.json`` from ``nnUNet_preprocessed/DatasetNNN_NAME/``, not from the raw
     folder: with ``preprocessed`` (that nnUNet_preprocessed folder) the split is written there too.
@@ -156,7 +158,7 @@ def export_nnunet(store_path: str | Path, out_dir: str | Path, dataset_id: int, 
         cases, notes = plan_cases(store, volumes=fmt == "nifti")
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
         try:
-            report = _write(store, cases, tmp, target.name, fmt, labels, names, notes)
+            report = _write(store, _reported(cases, progress), tmp, target.name, fmt, labels, names, notes)
             report.folder = target
             if target.exists():
                 shutil.rmtree(target)
@@ -195,7 +197,15 @@ def _format(store: Store, fmt: str) -> str:
     return fmt
 
 
-def _write(store: Store, cases: list[Case], root: Path, title: str, fmt: str, labels: str,
+def _reported(cases: list[Case], progress: Callable[[int, int], None] | None) -> Iterator[Case]:
+    """The cases, reporting ``progress(done, total)`` once the writer is done with each."""
+    for done, case in enumerate(cases, 1):
+        yield case
+        if progress is not None:
+            progress(done, len(cases))
+
+
+def _write(store: Store, cases: Iterable[Case], root: Path, title: str, fmt: str, labels: str,
            channel_names: list[str], notes: list[str]) -> ExportReport:
     k = len(store.classes)
     ending = ".png" if fmt == "png" else ".nii.gz"

@@ -24,6 +24,7 @@ In the MHD release some patients have ED after ES in their full sequence, as the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,14 +162,14 @@ def _write_lines(path: Path, ids: list[str]) -> None:
 
 def write_camus_phantoms(out: str | Path, patients: int = 10, release: str = "nifti", seed: int = 0,
                          overwrite: bool = False, row_spacing: float = 0.154,
-                         testing: int | None = None) -> list[Path]:
+                         testing: int | None = None, progress: Callable[[int], None] | None = None) -> list[Path]:
     """Write ``patients`` phantom patients in the ``release`` layout; returns their folders.
 
     ``row_spacing`` (mm) sets the image size: the default gives about 800 x 550 pixels at 0.154 x
     0.31 mm, the size commonly reported for CAMUS (not confirmed on a real file here); coarser is
     faster to test.
     ``testing`` (MHD release): how many of the last patients go to ``testing/`` without ground
-    truth (default: one in ten).
+    truth (default: one in ten). ``progress(1)`` after each patient.
     """
     if release not in ("nifti", "mhd"):
         raise DatakitError(f"--release must be nifti or mhd, not {release!r}")
@@ -190,6 +191,8 @@ def write_camus_phantoms(out: str | Path, patients: int = 10, release: str = "ni
         for view in VIEWS:
             write_view(folder, pid, view, release, rng, facts, row_spacing, with_gt)
         paths.append(folder)
+        if progress is not None:
+            progress(1)
     if release == "nifti":
         _write_nifti_split(out / "database_split", ids)
     else:
