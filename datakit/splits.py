@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +27,19 @@ import numpy as np
 from datakit.errors import DatakitError
 
 SPLIT_NAMES = ("train", "valid", "test")
+
+
+def split_order(names: Iterable[str]) -> list[str]:
+    """Split names in reading order: training splits first (``train``, then ``train_*`` such as MAAG's
+    ``train_scribble`` / ``train_masks``), then ``valid``, ``test``, then any other, by name."""
+    def key(name: str) -> tuple[int, str]:
+        if name == "train":
+            return 0, ""
+        if name.startswith("train"):
+            return 1, name
+        return ({"valid": 2, "val": 2, "validation": 2, "test": 3}.get(name, 4), name)
+
+    return sorted(names, key=key)
 
 
 @dataclass

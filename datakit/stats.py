@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from datakit.sample import IGNORE
+from datakit.splits import split_order
 from datakit.store import Store
 
 PERCENTILE_PIXELS = 4_000_000  # intensities kept for percentiles; exact while the store is smaller
@@ -102,10 +103,15 @@ def split_stats(store: Store, figs: SampleFigures, rows: np.ndarray) -> dict[str
                             "unknown": int((states[:, j] == -1).sum())},
         }
     n_px = figs.pixels * len(rows) * figs.sum.shape[1]
-    mean = figs.sum[rows].sum() / n_px if n_px else float("nan")
-    var = figs.sumsq[rows].sum() / n_px - mean * mean if n_px else float("nan")
     sub = np.concatenate([figs.subsample[r] for r in rows]) if len(rows) else np.zeros(0, np.float32)
-    p1, p99 = (np.percentile(sub, [1, 99]) if len(sub) else (float("nan"), float("nan")))
+    intensity: dict[str, float | None] = dict.fromkeys(("mean", "std", "p1", "p99"))  # None: no sample
+    if n_px:
+        mean = figs.sum[rows].sum() / n_px
+        var = figs.sumsq[rows].sum() / n_px - mean * mean
+        intensity.update(mean=float(mean), std=float(np.sqrt(max(var, 0.0))))
+    if len(sub):
+        p1, p99 = np.percentile(sub, [1, 99])
+        intensity.update(p1=float(p1), p99=float(p99))
     spacing = store.meta["spacing"][sel]
     finite = spacing[np.isfinite(spacing).all(axis=1)]
     return {
@@ -114,8 +120,7 @@ def split_stats(store: Store, figs: SampleFigures, rows: np.ndarray) -> dict[str
         "samples_with_mask": int(mk.sum()),
         "samples_with_scribble": int(sk.sum()),
         "classes": per_class,
-        "intensity": {"mean": float(mean), "std": float(np.sqrt(max(var, 0.0))), "p1": float(p1),
-                      "p99": float(p99)},
+        "intensity": intensity,
         "spacing_mm": ({"median": [float(x) for x in np.median(finite, axis=0)],
                         "min": [float(x) for x in finite.min(axis=0)],
                         "max": [float(x) for x in finite.max(axis=0)]} if len(finite) else None),
@@ -132,9 +137,7 @@ def store_stats(path: str | Path, split: str | None = None, chunk: int = 256) ->
         else:
             figs = collect(s, None, chunk)
             groups = {"all": np.arange(len(s))}
-            order = sorted(s.splits, key=lambda n: (("train", "valid", "test").index(n)
-                                                    if n in ("train", "valid", "test") else 3, n))
-            for name in order:
+            for name in split_order(s.splits):  # training splits first, then valid, test
                 groups[name] = s.splits[name]  # positions == store indices when all are read
         return {
             "store": str(s.path),
@@ -144,3 +147,16 @@ def store_stats(path: str | Path, split: str | None = None, chunk: int = 256) ->
             "scribble_sources": sorted(set(s.meta["scribble_source"])),
             "splits": {name: split_stats(s, figs, rows) for name, rows in groups.items()},
         }, figs
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf) as None: strict JSON has no NaN."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

@@ -35,8 +35,9 @@ def _render(stats: dict[str, Any]) -> None:
         i = d["intensity"]
         sp = d["spacing_mm"]
         summary.add_row(name, str(d["samples"]), str(d["patients"]), str(d["samples_with_mask"]),
-                        str(d["samples_with_scribble"]), f"{i['mean']:.3f} ({i['std']:.3f})",
-                        f"{i['p1']:.3f} / {i['p99']:.3f}",
+                        str(d["samples_with_scribble"]),
+                        "-" if i["mean"] is None else f"{i['mean']:.3f} ({i['std']:.3f})",
+                        "-" if i["p1"] is None else f"{i['p1']:.3f} / {i['p99']:.3f}",
                         "unknown" if sp is None else " x ".join(f"{x:.3g}" for x in sp["median"]))
     console.print(summary)
     for title, key in (("mask coverage, % of image pixels: mean (std)", "mask_coverage_pct"),
@@ -81,16 +82,17 @@ def stats(
     split: str | None = typer.Option(None, "--split", help="Only this split (default: all samples and every split)."),
 ) -> None:
     """Per split and class: coverage of masks and scribbles, label states, intensities, spacing."""
-    from datakit.stats import store_stats
+    from datakit.stats import json_safe, store_stats
 
     _check_outputs(json_path, plots)
     d, figs = store_stats(store, split)
+    text = json.dumps(json_safe(d), indent=2, allow_nan=False)  # null, not NaN: strict parsers reject NaN
     if json_path is not None and str(json_path) == "-":
-        typer.echo(json.dumps(d, indent=2))
+        typer.echo(text)
     else:
         _render(d)
         if json_path is not None:
-            json_path.write_text(json.dumps(d, indent=2) + "\n")
+            json_path.write_text(text + "\n")
             typer.echo(f"wrote {json_path}")
     if plots is not None:
         from datakit.stats_plots import write_plots

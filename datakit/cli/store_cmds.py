@@ -9,6 +9,8 @@ import typer
 
 from datakit.cli.common import cli_errors
 
+MAX_LISTED = 20  # skipped patients / notes listed in the text summary (--json has all)
+
 
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
@@ -24,11 +26,15 @@ def info(store: Path = typer.Argument(..., help="Store file (.h5)."),
     if as_json:
         typer.echo(json.dumps(d, indent=2))
         return
-    spacing = "unknown" if d["spacing_mm"] is None else " x ".join(f"{x:g}" for x in d["spacing_mm"])
+    def mm(v: list[float] | None) -> str:
+        return "unknown" if v is None else " x ".join(f"{x:g}" for x in v) + " mm"
+
+    spacing = mm(d["spacing_mm"]) if d["spacing"] != "mixed" else "mixed (" + ", ".join(
+        f"{name} {mm(v)}" for name, v in d["spacing_mm_by_dataset"].items()) + ")"
     lines = [
         f"{d['path']}  ({d['size']})",
         f"  samples   {d['samples']} from {d['patients']} patients ({', '.join(d['datasets'])})",
-        f"  images    {d['channels']} x {d['image_size'][0]} x {d['image_size'][1]}, spacing {spacing} mm, "
+        f"  images    {d['channels']} x {d['image_size'][0]} x {d['image_size'][1]}, spacing {spacing}, "
         f"normalisation {d['normalization'] or 'unnamed'}",
         f"  classes   {', '.join(f'{i} {c}' for i, c in enumerate(d['classes']))}",
         f"  scribbles {', '.join(d['scribble_sources'])}",
@@ -37,6 +43,14 @@ def info(store: Path = typer.Argument(..., help="Store file (.h5)."),
             or "none"),
         f"  created   {d['created']} by: {d['command']}",
     ]
+    lines.append(f"  skipped   {len(d['skipped']) or 'none'}")
+    lines += [f"    {x.get('patient', '?')}: {x.get('reason', '')}" if isinstance(x, dict) else f"    {x}"
+              for x in d["skipped"][:MAX_LISTED]]
+    lines.append(f"  notes     {len(d['notes']) or 'none'}")
+    lines += [f"    {note}" for note in d["notes"][:MAX_LISTED]]
+    for what in ("skipped", "notes"):
+        if len(d[what]) > MAX_LISTED:
+            lines.append(f"  ({len(d[what]) - MAX_LISTED} more {what}: datakit info --json lists them all)")
     typer.echo("\n".join(lines))
 
 
