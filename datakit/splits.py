@@ -27,6 +27,7 @@ import numpy as np
 from datakit.errors import DatakitError
 
 SPLIT_NAMES = ("train", "valid", "test")
+RATIO_TOLERANCE = 1e-6  # --ratios must sum to 1 within this (0.7,0.15,0.15 sums to 0.9999999999999999)
 
 
 def split_order(names: Iterable[str]) -> list[str]:
@@ -67,9 +68,13 @@ def parse_ratios(text: str | Sequence[float]) -> list[float]:
         ratios = [float(x) for x in (text.split(",") if isinstance(text, str) else text)]
     except ValueError:
         raise DatakitError(f"--ratios must be comma-separated numbers, not {text!r}") from None
-    if len(ratios) not in (2, 3) or any(r < 0 for r in ratios) or sum(ratios) <= 0:
+    if len(ratios) not in (2, 3) or any(not r >= 0 for r in ratios) or sum(ratios) <= 0:
         raise DatakitError(f"--ratios needs 2 or 3 non-negative numbers (train,valid[,test]), not {text!r}")
     total = sum(ratios)
+    if abs(total - 1.0) > RATIO_TOLERANCE:  # a typo (0.8,0.3,0.1) must not be silently rescaled
+        shown = text if isinstance(text, str) else ",".join(f"{r:g}" for r in ratios)
+        raise DatakitError(f"--ratios {shown} sums to {total:g}, not 1: give fractions of the patients that add "
+                           f"up to 1 (e.g. 0.7,0.15,0.15)")
     return [r / total for r in ratios]
 
 

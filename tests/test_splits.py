@@ -38,7 +38,7 @@ def test_deterministic_per_seed_and_different_across_seeds() -> None:
 @given(n=st.integers(1, 40), ratios=st.lists(st.floats(0.01, 1), min_size=3, max_size=3), seed=st.integers(0, 99))
 def test_every_patient_once_and_every_split_non_empty(n: int, ratios: list[float], seed: int) -> None:
     ids = [f"p{i}" for i in range(n)]
-    r = make_splits("random", ids, ratios=parse_ratios(ratios), seed=seed)
+    r = make_splits("random", ids, ratios=[x / sum(ratios) for x in ratios], seed=seed)
     assigned = [p for v in r.patients.values() for p in v]
     assert sorted(assigned) == sorted(ids)
     if n >= 3:
@@ -95,4 +95,10 @@ def test_bad_specs_and_ratios() -> None:
         make_splits("stratified:weight", IDS, strata={"group": GROUPS})
     with pytest.raises(DatakitError, match="--ratios"):
         parse_ratios("0.5,x")
-    assert parse_ratios("7,1.5,1.5") == pytest.approx([0.7, 0.15, 0.15])
+    assert parse_ratios("0.7,0.15,0.15") == pytest.approx([0.7, 0.15, 0.15])
+    assert parse_ratios("0.8,0.2") == pytest.approx([0.8, 0.2])
+    for bad, total in (("0.8,0.3,0.1", "1.2"), ("7,1.5,1.5", "10"), ("0.33,0.33,0.33", "0.99")):
+        with pytest.raises(DatakitError, match=rf"--ratios {bad} sums to {total}, not 1"):  # never rescaled
+            parse_ratios(bad)
+    with pytest.raises(DatakitError, match="non-negative"):
+        parse_ratios("nan,0.5,0.5")

@@ -8,6 +8,7 @@ outside the mapping is an error, never folded into a class.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,8 +71,24 @@ class MaskMapping:
                                    f"{self.n_classes} classes (--classes)")
         if self.binarize is not None and self.n_classes != 2:
             raise DatakitError(f"--binarize makes 2 classes, but --classes names {self.n_classes}")
+        if self.binarize is not None and not math.isfinite(self.binarize):
+            raise DatakitError(f"--binarize must be a finite grey level, not {self.binarize}")
+
+    def check_threshold(self, raw: np.ndarray, path: Path) -> None:
+        """--binarize T where no pixel of this mask's dtype can be above T (e.g. 300 on 8-bit masks), or
+        every pixel is (T below the dtype's minimum): all-background or all-foreground masks would pass
+        validation unnoticed, so refuse it."""
+        if self.binarize is None or raw.dtype.kind not in "ui":
+            return
+        lo, hi = np.iinfo(raw.dtype).min, np.iinfo(raw.dtype).max
+        t = self.binarize
+        if t >= hi or t < lo:
+            raise DatakitError(f"--binarize {t:g} is impossible for {raw.dtype} masks (grey levels {lo}-{hi}): every "
+                               f"pixel would be {'background' if t >= hi else 'foreground'}; give a threshold "
+                               f"from {lo} to {hi - 1} (127 for black/white 8-bit masks)", path)
 
     def apply(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        self.check_threshold(raw, path)
         if raw.ndim == 3:
             if not is_colour(raw):
                 raw = raw[..., 0]
@@ -133,6 +150,9 @@ class FolderSource:
             raise DatakitError(f"--classes needs at least 2 distinct names, not {self.classes}")
         self.mapping = MaskMapping(len(self.classes), self.binarize, self.mask_values)
         self.pairs = find_pairs(self.root, self.mask_suffix, self.images_dir, self.masks_dir)
+        if self.binarize is not None and self.pairs:  # an impossible --binarize fails before any work,
+            first = self.pairs[0].mask                  # whatever --on-error says (each mask is checked too)
+            self.mapping.check_threshold(read_array(first), first)
         self.name = f"folder:{self.name or self.root.resolve().name}"
         self.image_size = (self.size, self.size)
         self._items = self._group()
