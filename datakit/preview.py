@@ -3,6 +3,7 @@ patient / frame / slice captions and a class colour legend."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,29 @@ def overlay(rgb: np.ndarray, labels: np.ndarray, alpha: float, background: bool)
     return out
 
 
+PANEL_W, PANEL_H = 2.3, 2.6  # inches per panel (image + its two-line caption)
+TITLE_H, LEGEND_H = 0.45, 0.45  # inches reserved for a one-line title above and the class legend below
+TITLE_LINE_H, TITLE_CHARS_PER_INCH = 0.2, 11  # the title wraps to the figure's width at 10 pt
+
+
+def short_id(text: str, limit: int) -> str:
+    """``text`` cut in the middle to ``limit`` characters (Unity's 64-hex ids would cross into the next
+    panel's caption): the start and end stay readable."""
+    if len(text) <= limit:
+        return text
+    tail = max(4, limit // 3)
+    return f"{text[:limit - tail - 1]}\u2026{text[-tail:]}"
+
+
+def caption(smp: dict) -> str:
+    """Two short lines over the image panel: ``#index patient`` and ``view frame slice N``."""
+    where = [str(x) for x in (smp["view"], smp["frame"]) if str(x)]
+    if int(smp["slice"]) >= 0:
+        where.append(f"slice {int(smp['slice'])}")
+    first = f"#{int(smp['index'])} {short_id(str(smp['patient']), 22)}"
+    return first + ("\n" + short_id(" ".join(where), 30) if where else "")
+
+
 def pick(store: Store, split: str | None, n: int, seed: int) -> np.ndarray:
     idx = store.indices(split)
     if not len(idx):
@@ -52,7 +76,8 @@ def pick(store: Store, split: str | None, n: int, seed: int) -> np.ndarray:
 def write_preview(path: str | Path, out: str | Path, split: str | None = None, n: int = 16,
                   seed: int = 0, predictions: dict[int, np.ndarray] | None = None, *,
                   overwrite: bool = True) -> Path:
-    """Montage of ``n`` random samples of ``split``: 2 samples per row, 3 panels each.
+    """Montage of ``n`` random samples of ``split``: 2 samples per row, 3 panels each (image, mask,
+    scribble; 2 for a store without scribbles).
 
     With ``predictions`` (sample index -> predicted labels, e.g. from ``train predict --preview``) the
     montage shows those samples, and the third panel is the prediction instead of the scribble.
@@ -71,34 +96,43 @@ def write_preview(path: str | Path, out: str | Path, split: str | None = None, n
 
     with Store(path) as s:
         chosen = np.array(sorted(predictions)) if predictions else pick(s, split, n, seed)
+        scribbled = bool((s.meta["scribble_source"] != "none").any())
+        third = "prediction" if predictions else ("scribble" if scribbled else None)  # no empty column
+        panels = 3 if third else 2
         per_row = 2 if len(chosen) > 1 else 1
         rows = int(np.ceil(len(chosen) / per_row))
-        fig, axes = plt.subplots(rows, 3 * per_row, figsize=(2.3 * 3 * per_row, 2.5 * rows + 0.9), squeeze=False)
+        width = PANEL_W * panels * per_row
+        what = ("mask vs prediction" if predictions else "background shown in scribbles only" if scribbled
+                else "no scribbles in this store")
+        title = textwrap.fill(f"{s.path.name}: {len(chosen)} of {len(s.indices(split))} samples "
+                              f"({split or 'all'}, seed {seed}); {what}", int(width * TITLE_CHARS_PER_INCH))
+        title_h = TITLE_H + TITLE_LINE_H * title.count("\n")
+        height = PANEL_H * rows + title_h + LEGEND_H
+        fig, axes = plt.subplots(rows, panels * per_row, figsize=(width, height), squeeze=False)
         for ax in axes.ravel():
             ax.axis("off")
         for j, i in enumerate(chosen):
             smp = s.sample(int(i))
             rgb = to_rgb(smp["image"])
             r, c0 = divmod(j, per_row)
-            third = overlay(rgb, predictions[int(i)], 0.45, background=False) if predictions else \
-                overlay(rgb, smp["scribble"], 1.0, background=True)
-            panels = (rgb, overlay(rgb, smp["mask"], 0.45, background=False), third)
-            where = [str(smp["patient"])] + [str(x) for x in (smp["view"], smp["frame"]) if str(x)]
-            if int(smp["slice"]) >= 0:
-                where.append(f"slice {int(smp['slice'])}")
-            titles = (f"#{int(i)} " + " ".join(where), "mask" + ("" if (smp["mask"] != IGNORE).any() else ": none"),
-                      "prediction" if predictions else f"scribble ({smp['scribble_source']})")
-            for k, (img, title) in enumerate(zip(panels, titles, strict=True)):
-                ax = axes[r, 3 * c0 + k]
+            shown = [(rgb, caption(smp)),
+                     (overlay(rgb, smp["mask"], 0.45, background=False),
+                      "mask" + ("" if (smp["mask"] != IGNORE).any() else ": none"))]
+            if third == "prediction":
+                shown.append((overlay(rgb, predictions[int(i)], 0.45, background=False), "prediction"))
+            elif third == "scribble":
+                shown.append((overlay(rgb, smp["scribble"], 1.0, background=True),
+                              f"scribble ({short_id(str(smp['scribble_source']), 24)})"))
+            for k, (img, title) in enumerate(shown):
+                ax = axes[r, panels * c0 + k]
                 ax.imshow(img, interpolation="nearest")
                 ax.set_title(title, fontsize=8)
         legend = [Patch(color=colour(k), label=f"{k} {name}") for k, name in enumerate(s.classes)]
         fig.legend(handles=legend, loc="lower center", ncol=min(len(legend), 8), frameon=False, fontsize=9)
-        what = "mask vs prediction" if predictions else "background shown in scribbles only"
-        fig.suptitle(f"{s.path.name}: {len(chosen)} of {len(s.indices(split))} samples "
-                     f"({split or 'all'}, seed {seed}); {what}", fontsize=10)
-        inch = 1 / fig.get_figheight()
-        fig.tight_layout(rect=(0, 0.45 * inch, 1, 1 - 0.1 * inch), h_pad=2.0)
+        inch = 1 / height
+        fig.suptitle(title, fontsize=10, y=1 - 0.1 * inch, va="top")
+        # the panels (with their captions) between the legend's band and the title's: nothing overlaps
+        fig.tight_layout(rect=(0, LEGEND_H * inch, 1, 1 - title_h * inch), h_pad=1.0)
         tmp = out.with_name(f".{out.name}.tmp.png")
         try:
             fig.savefig(tmp, dpi=100)

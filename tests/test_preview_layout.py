@@ -1,0 +1,89 @@
+"""`preview` pictures that read: captions of long ids (Unity's 64-hex codes) do not run into each other,
+the title clears the first row at the default --n 16, and a store without scribbles gets no empty
+scribble column. Checked on the drawn figure's text boxes when it is saved (its layout is final)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from datakit.preview import short_id, write_preview
+from datakit.sample import Sample, label_state_from_mask
+from datakit.store import StoreWriter
+
+HEX = "0123456789abcdef"
+
+
+def _store(path: Path, scribbles: bool, n: int = 20) -> Path:
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(n):
+        m = np.zeros((32, 32), np.uint8)
+        m[8:20, 10:22] = 1
+        sc = np.full((32, 32), 255, np.uint8)
+        if scribbles:
+            sc[12, 12:18] = 1
+        vid = "".join(rng.choice(list(HEX), 64))  # Unity: one video's 64-hex code
+        samples.append(Sample(image=rng.normal(size=(1, 32, 32)).astype(np.float32), mask=m, scribble=sc,
+                              label_state=label_state_from_mask(m, 2), dataset="unity", patient=f"01-{vid}",
+                              frame=f"{i:04d}", view="A4C", scribble_source="synthetic:skeleton" if scribbles
+                              else "none"))
+    with StoreWriter(path, classes=["background", "LV"], image_size=(32, 32), command="test") as w:
+        w.append(samples)
+        w.set_patients({"id": sorted({s.patient for s in samples})})
+        w.set_splits({"train": list(range(n))}, method="random", seed=0, ratios=[1.0])
+    return path
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The figure of the next savefig, with its renderer (boxes in display pixels, y upwards)."""
+    from matplotlib.figure import Figure
+
+    figs: list = []
+    save = Figure.savefig
+
+    def savefig(fig: Figure, *args: object, **kwargs: object) -> None:
+        save(fig, *args, **kwargs)
+        r = fig.canvas.get_renderer()
+        titles = [(ax, ax.title.get_text(), ax.title.get_window_extent(r)) for ax in fig.axes if ax.title.get_text()]
+        figs.append({"fig_w": fig.get_figwidth() * fig.dpi, "fig_h": fig.get_figheight() * fig.dpi,
+                     "titles": titles, "suptitle": fig._suptitle.get_window_extent(r),
+                     "axes": [ax.get_window_extent(r) for ax in fig.axes if ax.images]})
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    return figs
+
+
+def test_long_id_captions_and_the_title_do_not_overlap(tmp_path: Path, drawn: list):
+    store = _store(tmp_path / "unity.h5", scribbles=True)
+    write_preview(store, tmp_path / "p.png")  # the default --n 16
+    d = drawn[0]
+    assert len(d["axes"]) == 16 * 3
+    boxes = [b for _, _, b in d["titles"]]
+    for (ta, a), (tb, b) in itertools.combinations(zip([t for _, t, _ in d["titles"]], boxes, strict=True), 2):
+        assert not a.overlaps(b), (ta, tb)
+    for _, text, b in d["titles"]:
+        assert b.x0 >= 0 and b.x1 <= d["fig_w"], text
+    top_row = max(b.y1 for b in boxes + d["axes"])  # the first row's captions are the highest
+    assert d["suptitle"].y0 > top_row, (d["suptitle"], top_row)
+    assert d["suptitle"].y1 <= d["fig_h"] and d["suptitle"].x0 >= 0 and d["suptitle"].x1 <= d["fig_w"]
+    caption = d["titles"][0][1]
+    assert caption.startswith("#") and "\u2026" in caption and "A4C" in caption  # the id cut in the middle
+
+
+def test_no_scribble_column_without_scribbles(tmp_path: Path, drawn: list):
+    write_preview(_store(tmp_path / "none.h5", scribbles=False), tmp_path / "p.png", n=4)
+    titles = [t for _, t, _ in drawn[0]["titles"]]
+    assert len(drawn[0]["axes"]) == 4 * 2 and not any(t.startswith("scribble") for t in titles), titles
+    write_preview(_store(tmp_path / "some.h5", scribbles=True), tmp_path / "q.png", n=4)
+    assert len(drawn[1]["axes"]) == 4 * 3
+
+
+def test_short_id():
+    assert short_id("patient001", 22) == "patient001"
+    s = short_id("01-" + "ab" * 32, 22)
+    assert len(s) == 22 and s.startswith("01-ab") and s.endswith("abab")
