@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from importlib.resources import files
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # importlib.resources.abc is Python 3.11+
@@ -16,7 +17,14 @@ MANIFESTS = "datakit.manifests"
 
 def manifest(name: str) -> Traversable:
     """A file of ``manifests/`` (e.g. ``"acdc.json"``), wherever datakit is installed."""
-    return files(MANIFESTS).joinpath(name)
+    try:
+        root: Traversable | Path = files(MANIFESTS)
+    except ModuleNotFoundError:
+        # a checkout whose editable install predates the mapping (re-run `make install`): its own folder
+        root = Path(__file__).resolve().parents[1] / "manifests"
+        if not root.is_dir():
+            raise
+    return root.joinpath(name)
 
 
 def read_manifest(name: str) -> Any:

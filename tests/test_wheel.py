@@ -105,3 +105,16 @@ def test_installed_wheel_converts_and_trains_outside_the_checkout(venv: Path, tm
                                 ".attrs['provenance'])", cwd=tmp_path, env=env))
     for p in (run_prov, store_prov):
         assert p["datakit"] and p["numpy"] and p["h5py"] and p["torch"] and p["git_commit"] is None, p
+
+
+def test_a_stale_editable_install_still_finds_the_checkouts_manifests(monkeypatch: pytest.MonkeyPatch):
+    """A venv installed before manifests/ became datakit.manifests (no `make install` since) has no
+    mapping for it: the checkout's own folder is read, not a traceback."""
+    import datakit.resources as resources
+
+    def missing(name: str):
+        raise ModuleNotFoundError(f"No module named {name!r}")
+
+    monkeypatch.setattr(resources, "files", missing)
+    assert resources.manifest("acdc.json") == REPO / "manifests" / "acdc.json"
+    assert resources.read_manifest("camus.json")["classes"]
