@@ -4,6 +4,7 @@ checkout that wrote it (an installed wheel records none: tests/test_wheel.py).""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -26,9 +27,10 @@ def test_store_records_versions_and_commit(acdc_store: Path):
     assert p["hdf5"] == h5py.version.hdf5_version
     for lib in ("SimpleITK", "torch", "python"):
         assert isinstance(p[lib], str) and p[lib][0].isdigit(), (lib, p[lib])
-    if (REPO / ".git").exists():
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
-        assert p["git_commit"] == head.stdout.strip() and isinstance(p["git_dirty"], bool)
+    if (REPO / ".git").exists():  # HEAD when the store was written: HEAD now, or before it if one committed since
+        assert re.fullmatch(r"[0-9a-f]{40}", p["git_commit"]) and isinstance(p["git_dirty"], bool), p
+        ancestor = subprocess.run(["git", "-C", str(REPO), "merge-base", "--is-ancestor", p["git_commit"], "HEAD"])
+        assert ancestor.returncode == 0, p["git_commit"]
     assert validate_store(acdc_store) == []  # an extension, not a violation
 
 
