@@ -289,7 +289,8 @@ def test_cli_refuses_bad_input_and_leaves_nothing(small_store: Path, tmp_path: P
     r = invoke("run", "--store", small_store, "--out", run, "--overwrite", "--max-steps", 1, "--valid-split", "",
                *FAST)
     assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.toml", "metrics.jsonl", "notes.txt"]
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.toml", "metrics.jsonl", "notes.txt",
+                                                   "provenance.json"]
     r = invoke("eval", "--run", tmp_path / "nowhere")
     assert r.exit_code == 1 and "nowhere" in r.output
     bad = tmp_path / "bad.pt"
