@@ -46,3 +46,19 @@ def test_no_commit_outside_a_checkout(monkeypatch: pytest.MonkeyPatch, tmp_path:
         assert p["git_commit"] is None and p["git_dirty"] is None and p["datakit"] == datakit.__version__
     finally:
         prov.git_state.cache_clear()
+
+
+def test_info_shows_the_provenance(acdc_store: Path):
+    from typer.testing import CliRunner
+
+    from datakit.cli import app
+
+    with h5py.File(acdc_store, "r") as f:
+        p = json.loads(f.attrs["provenance"])
+    out = CliRunner().invoke(app, ["info", str(acdc_store)]).output
+    assert f"  software  datakit {datakit.__version__}, numpy {np.__version__}, h5py {h5py.__version__}" in out
+    if p["git_commit"]:
+        assert f"; git {p['git_commit'][:10]}" in out
+    d = json.loads(CliRunner().invoke(app, ["info", str(acdc_store), "--json"]).output)
+    assert d["provenance"] == p
+

@@ -43,6 +43,12 @@ def info(store: Path = typer.Argument(..., help="Store file (.h5)."),
             or "none"),
         f"  created   {d['created']} by: {d['command']}",
     ]
+    if d["provenance"]:
+        p = d["provenance"]
+        libs = ", ".join(f"{k} {p[k]}" for k in ("numpy", "h5py", "nibabel", "SimpleITK", "torch") if p.get(k))
+        commit = f"; git {str(p['git_commit'])[:10]}{' + uncommitted changes' if p.get('git_dirty') else ''}" \
+            if p.get("git_commit") else ""
+        lines.append(f"  software  datakit {p.get('datakit')}, {libs}{commit}")
     lines.append(f"  skipped   {len(d['skipped']) or 'none'}")
     lines += [f"    {x.get('patient', '?')}: {x.get('reason', '')}" if isinstance(x, dict) else f"    {x}"
               for x in d["skipped"][:MAX_LISTED]]

@@ -29,6 +29,15 @@ def _json_list(text: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def _json_object(text: Any) -> dict[str, Any] | None:
+    """The ``provenance`` attr (stores written before it existed have none)."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def _median_spacing(spacing: np.ndarray) -> list[float] | None:
     finite = spacing[np.isfinite(spacing).all(axis=1)] if len(spacing) else spacing
     return [round(float(x), 4) for x in np.median(finite, axis=0)] if len(finite) else None
@@ -78,4 +87,5 @@ def store_info(path: str | Path) -> dict[str, Any]:
             "command": str(s.attrs.get("command", "")),
             "skipped": _json_list(s.attrs.get("skipped")),
             "notes": _json_list(s.attrs.get("notes")),
+            "provenance": _json_object(s.attrs.get("provenance")),
         }
