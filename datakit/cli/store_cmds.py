@@ -24,7 +24,9 @@ def info(store: Path = typer.Argument(..., help="Store file (.h5)."),
 
     d = store_info(store)
     if as_json:
-        typer.echo(json.dumps(d, indent=2))
+        from datakit.stats import json_safe
+
+        typer.echo(json.dumps(json_safe(d), indent=2, allow_nan=False))  # strict: null, never NaN
         return
     def mm(v: list[float] | None) -> str:
         return "unknown" if v is None else " x ".join(f"{x:g}" for x in v) + " mm"
