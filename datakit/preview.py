@@ -43,7 +43,7 @@ def overlay(rgb: np.ndarray, labels: np.ndarray, alpha: float, background: bool)
 
 
 PANEL_W, PANEL_H = 2.3, 2.6  # inches per panel (image + its two-line caption)
-TITLE_H, LEGEND_H = 0.45, 0.45  # inches reserved for a one-line title above and the class legend below
+TITLE_H, LEGEND_H = 0.45, 0.45  # inches of figure height for a one-line title and the class legend
 TITLE_LINE_H, TITLE_CHARS_PER_INCH = 0.2, 11  # the title wraps to the figure's width at 10 pt
 
 
@@ -108,7 +108,9 @@ def write_preview(path: str | Path, out: str | Path, split: str | None = None, n
                               f"({split or 'all'}, seed {seed}); {what}", int(width * TITLE_CHARS_PER_INCH))
         title_h = TITLE_H + TITLE_LINE_H * title.count("\n")
         height = PANEL_H * rows + title_h + LEGEND_H
-        fig, axes = plt.subplots(rows, panels * per_row, figsize=(width, height), squeeze=False)
+        # "compressed": constrained layout for grids of fixed-aspect images; it keeps every caption, the
+        # title and the legend clear of the panels (tight_layout let captions slide under the row above)
+        fig, axes = plt.subplots(rows, panels * per_row, figsize=(width, height), squeeze=False, layout="compressed")
         for ax in axes.ravel():
             ax.axis("off")
         for j, i in enumerate(chosen):
@@ -123,16 +125,13 @@ def write_preview(path: str | Path, out: str | Path, split: str | None = None, n
             elif third == "scribble":
                 shown.append((overlay(rgb, smp["scribble"], 1.0, background=True),
                               f"scribble ({short_id(str(smp['scribble_source']), 24)})"))
-            for k, (img, title) in enumerate(shown):
+            for k, (img, panel_title) in enumerate(shown):
                 ax = axes[r, panels * c0 + k]
                 ax.imshow(img, interpolation="nearest")
-                ax.set_title(title, fontsize=8)
+                ax.set_title(panel_title, fontsize=8)
         legend = [Patch(color=colour(k), label=f"{k} {name}") for k, name in enumerate(s.classes)]
-        fig.legend(handles=legend, loc="lower center", ncol=min(len(legend), 8), frameon=False, fontsize=9)
-        inch = 1 / height
-        fig.suptitle(title, fontsize=10, y=1 - 0.1 * inch, va="top")
-        # the panels (with their captions) between the legend's band and the title's: nothing overlaps
-        fig.tight_layout(rect=(0, LEGEND_H * inch, 1, 1 - title_h * inch), h_pad=1.0)
+        fig.legend(handles=legend, loc="outside lower center", ncol=min(len(legend), 8), frameon=False, fontsize=9)
+        fig.suptitle(title, fontsize=10)
         tmp = out.with_name(f".{out.name}.tmp.png")
         try:
             fig.savefig(tmp, dpi=100)

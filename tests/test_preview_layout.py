@@ -52,25 +52,29 @@ def drawn(monkeypatch: pytest.MonkeyPatch) -> list:
         titles = [(ax, ax.title.get_text(), ax.title.get_window_extent(r)) for ax in fig.axes if ax.title.get_text()]
         figs.append({"fig_w": fig.get_figwidth() * fig.dpi, "fig_h": fig.get_figheight() * fig.dpi,
                      "titles": titles, "suptitle": fig._suptitle.get_window_extent(r),
+                     "suptitle_text": fig._suptitle.get_text(),
                      "axes": [ax.get_window_extent(r) for ax in fig.axes if ax.images]})
 
     monkeypatch.setattr(Figure, "savefig", savefig)
     return figs
 
 
-def test_long_id_captions_and_the_title_do_not_overlap(tmp_path: Path, drawn: list):
+@pytest.mark.parametrize("n", [16, 4])  # 16: the default
+def test_long_id_captions_and_the_title_do_not_overlap(tmp_path: Path, drawn: list, n: int):
     store = _store(tmp_path / "unity.h5", scribbles=True)
-    write_preview(store, tmp_path / "p.png")  # the default --n 16
+    write_preview(store, tmp_path / "p.png", n=n)
     d = drawn[0]
-    assert len(d["axes"]) == 16 * 3
+    assert len(d["axes"]) == n * 3
     boxes = [b for _, _, b in d["titles"]]
     for (ta, a), (tb, b) in itertools.combinations(zip([t for _, t, _ in d["titles"]], boxes, strict=True), 2):
         assert not a.overlaps(b), (ta, tb)
     for _, text, b in d["titles"]:
         assert b.x0 >= 0 and b.x1 <= d["fig_w"], text
+        assert not any(b.overlaps(ax) for ax in d["axes"]), text  # not over an image (e.g. the row above)
     top_row = max(b.y1 for b in boxes + d["axes"])  # the first row's captions are the highest
     assert d["suptitle"].y0 > top_row, (d["suptitle"], top_row)
     assert d["suptitle"].y1 <= d["fig_h"] and d["suptitle"].x0 >= 0 and d["suptitle"].x1 <= d["fig_w"]
+    assert d["suptitle_text"].startswith(f"unity.h5: {n} of 20 samples (all, seed 0)"), d["suptitle_text"]
     caption = d["titles"][0][1]
     assert caption.startswith("#") and "\u2026" in caption and "A4C" in caption  # the id cut in the middle
 
@@ -79,6 +83,7 @@ def test_no_scribble_column_without_scribbles(tmp_path: Path, drawn: list):
     write_preview(_store(tmp_path / "none.h5", scribbles=False), tmp_path / "p.png", n=4)
     titles = [t for _, t, _ in drawn[0]["titles"]]
     assert len(drawn[0]["axes"]) == 4 * 2 and not any(t.startswith("scribble") for t in titles), titles
+    assert drawn[0]["suptitle_text"].endswith("no scribbles in this store"), drawn[0]["suptitle_text"]
     write_preview(_store(tmp_path / "some.h5", scribbles=True), tmp_path / "q.png", n=4)
     assert len(drawn[1]["axes"]) == 4 * 3
 
