@@ -38,6 +38,7 @@ def test_items_are_the_stores_samples_as_tensors(acdc_store: Path):
             for key in ("dataset", "patient", "frame", "view"):
                 assert item[key] == str(ref[key])
             assert item["slice"] == int(ref["slice"]) and item["spacing"].tolist() == ref["spacing"].tolist()
+    assert "keypoints" not in ds[0]  # ACDC has none
     with pytest.raises(IndexError):
         ds[len(ds)]
 
@@ -99,3 +100,22 @@ def test_readme_python_example_runs_verbatim(acdc_store: Path, tmp_path: Path, m
     n_train = len(StoreDataset(tmp_path / "demo" / "acdc.h5", split="train"))
     assert len(lines) == -(-n_train // 8)
     assert lines[0].startswith("torch.Size([8, 1, 224, 224]) torch.Size([8, 224, 224]) ['patient")
+
+
+def test_keypoints_of_stores_that_have_them(tmp_path: Path):
+    from datakit.sample import Sample, label_state_from_mask
+    from datakit.store import StoreWriter
+
+    kp = np.array([[3.0, 4.0, 1.0], [np.nan, np.nan, -1.0]], np.float32)
+    m = np.zeros((8, 8), np.uint8)
+    samples = [Sample(image=np.zeros((1, 8, 8), np.float32), mask=m, scribble=np.full((8, 8), 255, np.uint8),
+                      label_state=label_state_from_mask(m, 2), dataset="unity", patient=f"v{i}", keypoints=kp)
+               for i in range(2)]
+    with StoreWriter(tmp_path / "k.h5", classes=["background", "LV"], image_size=(8, 8),
+                     keypoint_names=["apex", "mv"]) as w:
+        w.append(samples)
+        w.set_patients({"id": ["v0", "v1"]})
+        w.set_splits({"train": [0, 1]}, method="random", seed=0, ratios=[1.0])
+    batch = next(iter(DataLoader(StoreDataset(tmp_path / "k.h5", split="train"), batch_size=2)))
+    assert batch["keypoints"].shape == (2, 2, 3) and batch["keypoints"].dtype == torch.float32
+    assert np.array_equal(batch["keypoints"][0].numpy(), kp, equal_nan=True)
