@@ -45,8 +45,9 @@ def unity(
     seed: int = SeedOpt,
     workers: int = WorkersOpt,
     on_error: str = typer.Option("stop", "--on-error", help="stop: exit 1 on the first problem; skip: leave "
-                                 "out a bad frame (bad key, missing image) or a bad label (the frame is kept, "
-                                 "its class unknown), record why."),
+                                 "out a bad frame (bad key, missing image) or a malformed label (the frame is "
+                                 "kept, its class unknown), record why. Degenerate labels (2 points, NaN) "
+                                 "never stop: drawn as segments or left unknown, and listed."),
     off_as: str = typer.Option("absent", "--off-as", help="What an 'off' label means: absent (label state 0, "
                                "as Unity's own training code reads it) or unknown (-1: Unity also writes "
                                "'off' for labels the frame's annotation project never asked for)."),
