@@ -288,3 +288,16 @@ def test_auto_format_is_png_for_2d_sources() -> None:
     assert auto_format(store([-1, -1], both), np.arange(2)) == "png"  # CAMUS: 2D images
     assert auto_format(store([-1, -1], ("source_shape",)), np.arange(2)) == "png"  # Unity, folder
     assert auto_format(store([0, 1, -1], ("source_shape",)), np.arange(3)) == "png"  # merged, geometry lost
+
+
+def test_validate_checks_source_affines(oblique_store: Path, tmp_path: Path) -> None:
+    import shutil
+
+    bad = tmp_path / "bad.h5"
+    shutil.copyfile(oblique_store, bad)
+    with h5py.File(bad, "r+") as f:
+        d = f["meta/source_affine"]
+        d[3] = np.zeros((4, 4))
+        d[5, 0, 0] = np.nan
+    found = validate_store(bad)
+    assert [str(v.where) for v in found] == ["meta/source_affine[3, 5]"], found
