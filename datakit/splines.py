@@ -21,7 +21,7 @@ unknown (-1). Either is a data-quality finding, reported in ``Rendered.findings`
 only malformed JSON (unknown type, non-numeric coordinates, x and y of different lengths) is.
 A curve's optional ``straight_segment`` field (one flag per control point, like x and y: flag k
 set means the piece from point k to point k + 1 is straight) replaces those pieces of the spline
-by their chords; a field that cannot be read is ignored, and that is reported as a finding.
+by their chords; a field that cannot be read is ignored, and that is reported (``Rendered.ignored``).
 
 Label states per class: 1 if the class has pixels in the final mask; otherwise -1 (unknown) if one
 of its labels is ``blurred``, malformed or degenerate, or drawn but covered; otherwise 0 if ALL
@@ -44,6 +44,7 @@ from datakit.unity_classes import ClassMap
 
 MIN_CURVE_POINTS = 3  # a spline; 2 points make a straight segment, drawn by "line" rules only
 MIN_LINE_POINTS = 2
+SEGMENT = "drawn as a straight segment"  # the finding of a 2-point line curve
 OFF_READINGS = ("absent", "unknown")  # what "off" means: known absent (Unity's own training) or unknown
 SAMPLES_PER_PIXEL = 1.25  # spline samples per output pixel of chord length: gaps stay < 1 px
 STATES = ("point", "curve", "off", "blurred")
@@ -70,7 +71,8 @@ class Rendered:
     label_state: np.ndarray  # (K,) int8
     keypoints: np.ndarray  # (P, 3) float32: x, y, visibility
     problems: list[str] = field(default_factory=list)  # labels left out (on_error="skip")
-    findings: list[str] = field(default_factory=list)  # degenerate labels, ignored fields: never errors
+    findings: list[str] = field(default_factory=list)  # degenerate labels: drawn as segments or unknown
+    ignored: list[str] = field(default_factory=list)  # fields that could not be read and were ignored
     unused: list[str] = field(default_factory=list)  # label names no rule or point uses
 
 
@@ -287,6 +289,7 @@ def render_labels(
         raise DatakitError("entry has no 'labels' object", image or None)
     problems: list[str] = []
     findings: list[str] = []
+    ignored: list[str] = []
 
     def fail(name: str, reason: str, degenerate: bool = False) -> None:
         if degenerate:
@@ -321,7 +324,7 @@ def render_labels(
             return None
         z = tx + 1j * ty
         if mode == "line" and 1 + int((z[1:] != z[:-1]).sum()) == MIN_LINE_POINTS:
-            findings.append(f"{image}: label {name!r}: curve has 2 distinct points; drawn as a straight segment")
+            findings.append(f"{image}: label {name!r}: curve has 2 distinct points; {SEGMENT}")
         return pts
 
     def _straight(name: str, inst: dict[str, Any], n: int) -> np.ndarray | None:
@@ -332,12 +335,12 @@ def render_labels(
         try:
             flags = _numbers(raw, "straight_segment")
         except LabelProblem as e:
-            findings.append(f"{image}: label {name!r}: straight_segment ignored ({e})")
+            ignored.append(f"{image}: label {name!r}: straight_segment ignored ({e})")
             return None
         if len(flags) == n - 1:  # one per piece rather than per point: the same information
             flags = np.append(flags, 0)
         if len(flags) != n:
-            findings.append(f"{image}: label {name!r}: straight_segment ignored (it has {len(flags)} "
+            ignored.append(f"{image}: label {name!r}: straight_segment ignored (it has {len(flags)} "
                             f"value(s) for {n} control points)")
             return None
         return flags != 0
@@ -409,7 +412,7 @@ def render_labels(
     label_state[0] = 1 if present[0] else 0
     used = class_map.label_names
     return Rendered(mask, label_state, keypoints, problems, unused=sorted(n for n in labels if n not in used),
-                    findings=findings)
+                    findings=findings, ignored=ignored)
 
 
 def _keypoints(names: Sequence[str], get: Callable[[str], list[dict[str, Any]] | None],

@@ -306,14 +306,15 @@ def test_straight_segment_is_honoured_when_drawing_or_reported_as_ignored() -> N
     base = {"type": "curve", "x": "10 30 50 70", "y": "40 10 40 10"}
     plain = render_labels({"labels": {"w": base}}, cmap, (64, 80))
     straight = render_labels({"labels": {"w": {**base, "straight_segment": "1 1 1 0"}}}, cmap, (64, 80))
-    assert straight.findings == [] and not np.array_equal(plain.mask, straight.mask)
+    assert straight.findings == straight.ignored == [] and not np.array_equal(plain.mask, straight.mask)
     poly = np.zeros((64, 80), np.uint8)
     draw_line(poly, *spline_points(np.array([10., 30, 50, 70]), np.array([40., 10, 40, 10]),
                                    straight=np.ones(4)).T, 1, 1.0)
     assert np.array_equal(straight.mask, poly)  # a polyline through the control points
     bad = render_labels({"labels": {"w": {**base, "straight_segment": "1 0"}}}, cmap, (64, 80), image="f.png")
     assert np.array_equal(bad.mask, plain.mask)
-    assert bad.findings == ["f.png: label 'w': straight_segment ignored (it has 2 value(s) for 4 control points)"]
+    assert bad.ignored == ["f.png: label 'w': straight_segment ignored (it has 2 value(s) for 4 control points)"]
+    assert bad.findings == []
 
 
 def test_off_as_unknown_turns_off_states_and_keypoints_to_unknown() -> None:

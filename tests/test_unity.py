@@ -275,6 +275,7 @@ def test_degenerate_labels_keep_the_frame_and_are_summarised(unity_copy: Path, t
     _instance(labels[nan], "curve-lv-endo").update(x="10 NaN 30 40", y="5 6 7 8")  # unbuildable: LV -1
     _instance(labels[both], "curve-rv-endo").update(x="10 20", y="30 40")  # a 2-point fill: RV -1
     _instance(labels[both], "mv-ant-hinge").update(x="nan", y="3")  # keypoint unknown
+    _instance(labels[names[1]], "curve-lv-endo")["straight_segment"] = "1 0"  # unreadable: ignored, said
     (unity_copy / "labels-all.json").write_text(json.dumps(labels))
     res = convert(unity_copy, tmp_path / "d.h5", "--classes", str(manifest), "--size", "64")
     assert res.exit_code == 0, res.output
@@ -296,6 +297,8 @@ def test_degenerate_labels_keep_the_frame_and_are_summarised(unity_copy: Path, t
                             f"distinct point(s)") for n in notes)
     assert any(n.startswith(f"degenerate label labels-all.json#{both}: label 'mv-ant-hinge'") for n in notes)
     assert any(n.startswith("degenerate labels: 4 in 3 frame(s)") for n in notes)
+    assert f"labels-all.json#{names[1]}: label 'curve-lv-endo': straight_segment ignored (it has 2 value(s) " \
+           f"for 11 control points)" in notes
     assert validate_store(tmp_path / "d.h5") == []
 
 

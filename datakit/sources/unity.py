@@ -43,7 +43,7 @@ from datakit.errors import DatakitError
 from datakit.normalize import fit_normalizer, normalizer_name
 from datakit.sample import Sample, unknown_labels
 from datakit.sources.base import ItemResult
-from datakit.splines import OFF_READINGS
+from datakit.splines import OFF_READINGS, SEGMENT
 from datakit.splits import SplitResult
 from datakit.unity_classes import ClassMap, load_class_map
 
@@ -235,7 +235,7 @@ class UnitySource:
                 self._problem(e.reason, where, notes)
                 continue
             notes += out.problems
-            notes += [f"{DEGENERATE}{f}" if "straight_segment ignored" not in f else f for f in out.findings]
+            notes += [f"{DEGENERATE}{f}" for f in out.findings] + out.ignored
             if len(out.label_state) != k:  # pragma: no cover - the class map fixes both
                 raise AssertionError("label_state length differs from classes")
             samples.append(Sample(
@@ -290,7 +290,7 @@ class UnitySource:
         found = [n for n in notes if n.startswith(DEGENERATE)]
         if not found:
             return []
-        segments = sum("straight segment" in n for n in found)
+        segments = sum(n.endswith(SEGMENT) for n in found)
         frames = len({n[len(DEGENERATE):].split(": label ", 1)[0] for n in found})
         return [f"degenerate labels: {len(found)} in {frames} frame(s) ({segments} 2-point line curve(s) drawn "
                 f"as straight segments, {len(found) - segments} left out as unknown, label state -1); "
