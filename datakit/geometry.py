@@ -204,3 +204,35 @@ def letterbox(a: np.ndarray, size: int, order: int, fill: float) -> tuple[np.nda
     oy, ox = (size - nh) // 2, (size - nw) // 2
     out[..., oy:oy + nh, ox:ox + nw] = resized
     return out, scale, (oy, ox)
+
+
+def _axis_map(n_in: int, spacing: float, target: float, size: int) -> tuple[float, float]:
+    """(scale, offset): stored pixel o has its centre at source coordinate o * scale + offset (the
+    mapping of :func:`_axis`: resample to ``target``, then centre crop or pad to ``size``)."""
+    n_res = max(1, int(round(n_in * spacing / target)))
+    shift = (n_res - size) // 2 if n_res >= size else -((size - n_res) // 2)
+    a = target / spacing
+    return a, (shift + 0.5) * a - 0.5
+
+
+def stored_affine(source_affine: np.ndarray, source_shape: tuple[int, int], source_spacing: tuple[float, float],
+                  stored_spacing: tuple[float, float], size: tuple[int, int], first_slice: int = 0) -> np.ndarray:
+    """World affine (4 x 4) of the STORED grid of a volume's slices (rows, columns, slices).
+
+    ``source_affine`` maps the source volume's voxel indices (rows, columns, slices: nibabel's array
+    order) to world mm; the stored pixel (r, c) of slice ``first_slice + k`` is the source voxel at
+    the coordinates :class:`SliceGrid` maps it to. So the result keeps the source's directions,
+    has the stored spacing along rows and columns, and an origin moved by the resample + crop/pad
+    (and by ``first_slice``): a viewer overlays it on the source image exactly.
+    """
+    ar, br = _axis_map(int(source_shape[0]), float(source_spacing[0]), float(stored_spacing[0]), int(size[0]))
+    ac, bc = _axis_map(int(source_shape[1]), float(source_spacing[1]), float(stored_spacing[1]), int(size[1]))
+    index = np.array([[ar, 0, 0, br], [0, ac, 0, bc], [0, 0, 1, first_slice], [0, 0, 0, 1]], np.float64)
+    return np.asarray(source_affine, np.float64) @ index
+
+
+def shifted_affine(source_affine: np.ndarray, first_slice: int) -> np.ndarray:
+    """The source affine of a volume that starts at slice ``first_slice`` of the source."""
+    shift = np.eye(4)
+    shift[2, 3] = first_slice
+    return np.asarray(source_affine, np.float64) @ shift

@@ -203,6 +203,7 @@ def convert(source: Source, opts: ConvertOptions, log=print) -> ConversionReport
             raise DatakitError(f"no sample converted ({len(skipped)} patient(s) skipped)", opts.out)
         split = _split(source, opts, rows)
         notes += split.notes
+        notes += _source_notes(source, opts, notes)
         indices = split.sample_indices(writer.patients_of_samples)
         writer.set_patients(patient_columns(rows))
         writer.set_splits(indices, method=split.method, seed=split.seed, ratios=split.ratios)
@@ -225,6 +226,18 @@ def _check_split_available(source: Source, spec: str) -> None:
         where = getattr(source, "official_split_from", None)
         raise DatakitError(f"{source.name} ships no official split{f' (no {where} found)' if where else ''}; "
                            f"use random, stratified[:column], kfold:K/FOLD or file:PATH")
+
+
+def _source_notes(source: Source, opts: ConvertOptions, notes: list[str]) -> list[str]:
+    """A source's own last words, if it has any: which split it used and why (``split_note(spec)``),
+    and a summary of its notes (``summary_notes(notes)``, e.g. Unity's degenerate labels)."""
+    out = []
+    split_note = getattr(source, "split_note", None)
+    note = split_note(opts.split or source.default_split()) if split_note else None
+    if note:
+        out.append(note)
+    summary = getattr(source, "summary_notes", None)
+    return out + (summary(notes) if summary else [])
 
 
 def _split(source: Source, opts: ConvertOptions, rows: list[dict[str, Any]]) -> SplitResult:

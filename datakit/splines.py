@@ -14,11 +14,20 @@ Rules paint in manifest order; a later rule overwrites an earlier one where they
 are inside a polygon when their centre is (even-odd rule); pixel centres sit at integer
 coordinates, x the column and y the row, as in Unity's JSON.
 
+Degenerate labels (real exports hold some): a curve with 2 distinct points is drawn as a straight
+segment by a ``line`` rule (Unity's newer code does the same); a curve that cannot be built (fewer
+points than its rule needs, a non-finite coordinate, coordinates far off the image) leaves its class
+unknown (-1). Either is a data-quality finding, reported in ``Rendered.findings``, never an error:
+only malformed JSON (unknown type, non-numeric coordinates, x and y of different lengths) is.
+A curve's optional ``straight_segment`` field (one flag per control point, like x and y: flag k
+set means the piece from point k to point k + 1 is straight) replaces those pieces of the spline
+by their chords; a field that cannot be read is ignored, and that is reported (``Rendered.ignored``).
+
 Label states per class: 1 if the class has pixels in the final mask; otherwise -1 (unknown) if one
-of its labels is ``blurred``, malformed, or drawn but covered; otherwise 0 if ALL the labels that
-define it (every curve of every rule of the class) are present and ``off``; otherwise -1 (the
-frame does not annotate it, or only part of it: an ``off`` curve beside an absent one says nothing
-of the region between them).
+of its labels is ``blurred``, malformed or degenerate, or drawn but covered; otherwise 0 if ALL
+the labels that define it (every curve of every rule of the class) are present and ``off``
+(``off_as="unknown"`` makes that -1 too); otherwise -1 (the frame does not annotate it, or only
+part of it: an ``off`` curve beside an absent one says nothing of the region between them).
 """
 
 from __future__ import annotations
@@ -33,7 +42,10 @@ import numpy as np
 from datakit.errors import DatakitError
 from datakit.unity_classes import ClassMap
 
-MIN_CURVE_POINTS = 3
+MIN_CURVE_POINTS = 3  # a spline; 2 points make a straight segment, drawn by "line" rules only
+MIN_LINE_POINTS = 2
+SEGMENT = "drawn as a straight segment"  # the finding of a 2-point line curve
+OFF_READINGS = ("absent", "unknown")  # what "off" means: known absent (Unity's own training) or unknown
 SAMPLES_PER_PIXEL = 1.25  # spline samples per output pixel of chord length: gaps stay < 1 px
 STATES = ("point", "curve", "off", "blurred")
 
@@ -59,11 +71,18 @@ class Rendered:
     label_state: np.ndarray  # (K,) int8
     keypoints: np.ndarray  # (P, 3) float32: x, y, visibility
     problems: list[str] = field(default_factory=list)  # labels left out (on_error="skip")
+    findings: list[str] = field(default_factory=list)  # degenerate labels: drawn as segments or unknown
+    ignored: list[str] = field(default_factory=list)  # fields that could not be read and were ignored
     unused: list[str] = field(default_factory=list)  # label names no rule or point uses
 
 
 class LabelProblem(Exception):
     """A malformed label; becomes a DatakitError naming image and label, or a problem line."""
+
+
+class DegenerateLabel(LabelProblem):
+    """A well-formed label whose geometry cannot be built (too few points, a non-finite coordinate,
+    far off the image): a data-quality finding, the class becomes unknown, never an error."""
 
 
 # -- parsing -------------------------------------------------------------------------------------
@@ -81,7 +100,7 @@ def _numbers(value: Any, axis: str) -> np.ndarray:
     except (TypeError, ValueError):
         raise LabelProblem(f"{axis} holds a non-numeric coordinate: {str(value)[:60]!r}") from None
     if not np.isfinite(out).all():
-        raise LabelProblem(f"{axis} holds a non-finite coordinate: {str(value)[:60]!r}")
+        raise DegenerateLabel(f"{axis} holds a non-finite coordinate: {str(value)[:60]!r}")
     return out
 
 
@@ -141,28 +160,43 @@ def natural_spline(t: np.ndarray, z: np.ndarray, ts: np.ndarray) -> np.ndarray:
 
 
 def spline_points(x: np.ndarray, y: np.ndarray, per_pixel: float = SAMPLES_PER_PIXEL,
-                  max_length: float = math.inf) -> np.ndarray:
+                  max_length: float = math.inf, *, min_points: int = MIN_CURVE_POINTS,
+                  straight: np.ndarray | None = None) -> np.ndarray:
     """Natural cubic spline through (x, y) by cumulative chord length, sampled densely: (n, 2) x, y.
 
     ``per_pixel`` samples per pixel of chord length (the arc of a smooth curve exceeds its chords
     by a few percent, so 1.25 keeps samples under 1 px apart). Repeated consecutive points are
-    dropped (a zero chord has no parameter); fewer than 3 distinct points is a :class:`LabelProblem`,
-    and so is a curve longer than ``max_length`` pixels (coordinates far off the image would
-    otherwise ask for millions of samples).
+    dropped (a zero chord has no parameter); fewer than ``min_points`` distinct points is a
+    :class:`DegenerateLabel` (2 points give the straight segment between them), and so is a curve
+    longer than ``max_length`` pixels (coordinates far off the image would otherwise ask for
+    millions of samples). ``straight`` (one flag per control point) makes the piece from point k
+    to point k + 1 a straight chord where flag k is non-zero.
     """
     z = x + 1j * y
+    flags = None if straight is None else np.asarray(straight, bool)
     if len(z) >= 2:
-        z = z[np.concatenate([[True], z[1:] != z[:-1]])]
-    if len(z) < MIN_CURVE_POINTS:
-        raise LabelProblem(f"curve has {len(z)} distinct point(s); a spline needs at least {MIN_CURVE_POINTS}")
+        keep = np.concatenate([[True], z[1:] != z[:-1]])
+        if flags is not None:  # a dropped repeat's flag goes with the point it repeats
+            flags = np.logical_or.reduceat(flags, np.flatnonzero(keep))
+        z = z[keep]
+    if len(z) < min_points:
+        need = "a spline needs at least 3" if min_points >= 3 else "a segment needs 2"
+        raise DegenerateLabel(f"curve has {len(z)} distinct point(s); {need}")
     t = np.concatenate([[0.0], np.cumsum(np.abs(z[1:] - z[:-1]))])
     if t[-1] > max_length:
-        raise LabelProblem(f"curve is {t[-1]:.0f} px long in the output, far larger than the image: "
-                           f"coordinates out of range?")
+        raise DegenerateLabel(f"curve is {t[-1]:.0f} px long in the output, far larger than the image: "
+                              f"coordinates out of range?")
     n = max(int(math.ceil(t[-1] * per_pixel)) + 1, len(z))
     ts = np.arange(n) * (t[-1] / (n - 1))  # np.linspace's Python overhead shows at this rate
     ts[-1] = t[-1]
-    return natural_spline(t, z, ts).view(np.float64).reshape(-1, 2)
+    out = natural_spline(t, z, ts)
+    if flags is not None and flags[:-1].any():
+        k = np.minimum(np.searchsorted(t, ts, side="right") - 1, len(z) - 2)
+        on = flags[k]
+        k = k[on]
+        u = (ts[on] - t[k]) / (t[k + 1] - t[k])
+        out[on] = z[k] + u * (z[k + 1] - z[k])
+    return out.view(np.float64).reshape(-1, 2)
 
 
 def fill_polygon(mask: np.ndarray, x: np.ndarray, y: np.ndarray, value: int) -> None:
@@ -237,20 +271,30 @@ def render_labels(
     *,
     image: str = "",
     on_error: str = "stop",
+    off_as: str = "absent",
 ) -> Rendered:
     """Masks, label states and keypoints of one Unity labels entry (``{"labels": {...}}``).
 
     ``shape`` is the output (H, W); ``transform`` maps PNG pixels to it (letterbox). With
     ``on_error="stop"`` a malformed label raises a DatakitError naming ``image`` and the label;
     with ``"skip"`` that label is left out (its class becomes unknown, its keypoint -1) and
-    described in ``problems``.
+    described in ``problems``. A degenerate label is never an error: it is drawn as a segment
+    (2 points, ``line`` rule) or left out as unknown, and described in ``findings``.
+    ``off_as="unknown"`` reads ``off`` as unknown (-1) instead of known absent (0).
     """
+    if off_as not in OFF_READINGS:
+        raise DatakitError(f"--off-as must be {' or '.join(OFF_READINGS)}, not {off_as!r}")
     labels = entry.get("labels") if isinstance(entry, dict) else None
     if not isinstance(labels, dict):
         raise DatakitError("entry has no 'labels' object", image or None)
     problems: list[str] = []
+    findings: list[str] = []
+    ignored: list[str] = []
 
-    def fail(name: str, reason: str) -> None:
+    def fail(name: str, reason: str, degenerate: bool = False) -> None:
+        if degenerate:
+            findings.append(f"{image}: label {name!r}: {reason}; left out: unknown (-1)")
+            return
         if on_error == "stop":
             raise DatakitError(f"label {name!r}: {reason}", image or None)
         problems.append(f"{image}: label {name!r} left out: {reason}")
@@ -263,17 +307,43 @@ def render_labels(
             try:
                 parsed[name] = instances(labels[name]) if name in labels else []
             except LabelProblem as e:
-                fail(name, str(e))
+                fail(name, str(e), isinstance(e, DegenerateLabel))
                 parsed[name] = None
         return parsed[name]
 
-    def curve(name: str, inst: dict[str, Any]) -> np.ndarray | None:
+    def curve(name: str, inst: dict[str, Any], mode: str = "fill") -> np.ndarray | None:
         try:
-            x, y = transform.apply(*parse_xy(inst))
-            return spline_points(x, y, SAMPLES_PER_PIXEL, max_length)
+            x, y = parse_xy(inst)
+            straight = _straight(name, inst, len(x))
+            tx, ty = transform.apply(x, y)
+            pts = spline_points(tx, ty, SAMPLES_PER_PIXEL, max_length,
+                                min_points=MIN_LINE_POINTS if mode == "line" else MIN_CURVE_POINTS,
+                                straight=straight)
         except LabelProblem as e:
-            fail(name, str(e))
+            fail(name, str(e), isinstance(e, DegenerateLabel))
             return None
+        z = tx + 1j * ty
+        if mode == "line" and 1 + int((z[1:] != z[:-1]).sum()) == MIN_LINE_POINTS:
+            findings.append(f"{image}: label {name!r}: curve has 2 distinct points; {SEGMENT}")
+        return pts
+
+    def _straight(name: str, inst: dict[str, Any], n: int) -> np.ndarray | None:
+        """The ``straight_segment`` flags (one per control point), or None: absent or unreadable."""
+        if "straight_segment" not in inst:
+            return None
+        raw = inst["straight_segment"]
+        try:
+            flags = _numbers(raw, "straight_segment")
+        except LabelProblem as e:
+            ignored.append(f"{image}: label {name!r}: straight_segment ignored ({e})")
+            return None
+        if len(flags) == n - 1:  # one per piece rather than per point: the same information
+            flags = np.append(flags, 0)
+        if len(flags) != n:
+            ignored.append(f"{image}: label {name!r}: straight_segment ignored (it has {len(flags)} "
+                            f"value(s) for {n} control points)")
+            return None
+        return flags != 0
 
     mask = np.zeros(shape, np.uint8)
     max_length = 20.0 * (shape[0] + shape[1])  # a real contour stays within a few image perimeters
@@ -314,7 +384,7 @@ def render_labels(
                 elif inst["type"] == "blurred":
                     st.blurred = True
                 else:
-                    pts = curve(name, inst)
+                    pts = curve(name, inst, rule.mode)
                     if pts is None:
                         st.problem = True
                     elif rule.mode == "fill":
@@ -323,7 +393,7 @@ def render_labels(
                     else:
                         draw_line(mask, pts[:, 0], pts[:, 1], rule.index, rule.thickness)
                         st.drawn = True
-    keypoints = _keypoints(class_map.points, get, transform, fail)
+    keypoints = _keypoints(class_map.points, get, transform, fail, off_as)
     # only painted classes can be present; (mask == k).any() beats bincount on uint8
     present = [k == 0 or s.drawn for k, s in enumerate(states)]
     present = [p and bool((mask == k).any()) for k, p in enumerate(present)]
@@ -336,15 +406,17 @@ def render_labels(
         return bool(insts) and all(inst["type"] == "off" for inst in insts)
 
     all_off = [bool(names) and all(off(n) for n in names) for names in defining]
+    absent = 0 if off_as == "absent" else -1
     label_state = np.array([1 if present[k] else -1 if (s.blurred or s.problem or s.drawn) else
-                            0 if all_off[k] else -1 for k, s in enumerate(states)], np.int8)
+                            absent if all_off[k] else -1 for k, s in enumerate(states)], np.int8)
     label_state[0] = 1 if present[0] else 0
     used = class_map.label_names
-    return Rendered(mask, label_state, keypoints, problems, sorted(n for n in labels if n not in used))
+    return Rendered(mask, label_state, keypoints, problems, unused=sorted(n for n in labels if n not in used),
+                    findings=findings, ignored=ignored)
 
 
 def _keypoints(names: Sequence[str], get: Callable[[str], list[dict[str, Any]] | None],
-               transform: PixelTransform, fail: Callable[[str, str], None]) -> np.ndarray:
+               transform: PixelTransform, fail: Callable[..., None], off_as: str = "absent") -> np.ndarray:
     """(P, 3) x, y, visibility; the first instance of each point label counts."""
     out = np.full((len(names), 3), np.nan, np.float32)
     for i, name in enumerate(names):
@@ -354,14 +426,14 @@ def _keypoints(names: Sequence[str], get: Callable[[str], list[dict[str, Any]] |
             continue
         inst = insts[0]
         if inst["type"] == "off":
-            out[i, 2] = 0
+            out[i, 2] = 0 if off_as == "absent" else -1
         elif inst["type"] == "point":
             try:
                 x, y = parse_xy(inst)
                 if len(x) != 1:
                     raise LabelProblem(f"a point needs one x and one y, found {len(x)}")
             except LabelProblem as e:
-                fail(name, str(e))
+                fail(name, str(e), isinstance(e, DegenerateLabel))
                 continue
             tx, ty = transform.apply(x, y)
             out[i] = (tx[0], ty[0], 1)

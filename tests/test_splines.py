@@ -192,14 +192,10 @@ def test_keypoints_follow_the_letterbox_transform() -> None:
 
 
 @pytest.mark.parametrize(("label", "reason"), [
-    ({"type": "curve", "x": "1 2", "y": "3 4"}, "at least 3"),
-    ({"type": "curve", "x": "1 2 2 2", "y": "3 4 4 4"}, "2 distinct"),
     ({"type": "curve", "x": "1 two 3", "y": "3 4 5"}, "non-numeric"),
     ({"type": "curve", "x": "1 2 3", "y": "3 4"}, "x has 3 values but y has 2"),
-    ({"type": "curve", "x": "1 2 nan", "y": "3 4 5"}, "non-finite"),
     ({"type": "spline", "x": "1 2 3", "y": "3 4 5"}, "unknown type"),
     ({"type": "curve", "x": "1 2 3"}, "'x' and 'y'"),
-    ({"type": "curve", "x": "1 2e9 3", "y": "3 4 5"}, "far larger than the image"),
 ])
 def test_malformed_curve_names_image_and_label(label: dict, reason: str) -> None:
     x, y = arc(100, 100, 40, 150, 8)
@@ -243,3 +239,91 @@ def test_default_manifest() -> None:
     assert CMAP.classes == ["background", "LV", "MYO", "LA", "RV", "RA"]
     assert {r.mode for r in CMAP.rules} == {"fill", "between"}
     assert "curve-lv-endo" in CMAP.label_names and "mv-ant-hinge" in CMAP.points
+
+
+@pytest.mark.parametrize(("label", "reason"), [
+    ({"type": "curve", "x": "1 2", "y": "3 4"}, "2 distinct point(s); a spline needs at least 3"),
+    ({"type": "curve", "x": "1 2 2 2", "y": "3 4 4 4"}, "2 distinct"),
+    ({"type": "curve", "x": "7", "y": "9"}, "1 distinct"),
+    ({"type": "curve", "x": "1 2 nan", "y": "3 4 5"}, "non-finite"),
+    ({"type": "curve", "x": "1 NaN 3", "y": "3 4 5"}, "non-finite"),
+    ({"type": "curve", "x": "1 2e9 3", "y": "3 4 5"}, "far larger than the image"),
+])
+@pytest.mark.parametrize("on_error", ["stop", "skip"])
+def test_degenerate_fill_curve_is_a_finding_its_class_unknown(label: dict, reason: str, on_error: str) -> None:
+    """Real exports hold 2-point and NaN curves: never an error (even with stop), the class is -1."""
+    x, y = arc(100, 100, 40, 150, 8)
+    entry = {"labels": {"curve-rv-endo": label, "curve-lv-endo": {"type": "curve", **coords(x, y)}}}
+    out = render_labels(entry, CMAP, (200, 200), image="labels-all.json#01-abc-0001.png", on_error=on_error)
+    assert out.label_state[RV] == -1 and not (out.mask == RV).any()
+    assert out.label_state[LV] == 1 and out.problems == []
+    assert len(out.findings) == 1
+    assert out.findings[0].startswith("labels-all.json#01-abc-0001.png: label 'curve-rv-endo': ")
+    assert reason in out.findings[0] and "unknown (-1)" in out.findings[0]
+
+
+def test_two_point_line_curve_is_drawn_as_a_straight_segment() -> None:
+    from datakit.unity_classes import ClassMap, Rule
+
+    cmap = ClassMap(["background", "WALL", "LV"], [Rule("WALL", 1, "line", ("curve-lv-antsep-rv",), 1.0),
+                                                    Rule("LV", 2, "fill", ("curve-lv-endo",))], [])
+    entry = {"labels": {"curve-lv-antsep-rv": {"type": "curve", "x": "10 50 50", "y": "20 20 20"},
+                        "curve-lv-endo": {"type": "curve", "x": "5 9", "y": "5 9"}}}
+    out = render_labels(entry, cmap, (64, 64), image="f.png")
+    expected = np.zeros((64, 64), bool)
+    expected[20, 10:51] = True  # the segment, one pixel wide, end points included
+    assert np.array_equal(out.mask == 1, expected)
+    assert list(out.label_state) == [1, 1, -1]  # the 2-point LV fill cannot be built: unknown
+    assert any("'curve-lv-antsep-rv'" in f and "straight segment" in f for f in out.findings)
+    assert any("'curve-lv-endo'" in f and "unknown (-1)" in f for f in out.findings)
+
+
+def test_nan_point_is_unknown_and_reported() -> None:
+    out = render_labels({"labels": {"mv-ant-hinge": {"type": "point", "x": "nan", "y": "3"}}}, CMAP, (64, 64),
+                        image="f.png")
+    assert out.keypoints[0, 2] == -1 and np.isnan(out.keypoints[0, :2]).all()
+    assert len(out.findings) == 1 and "'mv-ant-hinge'" in out.findings[0] and "non-finite" in out.findings[0]
+
+
+def test_straight_segment_flags_replace_spline_pieces_by_chords() -> None:
+    x = np.array([10.0, 40.0, 70.0, 100.0])
+    y = np.array([50.0, 10.0, 50.0, 10.0])
+    curved = spline_points(x, y)
+    flags = np.array([0, 1, 0, 0])  # the piece from point 1 to point 2 is straight
+    mixed = spline_points(x, y, straight=flags)
+    on_chord = np.abs((mixed[:, 0] - 40) * 40 - (mixed[:, 1] - 10) * 30) / 50  # distance to line p1-p2
+    middle = (mixed[:, 0] > 40.5) & (mixed[:, 0] < 69.5)
+    assert on_chord[middle].max() < 1e-9  # exactly the chord there
+    assert np.abs(curved[middle] - mixed[middle]).max() > 1.0  # the spline itself bulges off it
+    outside = (mixed[:, 0] < 39) | (mixed[:, 0] > 71)
+    np.testing.assert_allclose(mixed[outside], curved[outside])  # the other pieces are the spline's
+
+
+def test_straight_segment_is_honoured_when_drawing_or_reported_as_ignored() -> None:
+    from datakit.unity_classes import ClassMap, Rule
+
+    cmap = ClassMap(["background", "WALL"], [Rule("WALL", 1, "line", ("w",), 1.0)], [])
+    base = {"type": "curve", "x": "10 30 50 70", "y": "40 10 40 10"}
+    plain = render_labels({"labels": {"w": base}}, cmap, (64, 80))
+    straight = render_labels({"labels": {"w": {**base, "straight_segment": "1 1 1 0"}}}, cmap, (64, 80))
+    assert straight.findings == straight.ignored == [] and not np.array_equal(plain.mask, straight.mask)
+    poly = np.zeros((64, 80), np.uint8)
+    draw_line(poly, *spline_points(np.array([10., 30, 50, 70]), np.array([40., 10, 40, 10]),
+                                   straight=np.ones(4)).T, 1, 1.0)
+    assert np.array_equal(straight.mask, poly)  # a polyline through the control points
+    bad = render_labels({"labels": {"w": {**base, "straight_segment": "1 0"}}}, cmap, (64, 80), image="f.png")
+    assert np.array_equal(bad.mask, plain.mask)
+    assert bad.ignored == ["f.png: label 'w': straight_segment ignored (it has 2 value(s) for 4 control points)"]
+    assert bad.findings == []
+
+
+def test_off_as_unknown_turns_off_states_and_keypoints_to_unknown() -> None:
+    entry = {"labels": {"curve-ra-endo": {"type": "off", "x": "", "y": ""},
+                        "mv-ant-hinge": {"type": "off", "x": "", "y": ""}}}
+    absent = render_labels(entry, CMAP, (64, 64))
+    unknown = render_labels(entry, CMAP, (64, 64), off_as="unknown")
+    assert absent.label_state[RA] == 0 and absent.keypoints[0, 2] == 0
+    assert unknown.label_state[RA] == -1 and unknown.keypoints[0, 2] == -1
+    assert np.array_equal(absent.mask, unknown.mask)
+    with pytest.raises(DatakitError, match="--off-as"):
+        render_labels(entry, CMAP, (64, 64), off_as="maybe")

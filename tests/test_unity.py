@@ -232,11 +232,11 @@ def test_malformed_curve_stops_or_drops_the_label(unity_copy: Path, tmp_path: Pa
     name = sorted(labels)[0]
     lv = labels[name]["labels"]["curve-lv-endo"]
     inst = lv[0] if isinstance(lv, list) else lv
-    inst["x"], inst["y"] = "10 20", "30 40"
+    inst["x"] = "10 20 thirty"
     (unity_copy / "labels-all.json").write_text(json.dumps(labels))
     res = convert(unity_copy, tmp_path / "c.h5")
     assert res.exit_code == 1
-    assert name in res.output and "curve-lv-endo" in res.output and "at least 3" in res.output
+    assert name in res.output and "curve-lv-endo" in res.output and "non-numeric" in res.output
     assert leftovers(tmp_path) == []
     res = convert(unity_copy, tmp_path / "c.h5", "--on-error", "skip", "--size", "64")
     assert res.exit_code == 0, res.output
@@ -247,6 +247,121 @@ def test_malformed_curve_stops_or_drops_the_label(unity_copy: Path, tmp_path: Pa
         assert f["label_state"][i, 2] == 1  # the rest of the frame is drawn
         assert f["images"].shape[0] == 10
     assert validate_store(tmp_path / "c.h5") == []
+
+
+def notes_of(f: h5py.File) -> list[str]:
+    raw = f.attrs["notes"]
+    return json.loads(raw) if isinstance(raw, str) else list(raw)  # an empty list is stored as an array
+
+
+def _instance(entry: dict, label: str) -> dict:
+    value = entry["labels"][label]
+    return value[0] if isinstance(value, list) else value
+
+
+def test_degenerate_labels_keep_the_frame_and_are_summarised(unity_copy: Path, tmp_path: Path) -> None:
+    """2-point and NaN curves as real exports hold them: the default (stop) conversion goes through."""
+    manifest = tmp_path / "walls.json"
+    manifest.write_text(json.dumps({
+        "classes": ["background", "LV", "WALL", "RV"],
+        "rules": [{"class": "WALL", "mode": "line", "curves": ["curve-lv-antsep-rv"], "thickness": 1},
+                  {"class": "LV", "mode": "fill", "curves": ["curve-lv-endo"]},
+                  {"class": "RV", "mode": "fill", "curves": ["curve-rv-endo"]}],
+        "points": ["mv-ant-hinge"]}))
+    labels = json.loads((unity_copy / "labels-all.json").read_text())
+    names = sorted(labels)
+    two, nan, both = names[0], names[3], names[5]
+    _instance(labels[two], "curve-lv-antsep-rv").update(x="10 60", y="20 20")  # a line: drawn as a segment
+    _instance(labels[nan], "curve-lv-endo").update(x="10 NaN 30 40", y="5 6 7 8")  # unbuildable: LV -1
+    _instance(labels[both], "curve-rv-endo").update(x="10 20", y="30 40")  # a 2-point fill: RV -1
+    _instance(labels[both], "mv-ant-hinge").update(x="nan", y="3")  # keypoint unknown
+    _instance(labels[names[1]], "curve-lv-endo")["straight_segment"] = "1 0"  # unreadable: ignored, said
+    (unity_copy / "labels-all.json").write_text(json.dumps(labels))
+    res = convert(unity_copy, tmp_path / "d.h5", "--classes", str(manifest), "--size", "64")
+    assert res.exit_code == 0, res.output
+    assert "degenerate labels: 4 in 3 frame(s) (1 2-point line curve(s) drawn as straight segments, " \
+           "3 left out as unknown, label state -1)" in res.output
+    with h5py.File(tmp_path / "d.h5") as f:
+        notes = notes_of(f)
+        frame = {Path(s.decode()).name: i for i, s in enumerate(f["meta/source"][:])}
+        assert f["images"].shape[0] == 10  # every frame kept
+        assert f["label_state"][frame[two], 2] == 1 and (f["masks"][frame[two]] == 2).any()
+        assert f["label_state"][frame[nan], 1] == -1 and not (f["masks"][frame[nan]] == 1).any()
+        assert f["label_state"][frame[nan], 3] == 1
+        assert f["label_state"][frame[both], 3] == -1 and f["keypoints"][frame[both], 0, 2] == -1
+    assert f"degenerate label labels-all.json#{two}: label 'curve-lv-antsep-rv': curve has 2 distinct points; " \
+           f"drawn as a straight segment" in notes
+    assert any(n.startswith(f"degenerate label labels-all.json#{nan}: label 'curve-lv-endo': x holds a "
+                            f"non-finite coordinate") for n in notes)
+    assert any(n.startswith(f"degenerate label labels-all.json#{both}: label 'curve-rv-endo': curve has 2 "
+                            f"distinct point(s)") for n in notes)
+    assert any(n.startswith(f"degenerate label labels-all.json#{both}: label 'mv-ant-hinge'") for n in notes)
+    assert any(n.startswith("degenerate labels: 4 in 3 frame(s)") for n in notes)
+    assert f"labels-all.json#{names[1]}: label 'curve-lv-endo': straight_segment ignored (it has 2 value(s) " \
+           f"for 11 control points)" in notes
+    assert validate_store(tmp_path / "d.h5") == []
+
+
+def test_off_as_unknown_option(unity_phantoms: Path, tmp_path: Path) -> None:
+    """Videos 1 and 4 have their RA 'off': absent (0) by default, unknown (-1) with --off-as unknown."""
+    states = {}
+    for reading in ("absent", "unknown"):
+        res = convert(unity_phantoms, tmp_path / f"{reading}.h5", "--size", "48", "--off-as", reading)
+        assert res.exit_code == 0, res.output
+        with h5py.File(tmp_path / f"{reading}.h5") as f:
+            states[reading] = f["label_state"][:]
+            assert f"--off-as {reading}" in f.attrs["command"]
+        assert validate_store(tmp_path / f"{reading}.h5") == []
+    ra = json.loads(h5py.File(tmp_path / "absent.h5").attrs["classes"]).index("RA")
+    assert (states["absent"][:, ra] == 0).sum() == 4 and (states["unknown"][:, ra] == 0).sum() == 0
+    changed = states["absent"] != states["unknown"]
+    assert changed.any() and (states["absent"][changed] == 0).all() and (states["unknown"][changed] == -1).all()
+    res = convert(unity_phantoms, tmp_path / "x.h5", "--off-as", "maybe")
+    assert res.exit_code == 1 and "--off-as must be absent or unknown" in res.output
+
+
+def _move_labels_to_folder(root: Path) -> None:
+    """The layout of real releases: SRC/labels/labels-*.json, png-cache/ at SRC."""
+    (root / "labels").mkdir()
+    for p in root.glob("labels-*"):
+        p.rename(root / "labels" / p.name)
+
+
+def test_labels_in_their_own_folder_keep_the_official_split(unity_copy: Path, tmp_path: Path) -> None:
+    _move_labels_to_folder(unity_copy)
+    for extra in ([], ["--labels", "labels/labels-all.json"]):
+        out = tmp_path / f"l{len(extra)}.h5"
+        res = convert(unity_copy, out, "--size", "48", *extra)
+        assert res.exit_code == 0, res.output
+        with h5py.File(out) as f:
+            assert f["splits"].attrs["method"] == "official:labels-train.json,labels-tune.json,labels-ival.json"
+            assert [len(f["splits"][n]) for n in ("train", "valid", "test")] == [6, 2, 2]
+            assert not any(n.startswith("split:") for n in notes_of(f))
+    # the 2020 code's labels-val stands for labels-tune
+    for ext in (".json", ".txt"):
+        (unity_copy / "labels" / f"labels-tune{ext}").rename(unity_copy / "labels" / f"labels-val{ext}")
+    res = convert(unity_copy, tmp_path / "val.h5", "--size", "48")
+    assert res.exit_code == 0, res.output
+    with h5py.File(tmp_path / "val.h5") as f:
+        assert f["splits"].attrs["method"] == "official:labels-train.json,labels-val.json,labels-ival.json"
+
+
+def test_why_no_official_split_is_said_in_output_and_notes(unity_copy: Path, tmp_path: Path) -> None:
+    _move_labels_to_folder(unity_copy)
+    res = convert(unity_copy, tmp_path / "r.h5", "--size", "48", "--split", "random")
+    assert res.exit_code == 0, res.output
+    assert "split: random as asked, not Unity's official one (labels-train.json, labels-tune.json, " \
+           "labels-ival.json in" in res.output
+    for p in (unity_copy / "labels").glob("labels-[tiv]*"):
+        p.unlink()
+    res = convert(unity_copy, tmp_path / "n.h5", "--size", "48")
+    assert res.exit_code == 0, res.output
+    why = "split: random, not Unity's official one: no labels-train/-tune/-ival (.json or .txt) beside the " \
+          "labels file or in SRC"
+    assert why in res.output
+    with h5py.File(tmp_path / "n.h5") as f:
+        assert f["splits"].attrs["method"] == "random"
+        assert any(n.startswith(why) for n in notes_of(f))
 
 
 def test_existing_output_and_bad_options(unity_phantoms: Path, unity_store: Path, tmp_path: Path) -> None:

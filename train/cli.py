@@ -237,10 +237,11 @@ def predict_cmd(
     store: Path = typer.Option(..., "--store", help="Store whose images to segment."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     split: str = typer.Option("all", help="Split to predict, or 'all'."),
-    fmt: str = typer.Option("auto", "--format", help="auto (NIfTI when the store has meta/source_shape, "
-                            "else PNG) | png | nifti."),
-    grid: str = typer.Option("source", help="NIfTI grid: source (back on the scanner's voxel grid, from "
-                             "meta/source_shape) | stored (the store's pixels)."),
+    fmt: str = typer.Option("auto", "--format", help="auto (NIfTI for slices of volumes with a source "
+                            "geometry, e.g. ACDC; PNG for 2D sources: folder, Unity, CAMUS, merged stores "
+                            "without geometry) | png | nifti (refused where there is no geometry)."),
+    grid: str = typer.Option("source", help="NIfTI grid: source (the source image's voxel grid and affine, "
+                             "from meta/source_*) | stored (the store's pixels, the source's directions)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     preview: Path = typer.Option(None, help="Also write a PNG montage: image, ground-truth mask and "
                                  "prediction of 8 samples of the split.", dir_okay=False),
@@ -257,11 +258,13 @@ def predict_cmd(
     if preview is not None and not preview.parent.is_dir() and preview.parent.resolve() != out.resolve():
         raise DatakitError("output folder does not exist", preview.parent)
     ck, _, s, model, dev = _load(checkpoint, None, store, device)
-    from train.predict_io import write_predictions
+    from train.predict_io import auto_format, check_nifti, write_predictions
 
-    if fmt == "auto":
-        fmt = "nifti" if "source_shape" in s.meta else "png"
     indices = _indices(s, split)
+    if fmt == "auto":
+        fmt = auto_format(s, indices)
+    elif fmt == "nifti":
+        check_nifti(s, indices, grid)  # before any prediction is written
     keep = None
     if preview is not None:
         from datakit.preview import pick  # the montage is datakit's preview, with a prediction panel
@@ -272,7 +275,7 @@ def predict_cmd(
     with _progress(None) as bar:
         task = bar.add_task(f"predicting {split}", total=len(indices))
         n, kept = write_predictions(model, s, indices, dev, out, fmt, grid, keep=keep,
-                                    progress=lambda k: bar.advance(task, k))
+                                    progress=lambda k: bar.advance(task, k), log=_err)
     _err(f"wrote {n} {fmt.upper()} files to {out}")
     if preview is not None:
         from datakit.preview import write_preview

@@ -27,8 +27,9 @@ def unity(
     ctx: typer.Context,
     src: Path = typer.Argument(..., help="Unity root: png-cache/ and the labels JSON files."),
     out: Path = OutOpt,
-    labels: Path = typer.Option(None, "--labels", help="Labels JSON to convert (default SRC/labels-all.json; "
-                                "a bare name is looked up in SRC)."),
+    labels: Path = typer.Option(None, "--labels", help="Labels JSON to convert (default SRC/labels-all.json, "
+                                "else SRC/labels/labels-all.json; a relative name is looked up in SRC). "
+                                "Split files are looked for beside it, then in SRC."),
     classes: Path = typer.Option(None, "--classes", help="Class manifest: classes, curve rules "
                                  "(fill/line/between), points (default manifests/unity_classes.json)."),
     size: int = typer.Option(256, help="Stored image size (square, aspect kept by padding), pixels.", min=8),
@@ -44,8 +45,12 @@ def unity(
     seed: int = SeedOpt,
     workers: int = WorkersOpt,
     on_error: str = typer.Option("stop", "--on-error", help="stop: exit 1 on the first problem; skip: leave "
-                                 "out a bad frame (bad key, missing image) or a bad label (the frame is kept, "
-                                 "its class unknown), record why."),
+                                 "out a bad frame (bad key, missing image) or a malformed label (the frame is "
+                                 "kept, its class unknown), record why. Degenerate labels (2 points, NaN) "
+                                 "never stop: drawn as segments or left unknown, and listed."),
+    off_as: str = typer.Option("absent", "--off-as", help="What an 'off' label means: absent (label state 0, "
+                               "as Unity's own training code reads it) or unknown (-1: Unity also writes "
+                               "'off' for labels the frame's annotation project never asked for)."),
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Unity Imaging echo: PNG frames + curve/point labels -> masks, label states, keypoints."""
@@ -59,6 +64,7 @@ def unity(
         raise DatakitError("Unity has no manual scribbles: --scribbles takes none or synth:ALGO")
     _, synth = parse_scribbles(scribbles, seed if scribble_seed is None else scribble_seed,
                               thickness=scribble_thickness, coverage=scribble_coverage)
-    source = UnitySource(src, labels=labels, classes_file=classes, size=size, norm=norm, on_error=on_error)
+    source = UnitySource(src, labels=labels, classes_file=classes, size=size, norm=norm, on_error=on_error,
+                          off_as=off_as)
     run_conversion(ctx, source, synth, out=out, overwrite=overwrite, workers=workers, on_error=on_error,
                    split=split, ratios=ratios, seed=seed)

@@ -10,6 +10,10 @@ Cases: NIfTI (``.nii.gz``) when the store has pixel spacing; slices of one sourc
 back into one 3D case, spacing (row, col, slice_spacing) from ``meta/``. Other samples are single
 2D cases (a 1-slice NIfTI, nnU-Net's 2D convention of spacing 999 across slices). Stores of 8-bit
 natural images (no spacing, normalisation scale:1/255) export as PNG, as nnU-Net's own 2D datasets do.
+A volume of a store with ``meta/source_affine`` (ACDC) gets the affine of its stored grid in the
+source's world frame (source directions, stored spacing, origin moved by the crop:
+:func:`datakit.geometry.stored_affine`), so nnU-Net's predictions lie back over the original
+images; other cases get diagonal affines (spacing, origin 0).
 Labels are consecutive 0..K-1; where a label is unknown (255) the ``ignore`` label K is used, as
 nnU-Net requires (the highest value, named "ignore"). With ``labels="scribbles"`` that is every
 unlabelled pixel.
@@ -29,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from datakit.errors import DatakitError
+from datakit.geometry import stored_affine
 from datakit.store.contract import IGNORE_INDEX
 from datakit.store.reader import Store
 
@@ -241,7 +246,7 @@ def _write(store: Store, cases: Iterable[Case], root: Path, title: str, fmt: str
         if fmt == "png":
             _write_png(img[0], lab[0], root, part, case.name)
         else:
-            _write_nifti(img, lab, case.spacing, root, part, case.name)
+            _write_nifti(img, lab, case.spacing, root, part, case.name, _case_affine(store, case))
         written[case.split].append(case.name)
         case_map[case.name] = {"split": case.split or None, "samples": [int(i) for i in idx],
                                "patient": str(store.meta["patient"][idx[0]]),
@@ -300,15 +305,31 @@ def _write_png(image: np.ndarray, label: np.ndarray, root: Path, part: str, case
     Image.fromarray(label.astype(np.uint8)).save(root / f"labels{part}" / f"{case}.png")
 
 
+def _case_affine(store: Store, case: Case) -> np.ndarray:
+    """World affine of a case: in the source's frame where the store records it, else diagonal."""
+    meta, first = store.meta, case.indices[0]
+    diagonal = np.diag([*case.spacing, 1.0])
+    if "source_affine" not in meta or int(meta["slice"][first]) < 0:
+        return diagonal
+    affine = stored_affine(meta["source_affine"][first], tuple(meta["source_shape"][first]),
+                           tuple(meta["source_spacing"][first]), tuple(float(x) for x in meta["spacing"][first]),
+                           store.image_size, int(meta["slice"][first]))
+    if len(case.indices) == 1:  # a lone slice keeps nnU-Net's 2D marker across slices
+        affine[:3, 2] *= FLAT_SPACING / np.linalg.norm(affine[:3, 2])
+    return affine
+
+
 def _write_nifti(images: np.ndarray, labels: np.ndarray, spacing: tuple[float, float, float], root: Path,
-                 part: str, case: str) -> None:
+                 part: str, case: str, affine: np.ndarray | None = None) -> None:
     """images (Z, C, H, W), labels (Z, H, W) -> (H, W, Z) volumes: rows are the first axis, as read."""
     import nibabel as nib
 
-    affine = np.diag([*spacing, 1.0])
+    affine = np.diag([*spacing, 1.0]) if affine is None else affine
 
     def save(a: np.ndarray, path: Path) -> None:
         img = nib.Nifti1Image(np.ascontiguousarray(a), affine)
+        img.set_qform(affine, code=1)
+        img.set_sform(affine, code=1)
         img.header.set_xyzt_units("mm")
         nib.save(img, path)
 

@@ -148,7 +148,8 @@ class AcdcSource:
         scribbles = grid.slices_labels(np.moveaxis(scribble, -1, 0), IGNORE) if scribble is not None else None
         states = label_states_of_stack(masks, len(self.classes))
         extra = {"source_shape": np.array(volume.shape[:2], np.int32),
-                 "source_spacing": np.array(zooms[:2], np.float32)}
+                 "source_spacing": np.array(zooms[:2], np.float32),
+                 "source_affine": np.asarray(img.affine, np.float64)}  # voxel (row, col, slice) -> world mm
         source = source_path(image_path, self.root)
         out = []
         for z in range(volume.shape[2]):

@@ -62,13 +62,15 @@ def detect_format(dirs: list[Path]) -> str:
 
 
 def _split_roots(root: Path) -> list[Path]:
-    """Where split folders may sit: the root, or above it when SRC is a sub-folder of a release."""
+    """Where split folders may sit: the root, or above it when SRC is a sub-folder of a release; and
+    ``training/`` of a release root (the MHD release may keep ``listSubGroups/`` there)."""
     roots = [root]
     if PATIENT_DIR.match(root.name):
         roots += [root.parent, root.parent.parent]
     elif root.name in ("database_nifti", "training", "testing"):
         roots.append(root.parent)
-    return roots
+    roots += [r / "training" for r in roots if r.name not in ("training", "testing") and (r / "training").is_dir()]
+    return list(dict.fromkeys(roots))
 
 
 def _read_list(path: Path) -> list[str]:
@@ -87,6 +89,10 @@ class OfficialLists:
     name: str  # recorded as method "official:<name>"
     lists: dict[str, list[str]]
     files: dict[str, Path]
+
+    @property
+    def folder(self) -> Path:
+        return next(iter(self.files.values())).parent
 
 
 def _official(name: str, files: dict[str, Path]) -> OfficialLists:
@@ -183,6 +189,20 @@ class CamusSource:
 
     def default_split(self) -> str:
         return "official" if self.official_lists is not None else "stratified"
+
+    def split_note(self, spec: str) -> str:
+        """Which split is used and why: said in the output and kept in the store's notes."""
+        lists = self.official_lists
+        if lists is None:
+            looked = ", ".join(str(r) for r in _split_roots(self.root))
+            column = spec.split(":", 1)[1] if spec.startswith("stratified:") else self.stratify_column
+            what = f"stratified on {column}" if spec.startswith("stratified") else spec
+            return f"split: {what}: no database_split/ or listSubGroups/ found (looked in {looked})"
+        if spec != "official":
+            return f"split: {spec} as asked; the official lists in {lists.folder} are not used"
+        fold = "" if lists.name == "database_split" else \
+            f" (fold {self.fold or 1}{'' if self.fold else ', the default; --fold K for another'})"
+        return f"split: official {lists.name}{fold}, from {lists.folder}"
 
     def official_split(self, patient_ids: list[str]) -> SplitResult:
         """``--split official``: database_split/ or a listSubGroups/ fold, checked like a split file."""

@@ -10,10 +10,19 @@ conversion, naming the labels file and key. With ``"skip"``:
 - a bad key (not a Unity file name, absolute, or resolving outside SRC, symbolic links followed)
   or a missing or unreadable image drops that frame (never read); the other frames of its video
   are kept;
-- a malformed label (curve with < 3 points, non-numeric coordinates, unknown type) drops that label
-  only: the frame is kept, the label's class gets state -1 (unknown) unless another label draws it,
-  a point's keypoint gets visibility -1.
+- a malformed label (non-numeric coordinates, x and y of different lengths, unknown type) drops
+  that label only: the frame is kept, the label's class gets state -1 (unknown) unless another
+  label draws it, a point's keypoint gets visibility -1.
 Each is recorded in the store's ``notes`` attribute and printed.
+
+Degenerate labels (a curve with too few points or a non-finite coordinate, as real exports hold)
+are not errors with either setting: the frame is kept, a 2-point curve of a ``line`` rule is drawn
+as a segment, any other such label is left out as unknown (-1) (:mod:`datakit.splines`). Each is a
+note ``degenerate label <labels file>#<key>: label '<name>': <reason>``, and the conversion ends
+with a one-line summary of them.
+
+Split files (``labels-train`` / ``-tune`` (or the 2020 ``-val``) / ``-ival``, ``.json`` or ``.txt``)
+are looked for beside the labels file first (real releases keep them in ``labels/``), then in SRC.
 """
 
 from __future__ import annotations
@@ -34,12 +43,15 @@ from datakit.errors import DatakitError
 from datakit.normalize import fit_normalizer, normalizer_name
 from datakit.sample import Sample, unknown_labels
 from datakit.sources.base import ItemResult
+from datakit.splines import OFF_READINGS, SEGMENT
 from datakit.splits import SplitResult
 from datakit.unity_classes import ClassMap, load_class_map
 
 IMAGE_NAME = re.compile(r"^(\d{2})-([0-9a-fA-F]{64})-(\d{4})\.png$")
 # split name in the store -> Unity's file stem (a .json of labels, or a .txt list of image names)
 SPLIT_FILES = {"train": "labels-train", "valid": "labels-tune", "test": "labels-ival"}
+SPLIT_ALIASES = {"valid": ("labels-val",)}  # Unity's 2020 code wrote labels-val.json for the tuning set
+DEGENERATE = "degenerate label "  # the prefix of the notes the end-of-conversion summary counts
 SPLIT_PRIORITY = ("test", "valid", "train")  # a tie between splits goes to the held-out one
 
 
@@ -110,7 +122,7 @@ def load_png(path: Path) -> np.ndarray:
 @dataclass
 class UnitySource:
     root: Path
-    labels: Path | None = None  # default SRC/labels-all.json; a relative name is tried under SRC
+    labels: Path | None = None  # default SRC/labels-all.json, else SRC/labels/labels-all.json
     classes_file: Path | None = None  # default manifests/unity_classes.json
     size: int = 256
     norm: str = "scale255"
@@ -118,7 +130,8 @@ class UnitySource:
     name: str = "unity"
     channels: int = 1
     stratify_column: str | None = None
-    official_split_from: ClassVar[str] = "labels-train/-tune/-ival (.json or .txt) in SRC"
+    off_as: str = "absent"  # what an "off" label means: known absent (0) or unknown (-1)
+    official_split_from: ClassVar[str] = "labels-train/-tune/-ival (.json or .txt) beside the labels file or in SRC"
     class_map: ClassMap = field(init=False)
 
     def __post_init__(self) -> None:
@@ -132,11 +145,15 @@ class UnitySource:
         self.keypoint_names = self.class_map.points or None
         self.image_size = (self.size, self.size)
         self.normalization = normalizer_name(self.norm)
+        if self.off_as not in OFF_READINGS:
+            raise DatakitError(f"--off-as must be {' or '.join(OFF_READINGS)}, not {self.off_as!r}")
         self.labels_path = self._labels_path()
 
     def _labels_path(self) -> Path:
         if self.labels is None:
-            return self.root / "labels-all.json"
+            in_folder = self.root / "labels" / "labels-all.json"
+            top = self.root / "labels-all.json"
+            return in_folder if in_folder.is_file() and not top.exists() else top
         given = Path(self.labels)
         if given.is_absolute():
             return given
@@ -213,11 +230,12 @@ class UnitySource:
             image[np.isnan(image)] = norm.background  # padding: the normalised background level
             try:
                 out = render_labels(fr.entry, self.class_map, self.image_size, PixelTransform(scale, offset),
-                                    image=where, on_error=self.on_error)
+                                    image=where, on_error=self.on_error, off_as=self.off_as)
             except DatakitError as e:  # reached only for frame-level problems when skipping
                 self._problem(e.reason, where, notes)
                 continue
             notes += out.problems
+            notes += [f"{DEGENERATE}{f}" for f in out.findings] + out.ignored
             if len(out.label_state) != k:  # pragma: no cover - the class map fixes both
                 raise AssertionError("label_state length differs from classes")
             samples.append(Sample(
@@ -231,18 +249,52 @@ class UnitySource:
         return ItemResult(samples, row, notes)
 
     # -- splits -----------------------------------------------------------------------------------
+    def split_folders(self) -> list[Path]:
+        """Where split files are looked for: beside the labels file, then SRC."""
+        return list(dict.fromkeys([self.labels_path.parent, self.root]))
+
     def split_files(self) -> dict[str, Path]:
-        """Unity's own split files present in SRC: split name -> labels JSON (or its .txt list)."""
-        found = {}
-        for split, stem in SPLIT_FILES.items():
-            for ext in (".json", ".txt"):
-                if (self.root / f"{stem}{ext}").is_file():
-                    found[split] = self.root / f"{stem}{ext}"
-                    break
-        return found
+        """Unity's own split files: split name -> labels JSON (or its .txt list), all from the first
+        folder of :meth:`split_folders` that holds any (never a mix of two folders)."""
+        for folder in self.split_folders():
+            found = {}
+            for split, stem in SPLIT_FILES.items():
+                for name in (stem, *SPLIT_ALIASES.get(split, ())):
+                    hit = next((folder / f"{name}{ext}" for ext in (".json", ".txt")
+                                if (folder / f"{name}{ext}").is_file()), None)
+                    if hit is not None:
+                        found[split] = hit
+                        break
+            if found:
+                return found
+        return {}
 
     def default_split(self) -> str:
         return "official" if self.split_files() else "random"
+
+    def split_note(self, spec: str) -> str | None:
+        """Which split is used and why, when it is not Unity's own (for the output and the notes)."""
+        files = self.split_files()
+        if spec == "official":
+            return None  # the store's split method names the files
+        where = " or ".join(str(f) for f in self.split_folders())
+        if not files:
+            return (f"split: {spec}, not Unity's official one: no labels-train/-tune/-ival (.json or .txt) "
+                    f"beside the labels file or in SRC (looked in {where})")
+        return (f"split: {spec} as asked, not Unity's official one "
+                f"({', '.join(p.name for p in files.values())} in {next(iter(files.values())).parent})")
+
+    # -- summary ---------------------------------------------------------------------------------
+    def summary_notes(self, notes: list[str]) -> list[str]:
+        """One line counting the degenerate labels listed in ``notes`` (none: no line)."""
+        found = [n for n in notes if n.startswith(DEGENERATE)]
+        if not found:
+            return []
+        segments = sum(n.endswith(SEGMENT) for n in found)
+        frames = len({n[len(DEGENERATE):].split(": label ", 1)[0] for n in found})
+        return [f"degenerate labels: {len(found)} in {frames} frame(s) ({segments} 2-point line curve(s) drawn "
+                f"as straight segments, {len(found) - segments} left out as unknown, label state -1); "
+                f"each is listed above and in the store's notes"]
 
     def official_split(self, videos: list[str]) -> SplitResult:
         """Videos to train / valid / test from labels-train / -tune / -ival, never cut.

@@ -158,6 +158,20 @@ def _check_samples(f: h5py.File, n: int, k: int, out: list[Violation]) -> np.nda
     return scribbled
 
 
+def _check_affines(d: h5py.Dataset, n: int, out: list[Violation]) -> None:
+    """``meta/source_affine`` (datakit extension): (N, 4, 4) float64, finite, invertible, last row 0 0 0 1."""
+    if d.shape != (n, 4, 4) or d.dtype != np.float64:
+        out.append(Violation("meta/source_affine", f"shape {d.shape} {d.dtype}, expected ({n}, 4, 4) float64"))
+        return
+    a = d[()]
+    finite = np.isfinite(a).all(axis=(1, 2))
+    bad = ~finite | ~np.all(a[:, 3] == (0, 0, 0, 1), axis=1)
+    bad[finite] |= np.abs(np.linalg.det(a[finite, :3, :3])) < 1e-12
+    if bad.any():
+        out.append(Violation(f"meta/source_affine[{_listed(np.flatnonzero(bad))}]",
+                             "not an affine: non-finite, singular, or last row not 0 0 0 1"))
+
+
 def _check_meta(f: h5py.File, n: int, out: list[Violation], scribbled: np.ndarray | None) -> np.ndarray | None:
     if "meta" not in f:
         out.append(Violation("meta", "missing group"))
@@ -179,6 +193,8 @@ def _check_meta(f: h5py.File, n: int, out: list[Violation], scribbled: np.ndarra
     for name, d in g.items():
         if name not in META_COLUMNS and d.shape[:1] != (n,):
             out.append(Violation(f"meta/{name}", f"length {d.shape[:1]}, expected {n}"))
+    if "source_affine" in g:
+        _check_affines(g["source_affine"], n, out)
     if "scribble_source" in g and g["scribble_source"].shape == (n,):
         src = np.array([_text(x) for x in g["scribble_source"][()]])
         bad = np.flatnonzero(~(np.isin(src, ("manual", "none")) | np.char.startswith(src, "synthetic:")))

@@ -3,7 +3,7 @@
 NIfTI release (``release="nifti"``)::
 
     database_nifti/patientNNNN/patientNNNN_{2CH,4CH}_{ED,ES}[_gt].nii.gz
-                               patientNNNN_{VIEW}_half_sequence[_gt].nii.gz   (ED -> ES, time last)
+                               patientNNNN_{VIEW}_half_sequence[_gt].nii.gz   (time last; see below)
                                Info_{VIEW}.cfg   (ED, ES, NbFrame, Sex, Age, ImageQuality, EF, FrameRate)
     database_split/subgroup_{training,validation,testing}.txt
 
@@ -18,7 +18,10 @@ Every file is written by SimpleITK: uint8, anisotropic spacing (column spacing a
 spacing, as the real files), arrays (H, W) with the sector apex at row 0. The heart: an LV cavity
 in a myocardial wall open at the mitral plane, the left atrium below it; the LV contracts and the
 LA fills from ED to ES. The image: an ultrasound fan with depth attenuation and Rayleigh speckle.
-In the MHD release some patients have ED after ES in their full sequence, as the real data does.
+The phantoms' half sequences run ED -> ES; real ones run in either order (some ES -> ED, ED > ES in
+the Info cfg), which the tests build by reversing a phantom's. In the MHD release some patients have
+ED after ES in their full sequence, as the real data does. ``listSubGroups/`` is written at the
+release root; real copies may hold it in ``training/`` (the converter looks in both).
 """
 
 from __future__ import annotations
@@ -124,7 +127,7 @@ def write_view(folder: Path, pid: str, view: str, release: str, rng: np.random.G
     la_scale = rng.uniform(0.9, 1.15) * (1.05 if view == "4CH" else 1.0)
     gain = rng.uniform(0.9, 1.4)
     ext = ".nii.gz" if release == "nifti" else ".mhd"
-    if release == "nifti":  # the half sequence runs from ED to ES
+    if release == "nifti":  # this phantom's half sequence runs from ED to ES (real ones: either order)
         nb = int(rng.integers(10, 21))
         ed, es = 1, nb
         seq_name = "half_sequence"

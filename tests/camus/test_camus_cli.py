@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import h5py
@@ -220,3 +221,26 @@ def test_single_slice_3d_mhd_frames(mhd_copy: Path, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     with h5py.File(tmp_path / "p.h5") as f:
         assert (f["label_state"][:] == 1).all() and f["images"].shape[0] == 4
+
+
+def test_list_sub_groups_inside_training_when_src_is_the_release_root(mhd_copy: Path, tmp_path: Path) -> None:
+    """The MHD release may keep listSubGroups/ in training/: the official folds, not a stratified split."""
+    (mhd_copy / "listSubGroups").rename(mhd_copy / "training" / "listSubGroups")
+    r = _convert(mhd_copy, tmp_path / "m.h5", "--views", "2CH", "--fold", "2")
+    assert r.exit_code == 0, r.output
+    where = mhd_copy / "training" / "listSubGroups"
+    assert f"split: official listSubGroups/subGroup2 (fold 2), from {where}" in r.output
+    with h5py.File(tmp_path / "m.h5") as f:
+        assert f["splits"].attrs["method"] == "official:listSubGroups/subGroup2"
+        listed = (where / "subGroup2_testing.txt").read_text().split()
+        test = sorted(set(f["meta/patient"].asstr()[f["splits/test"][:]]))
+        assert test == sorted(listed) and f"from {where}" in f.attrs["notes"]
+    r = _convert(mhd_copy, tmp_path / "d.h5", "--views", "2CH")
+    assert r.exit_code == 0 and "(fold 1, the default; --fold K for another)" in r.output
+    r = _convert(mhd_copy, tmp_path / "r.h5", "--views", "2CH", "--split", "random")
+    assert r.exit_code == 0 and f"split: random as asked; the official lists in {where} are not used" in r.output
+    shutil.rmtree(where)
+    r = _convert(mhd_copy, tmp_path / "s.h5", "--views", "2CH")
+    assert r.exit_code == 0, r.output
+    assert f"split: stratified on image_quality: no database_split/ or listSubGroups/ found (looked in " \
+           f"{mhd_copy}, {mhd_copy / 'training'})" in r.output

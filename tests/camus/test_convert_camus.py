@@ -186,3 +186,29 @@ def test_mhd_ed_es_with_unlabelled_testing_patient(camus_mhd: Path, tmp_path: Pa
         cfg = _cfg(camus_mhd / "training" / "patient0002" / "Info_4CH.cfg")
         assert ef[_text(f["patients/id"][:]).index("patient0002")] == float(cfg["LVef"])
         assert np.isnan(f["patients/frame_rate_4ch"][:]).all()  # the MHD release has no FrameRate
+
+
+def test_nifti_half_sequence_running_es_to_ed(nifti_copy: Path, tmp_path: Path) -> None:
+    """Some real half sequences run ES -> ED (ED > ES in Info): frame ED still carries the ED mask."""
+    folder = nifti_copy / "database_nifti" / "patient0002"
+    for name in ("patient0002_4CH_half_sequence.nii.gz", "patient0002_4CH_half_sequence_gt.nii.gz"):
+        img = sitk.ReadImage(str(folder / name))
+        flipped = sitk.GetImageFromArray(sitk.GetArrayFromImage(img)[::-1].copy())
+        flipped.CopyInformation(img)
+        sitk.WriteImage(flipped, str(folder / name))
+    cfg_path = folder / "Info_4CH.cfg"
+    cfg = _cfg(cfg_path)
+    nb = int(cfg["NbFrame"])
+    assert (int(cfg["ED"]), int(cfg["ES"])) == (1, nb)  # the phantom ran ED -> ES
+    cfg_path.write_text(cfg_path.read_text().replace("ED: 1\n", f"ED: {nb}\n").replace(f"ES: {nb}\n", "ES: 1\n"))
+    seq = convert_store(folder, tmp_path / "seq.h5", frames="sequence", views="4CH", size=48, split="random")
+    ed_es = convert_store(folder, tmp_path / "edes.h5", views="4CH", size=48, split="random")
+    assert validate_store(seq) == []
+    with h5py.File(seq) as f, h5py.File(ed_es) as e:
+        frames = _text(f["meta/frame"][:])
+        assert frames == [str(i) for i in range(1, nb + 1)]
+        assert f["patients/ed_frame_4ch"][0] == nb and f["patients/es_frame_4ch"][0] == 1
+        ed, es = frames.index(str(nb)), frames.index("1")
+        assert _text(e["meta/frame"][:]) == ["ED", "ES"]
+        assert np.array_equal(f["masks"][ed], e["masks"][0]) and np.array_equal(f["masks"][es], e["masks"][1])
+        assert (f["masks"][ed] == 1).sum() > (f["masks"][es] == 1).sum()  # the LV is largest at ED
