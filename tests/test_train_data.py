@@ -12,7 +12,8 @@ pytest.importorskip("torch")
 
 from datakit.errors import DatakitError  # noqa: E402
 from datakit.store import Store  # noqa: E402
-from train.data import MultiStreamSampler, _ChunkReader  # noqa: E402
+from datakit.store.chunks import ChunkReader  # noqa: E402
+from train.data import MultiStreamSampler  # noqa: E402
 from train.methods import resolve_streams  # noqa: E402
 
 
@@ -29,7 +30,7 @@ def test_chunk_reader_matches_h5py(tmp_path: Path, filters: dict):
         f.create_dataset("masks", data=labs, chunks=(1, 12, 10), **filters)
     with h5py.File(tmp_path / "x.h5") as f:
         for name, ref in (("images", imgs), ("masks", labs)):
-            r = _ChunkReader(f[name])
+            r = ChunkReader(f[name])
             assert r.direct == ("lzf" not in filters.values())
             for i in range(5):
                 a = r.read(i)

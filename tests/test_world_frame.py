@@ -85,7 +85,7 @@ def oracle(monkeypatch: pytest.MonkeyPatch) -> None:
     import train.predict_io
     from train.metrics import volumes
 
-    def fake(model, store, indices, device):
+    def fake(model, store, indices, device, progress=None):
         for vol in volumes(store, indices):
             yield vol, np.stack([store.file["masks"][int(i)] for i in vol.indices])
 

@@ -10,33 +10,27 @@ Two ways to deliver batches, the same batches for the same seed (``MultiStreamSa
   workers, no per-step HDF5 reads or host-device copies.
 - ``make_loader`` (``--data stream``): loader workers read each batch from the store.
 
-Speed of the streaming path: each request is a whole batch. Chunks are one sample each, so a sample is read with
-``read_direct_chunk`` (no hyperslab machinery) and decoded here (gzip via isal/zlib, HDF5 shuffle
-undone with numpy); label_state (small) is loaded once per worker. Every worker opens the file
-itself (Store re-opens after a fork).
+Speed of the streaming path: each request is a whole batch. Chunks are one sample each, so a
+sample is read with ``read_direct_chunk`` and decoded by ``datakit.store.chunks`` (the store's one
+chunk codec); label_state (small) is loaded once per worker. Every worker opens the file itself
+(Store re-opens after a fork).
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from datakit.errors import DatakitError
 from datakit.store import Store
+from datakit.store.chunks import ChunkReader
 from datakit.store.contract import IGNORE_INDEX as IGNORE  # noqa: F401  (re-exported for the methods)
-
-try:  # isal inflates gzip ~2x faster than zlib; both read the same bytes
-    from isal import isal_zlib as _inflate_lib
-except ImportError:  # pragma: no cover
-    _inflate_lib = zlib
 
 # stream name -> store datasets it reads
 STREAM_FIELDS: dict[str, tuple[str, ...]] = {
@@ -79,39 +73,13 @@ def complete_masks(store: Store, idx: np.ndarray, split: str) -> np.ndarray:
     return keep
 
 
-class _ChunkReader:
-    """Reads one sample (one chunk) of a dataset, decoding gzip/shuffle here when possible."""
-
-    def __init__(self, d: h5py.Dataset):
-        self.d = d
-        self.shape = d.shape[1:]
-        f = set(d._filters) if hasattr(d, "_filters") else set()
-        self.direct = d.chunks == (1, *self.shape) and f <= {"gzip", "shuffle"}
-        self.gzip, self.shuffle = "gzip" in f, "shuffle" in f
-        self.dtype = d.dtype
-
-    def read(self, i: int) -> np.ndarray:
-        if not self.direct:
-            return self.d[i]
-        mask, raw = self.d.id.read_direct_chunk((i,) + (0,) * len(self.shape))
-        if mask:  # a filter was skipped for this chunk (HDF5 does so when it would not shrink it)
-            return self.d[i]
-        if self.gzip:
-            raw = _inflate_lib.decompress(raw)
-        if self.shuffle and self.dtype.itemsize > 1:
-            a = np.frombuffer(raw, np.uint8).reshape(self.dtype.itemsize, -1).T.copy().view(self.dtype)
-        else:
-            a = np.frombuffer(raw, self.dtype).copy()
-        return a.reshape(self.shape)
-
-
 class StoreBatches(Dataset):
     """A map-style dataset whose item is a whole request: {stream: [indices]} -> {stream: {field: array}}."""
 
     def __init__(self, path: str | Path, streams: dict[str, str]):
         self.store = Store(path)
         self.streams = streams  # stream name -> kind in STREAM_FIELDS
-        self._readers: dict[str, _ChunkReader] | None = None
+        self._readers: dict[str, ChunkReader] | None = None
         self._label_state: np.ndarray | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -120,11 +88,11 @@ class StoreBatches(Dataset):
         s["_label_state"] = None
         return s
 
-    def _reader(self, name: str) -> _ChunkReader:
+    def _reader(self, name: str) -> ChunkReader:
         if self._readers is None:
             self._readers = {}
         if name not in self._readers:
-            self._readers[name] = _ChunkReader(self.store.file[name])
+            self._readers[name] = ChunkReader(self.store.file[name])
         return self._readers[name]
 
     def read(self, field: str, idx: list[int]) -> np.ndarray:
