@@ -120,7 +120,7 @@ class StoreDataset(Dataset):
         i = int(self.indices[k])
         r = self._readers()
         item: dict[str, Any] = {
-            "image": torch.from_numpy(r["images"].read(i)),
+            "image": torch.from_numpy(r["images"].read(i).astype(np.float32, copy=False)),
             "mask": torch.from_numpy(r["masks"].read(i)),
             "scribble": torch.from_numpy(r["scribbles"].read(i)),
             "label_state": torch.from_numpy(self._label_state[i].copy()),

@@ -51,7 +51,7 @@ def predict_volume(model: torch.nn.Module, store: Store, vol: Volume, device: to
     out = []
     for s in range(0, len(vol.indices), batch):
         idx = vol.indices[s:s + batch]
-        x = torch.from_numpy(np.stack([images[int(i)] for i in idx])).to(device)
+        x = torch.from_numpy(np.stack([images[int(i)] for i in idx]).astype(np.float32, copy=False)).to(device)
         if device.type == "cuda" or use_bf16(device):
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device):
@@ -110,7 +110,8 @@ class ResidentSplit:
         from train.data import StoreBatches
 
         reader = StoreBatches(store.path, {})
-        self.images = torch.from_numpy(reader.read("images", order.tolist())).to(device) if len(order) else None
+        self.images = (torch.from_numpy(reader.read("images", order.tolist())).to(device).float()
+                       if len(order) else None)
         self.masks = reader.read("masks", order.tolist()) if len(order) else None
         reader.store.close()
 

@@ -262,10 +262,11 @@ class Trainer:
             del loader
 
     def _layout(self, batch: dict[str, dict[str, torch.Tensor]]) -> dict[str, dict[str, torch.Tensor]]:
-        if self.channels_last:
-            for v in batch.values():
-                if "images" in v:
-                    v["images"] = v["images"].contiguous(memory_format=torch.channels_last)
+        """Images as float32 (float16 stores are cast here), channels_last where the nets use it."""
+        for v in batch.values():
+            if "images" in v:
+                x = v["images"].float()
+                v["images"] = x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
         return batch
 
     # -- validation -------------------------------------------------------------------------------

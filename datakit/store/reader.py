@@ -129,7 +129,7 @@ class Store:
         f = self.file
         out: dict[str, Any] = {
             "index": int(i),
-            "image": f["images"][i],
+            "image": f["images"][i].astype(np.float32, copy=False),  # float16 stores: readers cast
             "mask": f["masks"][i],
             "scribble": f["scribbles"][i],
             "label_state": f["label_state"][i],

@@ -76,8 +76,8 @@ def _check_arrays(f: h5py.File, k: int | None, out: list[Violation]) -> int | No
     size = tuple(int(x) for x in np.asarray(f.attrs.get("image_size", (-1, -1))).ravel()[:2])
     if img.ndim != 4 or img.shape[1] not in (1, 3) or img.shape[2:] != size:
         out.append(Violation("images", f"shape {img.shape}, expected (N, 1|3, {size[0]}, {size[1]})"))
-    if img.dtype != np.float32:
-        out.append(Violation("images", f"dtype {img.dtype}, expected float32"))
+    if img.dtype not in (np.float32, np.float16):  # float16: the half-precision extension (docs/store.md)
+        out.append(Violation("images", f"dtype {img.dtype}, expected float32 (or float16)"))
     if "normalization" not in img.attrs:
         out.append(Violation("images.attrs/normalization", "missing"))
     for name in ("masks", "scribbles"):
