@@ -290,7 +290,7 @@ class Trainer:
     def _check_finite(self, means: dict[str, float], since: int) -> None:
         """The NaN check, at log time: a non-finite mean means a step since ``since`` had a bad loss."""
         bad = [k for k, v in means.items() if not math.isfinite(v)]
-        flag = torch.tensor([float(bool(bad))])
+        flag = torch.tensor([float(bool(bad))], device=self.device)  # nccl reduces device tensors only
         if self.d.world > 1:
             dist.all_reduce(flag)  # every rank stops together
         if not flag.item():
