@@ -63,3 +63,14 @@ def small_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
             log=lambda m: None)
     assert validate_store(out) == []
     return out
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread: on a shared, busy machine two threads spin-wait on each other (~10x slower)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -10,20 +10,13 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 from datakit.errors import DatakitError  # noqa: E402
 from tests.test_train_run import FAST, invoke, rows  # noqa: E402
 from train import methods  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
 from train.schedule import cyclic, lr_factor  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _cfg(store: Path, out: Path, **kw) -> TrainConfig:

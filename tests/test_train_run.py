@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 from typer.testing import CliRunner  # noqa: E402
 
@@ -30,7 +31,7 @@ def tiny_run(small_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     """A 2-step pce run (read-only for the tests): checkpoints to evaluate, predict with, refuse."""
     run = tmp_path_factory.mktemp("tiny") / "run"
     n = torch.get_num_threads()
-    torch.set_num_threads(1)  # as _one_thread does, which session fixtures run before
+    torch.set_num_threads(1)  # as one_torch_thread does, which session fixtures run before
     try:
         r = invoke("run", "--store", small_store, "--out", run, "--method", "pce", "--max-steps", 2, *FAST,
                    "--eval-every", 1)
@@ -40,13 +41,6 @@ def tiny_run(small_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return run
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared, busy machine two threads spin-wait on each other (~10x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def invoke(*args: str):

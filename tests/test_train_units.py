@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 from datakit.errors import DatakitError  # noqa: E402
 from train.augment import augment_masks, augment_pair, random_affine, rotation_theta, warp_labels  # noqa: E402
@@ -346,13 +347,6 @@ def test_config_toml_round_trip_and_errors(tmp_path: Path):
         load_toml(f)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared, busy machine two threads spin-wait on each other (~10x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize("size", [64, 224])  # centre crop, centre pad

@@ -135,26 +135,23 @@ def pick_full(store: Store) -> Streams:
 
 
 # -- one iteration ------------------------------------------------------------------------------------
-def step_full(tr: Trainer, batch: Batch) -> dict[str, torch.Tensor]:
-    b = batch["full"]
-    x, y = b["images"], b["masks"]
+def _ce_step(tr: Trainer, b: dict[str, torch.Tensor], labels: str, weighted: bool) -> dict[str, torch.Tensor]:
+    """One cross-entropy iteration on images and their ``labels`` (scribbles: weighted partial CE)."""
+    x, y = b["images"], b[labels]
     if tr.cfg.augment:
         x, (y,) = augment_pair(x, [(y, IGNORE)])
     with tr.autocast():
         out = tr.nets.model(x)
-    ce = partial_ce(out.logits, y, weighted=False, label_state=b["label_state"])
+    ce = partial_ce(out.logits, y, weighted=weighted, label_state=b["label_state"])
     return tr.step_g(ce, {"loss/ce": ce})
+
+
+def step_full(tr: Trainer, batch: Batch) -> dict[str, torch.Tensor]:
+    return _ce_step(tr, batch["full"], "masks", weighted=False)
 
 
 def step_pce(tr: Trainer, batch: Batch) -> dict[str, torch.Tensor]:
-    b = batch["scribble"]
-    x, y = b["images"], b["scribbles"]
-    if tr.cfg.augment:
-        x, (y,) = augment_pair(x, [(y, IGNORE)])
-    with tr.autocast():
-        out = tr.nets.model(x)
-    ce = partial_ce(out.logits, y, label_state=b["label_state"])
-    return tr.step_g(ce, {"loss/ce": ce})
+    return _ce_step(tr, batch["scribble"], "scribbles", weighted=True)
 
 
 def step_maag(tr: Trainer, batch: Batch) -> dict[str, torch.Tensor]:
