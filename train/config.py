@@ -45,7 +45,8 @@ class TrainConfig(BaseModel):
     valid_split: str = Field("valid", description="Split for model selection ('' to skip validation).")
     eval_every: int = Field(0, ge=0, description="Validate every N steps (0: once per scribble epoch).")
     eval_from: float = Field(0.5, ge=0, le=1, description="Validate only after this fraction of max_steps.")
-    log_every: int = Field(10, ge=1, description="Write a metrics.jsonl row every N steps.")
+    log_every: int = Field(10, ge=1, description="Write a metrics.jsonl row every N steps (the losses are read, "
+                           "and checked for NaN, only then: the one host-device sync of the loop).")
     ckpt_every: int = Field(500, ge=1, description="Save checkpoints/last.pt every N steps (and at the end).")
     data: Literal["auto", "memory", "stream"] = Field(
         "auto", description="memory: the streams' samples read once onto the device; stream: loader "

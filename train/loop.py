@@ -328,7 +328,9 @@ class Trainer:
         every = cfg.eval_every or self.epoch_steps
         start = self.step
         budget = cfg.time_budget * 60 if cfg.time_budget > 0 else math.inf
-        reserve = 0.0  # seconds the closing validation + save took last time: kept free within the budget
+        # seconds kept free within the budget for the closing validation + save: a tenth of the budget (at
+        # most 30 s) until one has been measured, then 1.5 x the longest measured
+        reserve = min(30.0, 0.1 * budget)
         metrics = (self.run_dir / "metrics.jsonl").open("a") if self.d.main else None
         tb = _tensorboard(self.run_dir) if (cfg.tensorboard and self.d.main) else None
         sums: dict[str, torch.Tensor] = {}
