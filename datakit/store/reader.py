@@ -17,7 +17,8 @@ import h5py
 import numpy as np
 
 from datakit.errors import DatakitError
-from datakit.store.contract import SCHEMA
+from datakit.safe_io import regular_file
+from datakit.store.check import check_structure
 
 
 def _decode(a: np.ndarray) -> np.ndarray:
@@ -29,16 +30,19 @@ def _decode(a: np.ndarray) -> np.ndarray:
 class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not self.path.is_file():
+        if not self.path.exists():
             raise DatakitError("no such store file", self.path)
+        regular_file(self.path, "store")  # a FIFO would block HDF5
         self._f: h5py.File | None = None
         self._pid: int | None = None
         try:
-            schema = self.file.attrs.get("schema")
+            check_structure(self.file, self.path)  # the one cheap structural check (datakit.store.check)
         except OSError as e:
+            self.close()
             raise DatakitError(f"not a readable HDF5 file ({e})", self.path) from None
-        if schema != SCHEMA:
-            raise DatakitError(f"not a datakit store (attr schema={schema!r})", self.path)
+        except DatakitError:
+            self.close()
+            raise
 
     # -- handle ---------------------------------------------------------------------------------
     @property

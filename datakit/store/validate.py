@@ -13,6 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from datakit.store.check import schema_version_of
 from datakit.store.contract import IGNORE_INDEX, META_COLUMNS, ROOT_ATTRS, SCHEMA, SCHEMA_VERSION
 
 CHUNK = 256
@@ -37,17 +38,30 @@ def _text(v: object) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+def _size(value: object) -> tuple[int, ...]:
+    """``image_size`` as ints; (-1, -1) when it is not two numbers (reported by _check_root)."""
+    try:
+        size = tuple(int(x) for x in np.asarray(value).ravel()[:2])
+    except (TypeError, ValueError):
+        return (-1, -1)
+    return size if len(size) == 2 else (-1, -1)
+
+
 def _check_root(f: h5py.File, out: list[Violation]) -> list[str] | None:
     for a in ROOT_ATTRS:
         if a not in f.attrs:
             out.append(Violation(f"attrs/{a}", "missing"))
     if "schema" in f.attrs and _text(f.attrs["schema"]) != SCHEMA:
         out.append(Violation("attrs/schema", f"is {_text(f.attrs['schema'])!r}, expected {SCHEMA!r}"))
-    if "schema_version" in f.attrs and int(f.attrs["schema_version"]) != SCHEMA_VERSION:
-        out.append(Violation("attrs/schema_version",
-                             f"is {f.attrs['schema_version']}, this datakit reads {SCHEMA_VERSION}"))
-    if "ignore_index" in f.attrs and int(f.attrs["ignore_index"]) != IGNORE_INDEX:
-        out.append(Violation("attrs/ignore_index", f"is {f.attrs['ignore_index']}, expected 255"))
+    if "schema_version" in f.attrs:
+        version = schema_version_of(f.attrs["schema_version"])
+        if version is None:
+            out.append(Violation("attrs/schema_version", f"is {f.attrs['schema_version']!r}, not a whole number"))
+        elif version != SCHEMA_VERSION:
+            out.append(Violation("attrs/schema_version",
+                                 f"is {version}, this datakit reads {SCHEMA_VERSION}"))
+    if "ignore_index" in f.attrs and schema_version_of(f.attrs["ignore_index"]) != IGNORE_INDEX:
+        out.append(Violation("attrs/ignore_index", f"is {f.attrs['ignore_index']!r}, expected 255"))
     classes = None
     if "classes" in f.attrs:
         try:
@@ -67,13 +81,17 @@ def _check_root(f: h5py.File, out: list[Violation]) -> list[str] | None:
 
 
 def _check_arrays(f: h5py.File, k: int | None, out: list[Violation]) -> int | None:
-    missing = [d for d in ("images", "masks", "scribbles", "label_state") if d not in f]
+    missing = [d for d in ("images", "masks", "scribbles", "label_state") if not isinstance(f.get(d), h5py.Dataset)]
     for d in missing:
         out.append(Violation(d, "missing dataset"))
     if missing:
         return None
-    img, n = f["images"], f["images"].shape[0]
-    size = tuple(int(x) for x in np.asarray(f.attrs.get("image_size", (-1, -1))).ravel()[:2])
+    img = f["images"]
+    if img.ndim != 4:
+        out.append(Violation("images", f"shape {img.shape}, expected (N, C, H, W)"))
+        return None
+    n = img.shape[0]
+    size = _size(f.attrs.get("image_size", (-1, -1)))
     if img.ndim != 4 or img.shape[1] not in (1, 3) or img.shape[2:] != size:
         out.append(Violation("images", f"shape {img.shape}, expected (N, 1|3, {size[0]}, {size[1]})"))
     if img.dtype not in (np.float32, np.float16):  # float16: the half-precision extension (docs/store.md)
@@ -101,6 +119,9 @@ def _check_arrays(f: h5py.File, k: int | None, out: list[Violation]) -> int | No
         out.append(Violation("label_state", f"dtype {ls.dtype}, expected int8"))
     if "keypoints" in f:
         kp = f["keypoints"]
+        if not isinstance(kp, h5py.Dataset):
+            out.append(Violation("keypoints", "not a dataset"))
+            return n
         if kp.ndim != 3 or kp.shape[0] != n or kp.shape[2] != 3 or kp.dtype != np.float32:
             out.append(Violation("keypoints", f"shape {kp.shape} {kp.dtype}, expected (N, P, 3) float32"))
         try:
