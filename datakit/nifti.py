@@ -17,6 +17,7 @@ import nibabel as nib
 import numpy as np
 
 from datakit.errors import DatakitError
+from datakit.safe_io import check_decoded_size, check_finite, read_bytes
 
 try:  # ISA-L inflates several times faster than zlib
     from isal import isal_zlib as _zlib
@@ -39,10 +40,22 @@ class Volume:
         return self.data.shape
 
 
+TRAILING_SLACK = 1 << 16  # bytes tolerated after the data a header promises (then: refused, not decoded)
+
+
 def _inflate(raw: bytes, path: Path) -> bytes:
+    """Inflate a .nii.gz, never past what its header promises (plus a little slack): a small file
+    that inflates to gigabytes of trailing data is refused after the header, not after decoding it."""
     try:
         d = _zlib.decompressobj(_GZIP)
-        out = d.decompress(raw)
+        out = d.decompress(raw, 1024)
+        if len(out) >= 4 and not d.eof:
+            expected = _data_end(out, path)
+            out += d.decompress(d.unconsumed_tail, expected + TRAILING_SLACK - len(out))
+            if not d.eof and d.unconsumed_tail:
+                if d.decompress(d.unconsumed_tail, 1):
+                    raise DatakitError(f"the gzip stream holds more than the {expected} bytes its header "
+                                       f"promises; refused", path)
         if not d.eof:
             raise DatakitError("truncated gzip stream (the file ends before its data does)", path)
         return out
@@ -50,14 +63,17 @@ def _inflate(raw: bytes, path: Path) -> bytes:
         raise DatakitError(f"unreadable NIfTI (not a valid gzip stream: {e})", path) from None
 
 
+def _data_end(head: bytes, path: Path) -> int:
+    """vox_offset + voxel bytes that a NIfTI-1 / NIfTI-2 header promises; capped before any allocation."""
+    from datakit.sitk_io import nifti_header_size
+
+    shape, itemsize, offset = nifti_header_size(head, path)
+    return offset + check_decoded_size(shape, itemsize, path)
+
+
 def load_nifti(path: Path) -> Volume:
     """Decode a .nii or .nii.gz fully; raise DatakitError naming the file if unreadable."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DatakitError("file not found", path) from None
-    except OSError as e:
-        raise DatakitError(f"cannot read ({e.strerror or e})", path) from None
+    raw = read_bytes(path, "NIfTI file")  # regular files only
     if path.name.endswith(".gz"):
         raw = _inflate(raw, path)
     try:
@@ -65,13 +81,21 @@ def load_nifti(path: Path) -> Volume:
             raise ValueError(f"only {len(raw)} bytes, shorter than a NIfTI header")
         sizeof_hdr = {int.from_bytes(raw[:4], "little"), int.from_bytes(raw[:4], "big")}
         if 348 in sizeof_hdr and raw[344:347] == b"n+1":
-            return _from_nifti1_bytes(raw, path)
-        img = (nib.Nifti2Image if 540 in sizeof_hdr else nib.Nifti1Image).from_bytes(raw)
-        return Volume(np.asarray(img.dataobj), img.affine, tuple(float(z) for z in img.header.get_zooms()))
+            vol = _from_nifti1_bytes(raw, path)
+        else:
+            need = _data_end(raw, path)  # NIfTI-2 and others: the promise checked before nibabel allocates
+            if len(raw) < need:
+                raise DatakitError(f"truncated: {len(raw)} bytes, the header promises {need}", path)
+            img = (nib.Nifti2Image if 540 in sizeof_hdr else nib.Nifti1Image).from_bytes(raw)
+            vol = Volume(np.asarray(img.dataobj), img.affine, _zooms_as_written(raw, img.header))
     except DatakitError:
         raise
     except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file for the user
         raise DatakitError(f"unreadable NIfTI ({str(e) or type(e).__name__})", path) from None
+    if vol.data.dtype.kind == "c":
+        raise DatakitError(f"complex voxels ({vol.data.dtype}); refused (the imaginary part would be lost)", path)
+    check_finite(vol.data, path)
+    return vol
 
 
 def _from_nifti1_bytes(raw: bytes, path: Path) -> Volume:
@@ -79,7 +103,7 @@ def _from_nifti1_bytes(raw: bytes, path: Path) -> Volume:
     shape = header.get_data_shape()
     dtype = header.get_data_dtype()
     offset = int(header.get_data_offset())
-    count = int(np.prod(shape)) if shape else 0
+    count = check_decoded_size(shape, dtype.itemsize, path) // dtype.itemsize if shape else 0
     need = offset + count * dtype.itemsize
     if len(raw) < need:
         raise DatakitError(f"truncated: {len(raw)} bytes, the header promises {need}", path)
@@ -87,4 +111,13 @@ def _from_nifti1_bytes(raw: bytes, path: Path) -> Volume:
     slope, inter = header.get_slope_inter()
     if slope is not None and (slope != 1 or (inter or 0) != 0):
         data = data * np.float32(slope) + np.float32(inter or 0)
-    return Volume(data, header.get_best_affine(), tuple(float(z) for z in header.get_zooms()))
+    return Volume(data, header.get_best_affine(), _zooms_as_written(raw, header))
+
+
+def _zooms_as_written(raw: bytes, header: nib.Nifti1Header) -> tuple[float, ...]:
+    """The header's zooms, except that a pixdim of 0 stays 0: nibabel's checks quietly make it 1, and
+    a spacing the file does not have must be refused, not invented."""
+    zooms = [float(z) for z in header.get_zooms()]
+    unchecked = type(header)(raw[: header.sizeof_hdr], check=False)
+    written = unchecked["pixdim"][1:1 + len(zooms)]
+    return tuple(0.0 if float(w) == 0 else z for z, w in zip(zooms, written, strict=False))

@@ -10,6 +10,7 @@ trailer disagrees, e.g. a multi-member gzip file).
 from __future__ import annotations
 
 import gzip
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from datakit.errors import DatakitError
+from datakit.safe_io import check_decoded_size, check_finite, check_spacing, read_bytes, regular_file
 
 MET_SIZES = {"MET_UCHAR": 1, "MET_CHAR": 1, "MET_USHORT": 2, "MET_SHORT": 2, "MET_UINT": 4, "MET_INT": 4,
              "MET_ULONG": 8, "MET_LONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8}
@@ -26,8 +28,7 @@ def read_image(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     """Array in SimpleITK order ((T,) H, W) and spacing in the same (numpy) axis order, in mm."""
     import SimpleITK as sitk
 
-    if not path.is_file():
-        raise DatakitError("file not found", path)
+    regular_file(path)  # a FIFO would block SimpleITK forever
     name = path.name.lower()
     if name.endswith(".mhd") or name.endswith(".mha"):
         check_metaimage(path)
@@ -39,7 +40,17 @@ def read_image(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
         reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise DatakitError(f"SimpleITK cannot read it ({reason[:200]})", path) from None
     spacing = tuple(float(s) for s in reversed(img.GetSpacing()))
-    return sitk.GetArrayFromImage(img), spacing
+    check_spacing(spacing[-2:], path)  # in-plane: a sequence's third axis may be time
+    if img.GetNumberOfComponentsPerPixel() != 1 or "complex" in img.GetPixelIDTypeAsString():
+        raise DatakitError(f"{img.GetPixelIDTypeAsString()} pixels; expected one scalar per pixel", path)
+    array = sitk.GetArrayFromImage(img)
+    check_finite(array, path)
+    if array.dtype.kind == "f" and (name.endswith(".nii") or name.endswith(".nii.gz")):
+        # ITK's NIfTI reader turns NaN into 0: the voxels as written are checked by our own decoder
+        from datakit.nifti import load_nifti
+
+        load_nifti(path)
+    return array, spacing
 
 
 def _metaimage_header(path: Path) -> dict[str, str]:
@@ -56,8 +67,28 @@ def _metaimage_header(path: Path) -> dict[str, str]:
     return fields
 
 
+def _data_file(path: Path, data: str) -> Path:
+    """The ``ElementDataFile`` of ``path``, refused unless it is a plain file name beside the header
+    (or below it) that stays there once symbolic links are followed: never read outside SRC."""
+    where = f"ElementDataFile = {data}"
+    text = data.replace("\\", "/")
+    if text.startswith("/") or re.match(r"^[A-Za-z]:", text):
+        raise DatakitError(f"{where}: an absolute path; refused (only files beside the header are read)", path)
+    parts = text.split("/")
+    if ".." in parts:
+        raise DatakitError(f"{where}: leaves the header's folder; refused (only files beside the header are read)",
+                           path)
+    folder = path.parent.resolve()
+    target = (folder / text).resolve()
+    if not target.is_relative_to(folder):
+        raise DatakitError(f"{where}: a symbolic link out of the header's folder; refused (only files beside the "
+                           f"header are read)", path)
+    return path.parent / text
+
+
 def check_metaimage(path: Path) -> None:
-    """The data file of an ``.mhd`` exists and holds every voxel (uncompressed data only)."""
+    """The data file of an ``.mhd`` lies beside it, is a regular file and holds every voxel (compressed:
+    inflates to exactly what the header promises)."""
     h = _metaimage_header(path)
     try:
         dims = [int(x) for x in h["DimSize"].split()]
@@ -66,22 +97,43 @@ def check_metaimage(path: Path) -> None:
     except (KeyError, ValueError):
         raise DatakitError("not a MetaImage header (DimSize, ElementType, ElementDataFile needed)", path) \
             from None
-    if h.get("CompressedData", "False").lower() == "true" or data in ("LIST",) or "%" in data:
-        return  # compressed or multi-file data: SimpleITK's own checks apply
-    expected = int(np.prod(dims)) * size
+    if not data or data == "LIST" or "%" in data:
+        raise DatakitError(f"ElementDataFile = {data}: multi-file data is not supported", path)
+    expected = check_decoded_size(tuple(dims), size, path)
     if data == "LOCAL":
         return
-    data_path = path.parent / data
-    if not data_path.is_file():
+    data_path = _data_file(path, data)
+    if not data_path.exists():
         raise DatakitError(f"its data file {data} is missing", path)
-    actual = data_path.stat().st_size - int(h.get("HeaderSize", "0") or 0)
+    st = regular_file(data_path, "data file")
+    compressed = h.get("CompressedData", "False").lower() == "true"
+    if compressed:
+        _check_compressed(data_path, expected, h, path)
+        return
+    actual = st.st_size - int(h.get("HeaderSize", "0") or 0)
     if actual < expected:
         raise DatakitError(f"truncated: {actual} bytes of voxel data, the header {path.name} "
                            f"promises {expected}", data_path)
 
 
-def _nifti_data_end(head: bytes, path: Path) -> int:
-    """vox_offset + voxel bytes, from a NIfTI-1 or NIfTI-2 header."""
+def _check_compressed(data_path: Path, expected: int, h: dict[str, str], header: Path) -> None:
+    """``CompressedData = True``: the file must be a zlib stream that inflates to exactly ``expected``
+    bytes (raw data under a compressed header would decode to garbage)."""
+    raw = read_bytes(data_path, "data file")
+    d = zlib.decompressobj(zlib.MAX_WBITS | 32)  # zlib or gzip header
+    try:
+        out = len(d.decompress(raw, expected + 1))
+    except zlib.error as e:
+        raise DatakitError(f"CompressedData = True but its data file {data_path.name} is not a zlib stream ({e})",
+                           header) from None
+    if out != expected or not d.eof:
+        raise DatakitError(f"CompressedData = True: its data file {data_path.name} inflates to "
+                           f"{'more than ' if out > expected else ''}{min(out, expected)} bytes, the header "
+                           f"promises {expected}", header)
+
+
+def nifti_header_size(head: bytes, path: Path) -> tuple[tuple[int, ...], int, int]:
+    """(shape, bytes per voxel, data offset) from a NIfTI-1 or NIfTI-2 header, never allocating."""
     for endian in "<>":
         (hdr_size,) = struct.unpack(endian + "i", head[:4])
         if hdr_size == 348 and len(head) >= 348:
@@ -96,8 +148,14 @@ def _nifti_data_end(head: bytes, path: Path) -> int:
             break
     else:
         raise DatakitError("not a NIfTI file (bad header size)", path)
-    n = int(np.prod([max(int(d), 1) for d in dims[1:1 + max(0, min(int(dims[0]), 7))]]))
-    return max(offset, hdr_size + 4 if hdr_size == 348 else hdr_size) + n * bitpix // 8
+    shape = tuple(max(int(d), 1) for d in dims[1:1 + max(0, min(int(dims[0]), 7))])
+    return shape, max(int(bitpix), 8) // 8, max(int(offset), hdr_size + 4 if hdr_size == 348 else hdr_size)
+
+
+def _nifti_data_end(head: bytes, path: Path) -> int:
+    """vox_offset + voxel bytes, from a NIfTI-1 or NIfTI-2 header; decoded size capped."""
+    shape, itemsize, offset = nifti_header_size(head, path)
+    return offset + check_decoded_size(shape, itemsize, path)
 
 
 def check_nifti(path: Path) -> None:
@@ -110,7 +168,7 @@ def check_nifti(path: Path) -> None:
             with open(path, "rb") as f:
                 f.seek(-4, 2)
                 trailer = struct.unpack("<I", f.read(4))[0]
-            if trailer != expected % 2**32 and _gunzip_size(path) < expected:
+            if trailer != expected % 2**32 and _gunzip_size(path, expected) < expected:
                 raise DatakitError(f"truncated: the gzip stream ends before the {expected} bytes "
                                    f"its header promises", path)
         else:
@@ -127,10 +185,14 @@ def check_nifti(path: Path) -> None:
         raise DatakitError(f"cannot read it as NIfTI ({e})", path) from None
 
 
-def _gunzip_size(path: Path) -> int:
-    """Uncompressed size; a truncated or corrupt stream raises (EOFError, zlib.error)."""
+def _gunzip_size(path: Path, expected: int) -> int:
+    """Uncompressed size up to ``expected``; a truncated or corrupt stream raises (EOFError, zlib.error),
+    one holding more than ``expected`` (+ 64 KB) is refused without inflating the rest."""
     total = 0
     with gzip.open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             total += len(chunk)
+            if total > expected + (1 << 16):
+                raise DatakitError(f"the gzip stream holds more than the {expected} bytes its header promises; "
+                                   f"refused", path)
     return total

@@ -23,6 +23,7 @@ from datakit.geometry import SliceGrid
 from datakit.nifti import Volume, load_nifti
 from datakit.normalize import fit_normalizer, normalizer_name
 from datakit.resources import manifest
+from datakit.safe_io import check_spacing
 from datakit.sample import IGNORE, Sample, checked_labels, label_states_of_stack
 from datakit.sources.base import ItemResult, find_patient_folders, source_path
 from datakit.sources.cfg import cfg_frame, cfg_number, read_cfg
@@ -136,8 +137,7 @@ class AcdcSource:
             scribble = scribble.astype(np.uint8)
             scribble[scribble == VALVANO_UNLABELLED] = IGNORE
         zooms = [float(z) for z in img.zooms[:3]]
-        if not all(np.isfinite(zooms)) or min(zooms[:2]) <= 0:
-            raise DatakitError(f"invalid voxel spacing {zooms} in the header", image_path)
+        check_spacing(zooms, image_path, "voxel spacing")  # finite, in a sane range: pixdim 0 or 1e6 refused
         norm = fit_normalizer(self.norm, volume)
         grid = SliceGrid(volume.shape[:2], (zooms[0], zooms[1]), self.spacing, (self.size, self.size))
         # (H, W, Z) -> (Z, H, W) as views: each slice of a NIfTI volume is read in place (column-major)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from datakit.errors import DatakitError
+from datakit.safe_io import read_text
+
+MAX_FRAME = 100_000  # a frame number beyond this is a broken file, not a recording
 
 
 def read_cfg(path: Path) -> dict[str, str]:
     """``Key: Value`` lines, no section header; blank lines ignored; a stray line is an error."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # tolerate a byte-order mark
-    except FileNotFoundError:
-        raise DatakitError(f"{path.name} not found", path) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DatakitError(f"cannot read {path.name} ({e})", path) from None
+    # regular files only (a FIFO would block); "-sig": tolerate a byte-order mark
+    text = read_text(path, path.name, encoding="utf-8-sig", limit=1 << 20)
     out: dict[str, str] = {}
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -31,9 +31,12 @@ def cfg_number(info: dict[str, str], key: str, path: Path) -> float | None:
     if info.get(key, "") == "":
         return None
     try:
-        return float(info[key])
+        value = float(info[key])
     except ValueError:
         raise DatakitError(f"{key} is not a number: {info[key]!r}", path) from None
+    if not math.isfinite(value) or abs(value) > 1e12:
+        raise DatakitError(f"{key} is not a finite number: {info[key]!r}", path)
+    return value
 
 
 def cfg_frame(info: dict[str, str], key: str, path: Path) -> int:
@@ -41,6 +44,6 @@ def cfg_frame(info: dict[str, str], key: str, path: Path) -> int:
     value = cfg_number(info, key, path)
     if value is None:
         raise DatakitError(f"no {key} frame number", path)
-    if value != int(value) or value < 1:
-        raise DatakitError(f"{key} must be a 1-based frame number, not {info[key]!r}", path)
+    if value != int(value) or not 1 <= value <= MAX_FRAME:
+        raise DatakitError(f"{key} must be a 1-based frame number (1-{MAX_FRAME}), not {info[key]!r}", path)
     return int(value)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from datakit.errors import DatakitError
+from datakit.safe_io import check_decoded_size, check_finite, regular_file
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 # sub-folder name -> split name; the usual spellings of the official splits
@@ -33,7 +34,7 @@ class Pair:
 
 def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*")
-                  if p.is_file() and p.suffix.lower() in EXTENSIONS and not p.name.startswith("."))
+                  if not p.is_dir() and p.suffix.lower() in EXTENSIONS and not p.name.startswith("."))
 
 
 def _listed(names: list[str]) -> str:
@@ -104,20 +105,31 @@ def find_pairs(root: Path, mask_suffix: str = "", images_dir: str = "images", ma
 def read_array(path: Path, labels: bool = False) -> np.ndarray:
     """(H, W) or (H, W, 3) array of an image file in its stored dtype; a palette image gives its
     colours, or its palette indices when read as ``labels`` (indexed label maps)."""
+    regular_file(path, "image")  # a FIFO would block the decoder forever
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
-            a = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tf:
+                series = tf.series[0] if tf.series else None
+                if series is not None:  # the header's promise, checked before anything is decoded
+                    check_decoded_size(tuple(series.shape), np.dtype(series.dtype).itemsize, path)
+                a = tf.asarray()
         else:
             from PIL import Image
 
             with Image.open(path) as im:
+                check_decoded_size((im.size[1], im.size[0], len(im.getbands())), 4, path)
                 if im.mode in ("CMYK", "YCbCr") or (im.mode == "P" and not labels):
                     im = im.convert("RGB")
                 a = np.asarray(im)
+    except DatakitError:
+        raise
     except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file, named
         raise DatakitError(f"cannot read image ({type(e).__name__}: {e})", path) from None
+    if a.dtype.kind == "c":
+        raise DatakitError(f"complex pixels ({a.dtype}); refused", path)
+    check_finite(a, path)
     if a.dtype == bool:  # 1-bit files: a mask's classes 0/1, an image's black/white
         a = a.astype(np.uint8) * (1 if labels else 255)
     a = np.squeeze(a) if a.ndim > 2 and 1 in a.shape[:2] else a
@@ -139,6 +151,7 @@ def is_colour(a: np.ndarray) -> bool:
 
 def header_mode(path: Path) -> tuple[int, bool]:
     """(channels as coded, 8-bit) from the file header only: cheap enough to scan every file up front."""
+    regular_file(path, "image")
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile

@@ -41,6 +41,7 @@ import numpy as np
 
 from datakit.errors import DatakitError
 from datakit.normalize import fit_normalizer, normalizer_name
+from datakit.safe_io import check_decoded_size, read_text, regular_file
 from datakit.sample import Sample, unknown_labels
 from datakit.sources.base import ItemResult
 from datakit.splines import OFF_READINGS, SEGMENT
@@ -95,28 +96,33 @@ def image_path(key: str) -> tuple[str, re.Match[str]]:
 
 
 def read_json(path: Path, what: str) -> Any:
+    text = read_text(path, what)  # regular files only
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DatakitError(f"{what} not found", path) from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+        return json.loads(text)
+    except ValueError as e:
         raise DatakitError(f"{what} is not valid JSON ({e})", path) from None
+    except RecursionError:
+        raise DatakitError(f"{what} is nested too deeply to be Unity labels; refused", path) from None
 
 
 def load_png(path: Path) -> np.ndarray:
     """(H, W) float32 grey levels: colour frames (overlays, RGB exports) are converted to luma."""
     from PIL import Image
 
+    regular_file(path, "image")  # a FIFO would block the decoder forever
     try:
         with Image.open(path) as im:
+            check_decoded_size((im.size[1], im.size[0], len(im.getbands())), 4, path)  # before decoding
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 return np.asarray(im, np.float32)
             return np.asarray(im.convert("L"), np.float32)
     except FileNotFoundError:
         raise DatakitError("image not found", path) from None
-    except OSError as e:
-        raise DatakitError(f"cannot read PNG ({e})", path) from None
+    except DatakitError:
+        raise
+    except Exception as e:  # noqa: BLE001 - PIL raises many types (DecompressionBombError, SyntaxError, ...)
+        raise DatakitError(f"cannot read PNG ({type(e).__name__}: {e})", path) from None
 
 
 @dataclass
@@ -311,10 +317,7 @@ class UnitySource:
                     raise DatakitError("expected a JSON object mapping image name -> labels", path)
                 names = list(data)
             else:
-                try:
-                    text = path.read_text(encoding="utf-8")
-                except UnicodeDecodeError as e:
-                    raise DatakitError(f"split list is not UTF-8 text ({e})", path) from None
+                text = read_text(path, "split list")
                 names = [line.strip() for line in text.splitlines() if line.strip()]
             for name in names:
                 m = IMAGE_NAME.match(posixpath.basename(str(name).replace("\\", "/")))

@@ -1,0 +1,100 @@
+"""Guards every reader shares against hostile or broken input (README "Bad input").
+
+- only regular files are opened (a FIFO in place of a file would block forever, a device never ends);
+- decoded sizes are capped: a small file whose header promises gigabytes is refused before anything
+  is allocated;
+- voxel / pixel spacings outside a sane range and NaN / infinite voxels are refused, named;
+- ``OSError`` from writing becomes a one-line error naming the path (disk full included).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+
+from datakit.errors import DatakitError
+
+MAX_DECODED_BYTES = 2 << 30  # one decoded image or volume; the largest real ones are tens of MB
+SPACING_RANGE_MM = (1e-3, 1e2)  # a pixel or slice spacing outside this is a broken header, not a scanner
+NO_SPACE = "no space left on device"
+
+
+def regular_file(path: Path, what: str = "file") -> os.stat_result:
+    """``stat`` of ``path`` (symbolic links followed) if it is a regular file, else a DatakitError."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise DatakitError(f"{what} not found", path) from None
+    except (OSError, ValueError) as e:
+        raise DatakitError(f"cannot read {what} ({getattr(e, 'strerror', None) or e})", path) from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else \
+            "a device or socket"
+        raise DatakitError(f"is {kind}, not a regular file; only regular files are read", path)
+    return st
+
+
+def read_bytes(path: Path, what: str = "file", limit: int = MAX_DECODED_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes."""
+    st = regular_file(path, what)
+    if st.st_size > limit:
+        raise DatakitError(f"{st.st_size} bytes, more than the {limit >> 20} MB a {what} may hold", path)
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise DatakitError(f"cannot read {what} ({e.strerror or e})", path) from None
+
+
+def read_text(path: Path, what: str = "file", encoding: str = "utf-8", limit: int = MAX_DECODED_BYTES) -> str:
+    raw = read_bytes(path, what, limit)
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise DatakitError(f"{what} is not {encoding.split('-sig')[0].upper()} text ({e})", path) from None
+
+
+def check_decoded_size(shape: tuple[int, ...], itemsize: int, path: Path, limit: int = MAX_DECODED_BYTES) -> int:
+    """Bytes that ``shape`` x ``itemsize`` decode to; refused above ``limit`` (before allocating)."""
+    if any(int(d) < 0 for d in shape):
+        raise DatakitError(f"negative dimension in the header's shape {tuple(shape)}", path)
+    n = int(itemsize)
+    for d in shape:
+        n *= int(d)
+    if n > limit:
+        raise DatakitError(f"the header promises {tuple(int(d) for d in shape)} = {n} bytes decoded, more than "
+                           f"the {limit >> 20} MB limit for one image", path)
+    return n
+
+
+def check_spacing(values: tuple[float, ...] | list[float], path: Path, what: str = "pixel spacing") -> None:
+    """Every spacing finite and within :data:`SPACING_RANGE_MM`."""
+    lo, hi = SPACING_RANGE_MM
+    vals = [float(v) for v in values]
+    if not all(np.isfinite(vals)) or min(vals) < lo or max(vals) > hi:
+        raise DatakitError(f"{what} {tuple(round(v, 6) for v in vals)} mm in the header is outside "
+                           f"{lo:g}-{hi:g} mm (a broken header?)", path)
+
+
+def check_finite(a: np.ndarray, path: Path) -> None:
+    """Refuse NaN / infinite voxels (floating-point data only; one reduction when all are finite)."""
+    if a.dtype.kind not in "fc" or a.size == 0:
+        return
+    if np.isfinite(a.min()) and np.isfinite(a.max()):
+        return
+    bad = a.size - int(np.count_nonzero(np.isfinite(a)))
+    raise DatakitError(f"{bad} voxel(s) are NaN or infinite; refused (fix the file or mask them)", path)
+
+
+def is_no_space(e: BaseException) -> bool:
+    return isinstance(e, OSError) and (e.errno == errno.ENOSPC or "No space left on device" in str(e))
+
+
+def os_error(e: OSError, where: str | Path | None) -> DatakitError:
+    """An ``OSError`` met while writing, as the one-line error naming ``where``."""
+    if is_no_space(e):
+        return DatakitError(NO_SPACE, where)
+    return DatakitError(f"cannot write ({e.strerror or e})", where)
