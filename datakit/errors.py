@@ -14,4 +14,13 @@ class DatakitError(Exception):
     def __init__(self, message: str, where: str | Path | None = None):
         self.where = str(where) if where is not None else None
         self.reason = message
-        super().__init__(f"{self.where}: {message}" if self.where else message)
+        super().__init__(printable(f"{self.where}: {message}" if self.where else message))
+
+
+def printable(text: str) -> str:
+    """``text`` as valid UTF-8: bytes of a non-UTF-8 file name (surrogate escapes) become ``\\xNN``."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

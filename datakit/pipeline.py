@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -126,7 +127,25 @@ def _executor(source: Source, synth: SynthSpec | None, workers: int) -> Executor
         return ThreadPoolExecutor(max_workers=workers)
     # fork: workers inherit the imported modules (fast start); they never touch the store file
     ctx = get_context("fork") if sys.platform.startswith("linux") else None
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent,
+                               initargs=(os.getpid(),))
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initialiser: killed (SIGKILL) when the converting process dies, even by ``kill -9``, so no
+    worker lingers holding files; SIGTERM / SIGINT are left to the parent, which shuts the pool down."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        try:
+            pr_set_pdeathsig = 1
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        except OSError:  # not glibc: the parent's shutdown still ends the workers
+            pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _results(source: Source, items: list[Any], synth: SynthSpec | None, workers: int,
@@ -137,7 +156,8 @@ def _results(source: Source, items: list[Any], synth: SynthSpec | None, workers:
             yield (item, *_safe_process(source, item, synth, compression))
         return
     _reuse_freed_memory()
-    with _executor(source, synth, workers) as pool:
+    pool = _executor(source, synth, workers)
+    try:
         pending: deque[tuple[Any, Future]] = deque()
         it = iter(items)
         for item in it:
@@ -150,6 +170,22 @@ def _results(source: Source, items: list[Any], synth: SynthSpec | None, workers:
             if nxt is not None:
                 pending.append((nxt, pool.submit(_safe_process, source, nxt, synth, compression)))
             yield (item, *fut.result())
+    except BaseException:  # stopped early (error, Ctrl-C, SIGTERM, generator closed): drop the queued items
+        _stop(pool)
+        raise
+    else:
+        pool.shutdown(wait=True)
+
+
+def _stop(pool: Executor) -> None:
+    """Cancel what has not started; worker processes are ended now rather than after their item."""
+    processes = list((pool._processes or {}).values()) if isinstance(pool, ProcessPoolExecutor) else []
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    for p in processes:
+        p.join(timeout=5)
 
 
 def _progress(enabled: bool | None):
@@ -178,14 +214,14 @@ def convert(source: Source, opts: ConvertOptions, log=print) -> ConversionReport
     skipped: list[dict[str, str]] = []
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
-    with StoreWriter(opts.out, classes=source.classes, image_size=source.image_size,
+    results = _results(source, items, opts.synth, min(workers, len(items)), opts.image_compression)
+    with closing(results), StoreWriter(opts.out, classes=source.classes, image_size=source.image_size,
                      channels=source.channels, command=opts.command, overwrite=opts.overwrite,
                      normalization=source.normalization, keypoint_names=source.keypoint_names,
                      attrs={"source_dataset": source.name},
                      image_compression=opts.image_compression) as writer, _progress(opts.progress) as bar:
         task = bar.add_task(f"converting {source.name}", total=len(items))
-        for item, res, err in _results(source, items, opts.synth, min(workers, len(items)),
-                                               opts.image_compression):
+        for item, res, err in results:
             bar.advance(task)
             if err is not None:
                 if opts.on_error == "stop":

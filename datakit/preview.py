@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from datakit.errors import DatakitError
+from datakit.safe_io import os_error
 from datakit.sample import IGNORE
 from datakit.store import Store
 from datakit.store.writer import check_writable
@@ -136,6 +137,8 @@ def write_preview(path: str | Path, out: str | Path, split: str | None = None, n
         try:
             fig.savefig(tmp, dpi=100)
             tmp.replace(out)
+        except OSError as e:  # disk full: one line naming the PNG; the temporary goes, a previous PNG stays
+            raise os_error(e, out) from None
         finally:
             plt.close(fig)
             tmp.unlink(missing_ok=True)

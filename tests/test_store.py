@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import h5py
@@ -143,14 +144,15 @@ def test_temporary_never_reuses_an_existing_file(tmp_path, monkeypatch) -> None:
 
     names = iter(["aaaa", "aaaa", "bbbb"])
     monkeypatch.setattr(writer_mod.secrets, "token_hex", lambda n: next(names))
-    taken = tmp_path / ".out.h5.aaaa.tmp"
+    pid = os.getpid()
+    taken = tmp_path / f".out.h5.{pid}-aaaa.tmp"
     taken.write_bytes(b"another writer's data")
     with StoreWriter(tmp_path / "out.h5", classes=CLASSES, image_size=(16, 16)) as w:
-        assert w.tmp_path == tmp_path / ".out.h5.bbbb.tmp"
+        assert w.tmp_path == tmp_path / f".out.h5.{pid}-bbbb.tmp"
         w.append(_samples(2, np.random.default_rng(0)))
         w.set_splits({"train": [0, 1]}, method="random", seed=0, ratios=[1.0])
     assert taken.read_bytes() == b"another writer's data"
-    assert (tmp_path / "out.h5").exists() and not (tmp_path / ".out.h5.bbbb.tmp").exists()
+    assert (tmp_path / "out.h5").exists() and not (tmp_path / f".out.h5.{pid}-bbbb.tmp").exists()
 
 
 def test_folder_where_no_file_can_be_created(tmp_path, monkeypatch) -> None:

@@ -12,13 +12,40 @@ from typing import Any, TypeVar
 
 import typer
 
-from datakit.errors import DatakitError
+from datakit.errors import DatakitError, printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be: the same clean-up (temporaries removed), exit 143."""
+
+
+TERMINATED = {"seen": False}  # set by the handler: exit 143 even where Click turned the exception into Abort
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    TERMINATED["seen"] = True
+    raise Terminated()
+
+
+def handle_sigterm() -> None:
+    """Treat SIGTERM like Ctrl-C in this process (main thread only; a no-op elsewhere)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def interrupt_code(e: KeyboardInterrupt) -> int:
+    """Exit status of an interrupted command: 143 (128 + SIGTERM) for SIGTERM, 130 for Ctrl-C."""
+    return 143 if isinstance(e, Terminated) else 130
+
+
 def cli_errors(fn: F) -> F:
-    """Turn a DatakitError into ``error: <file>: <reason>`` on stderr and exit code 1."""
+    """Turn a DatakitError into ``error: <file>: <reason>`` on stderr and exit code 1; a full disk
+    into ``error: <file>: no space left on device``; Ctrl-C / SIGTERM into a message and 130 / 143."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -27,9 +54,17 @@ def cli_errors(fn: F) -> F:
         except DatakitError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted: nothing was written", err=True)
-            raise typer.Exit(130) from None
+        except OSError as e:
+            from datakit.safe_io import NO_SPACE, is_no_space
+
+            if not is_no_space(e):
+                raise
+            typer.echo(f"error: {e.filename or 'output'}: {NO_SPACE}", err=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt as e:
+            typer.echo(f"{'terminated' if isinstance(e, Terminated) else 'interrupted'}: nothing was written",
+                       err=True)
+            raise typer.Exit(interrupt_code(e)) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -85,5 +120,5 @@ def run_conversion(ctx: typer.Context, source: Any, synth: Any, *, out: Path, ov
 
 def report(rep: Any) -> None:
     for s in rep.skipped:
-        typer.echo(f"skipped {s['patient']}: {s['reason']}", err=True)
-    typer.echo(rep.summary())
+        typer.echo(printable(f"skipped {s['patient']}: {s['reason']}"), err=True)
+    typer.echo(printable(rep.summary()))

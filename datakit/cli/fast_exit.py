@@ -19,7 +19,17 @@ from typing import NoReturn
 
 
 def run_then_exit(app: Callable[[], object]) -> NoReturn:
-    """Run a Typer/Click app in standalone mode and exit the process with its exit code."""
+    """Run a Typer/Click app in standalone mode and exit the process with its exit code.
+
+    SIGTERM is handled like Ctrl-C (the commands' clean-up runs; exit 143)."""
+    from datakit.cli.common import handle_sigterm
+
+    handle_sigterm()
+    for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 file name is printed escaped, never a traceback
+        try:
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+        except (AttributeError, ValueError):
+            pass
     try:
         app()
         code: object = 0
@@ -29,6 +39,10 @@ def run_then_exit(app: Callable[[], object]) -> NoReturn:
         if code is not None:
             print(code, file=sys.stderr)
         code = 0 if code is None else 1
+    from datakit.cli.common import TERMINATED
+
+    if TERMINATED["seen"] and code != 0:  # SIGTERM outside a command's own handling (Click's "Aborted!")
+        code = 143
     _finish()
     os._exit(code)
 

@@ -34,6 +34,8 @@ import numpy as np
 
 from datakit.errors import DatakitError
 from datakit.geometry import stored_affine
+from datakit.safe_io import os_error
+from datakit.store.check import check_label_values
 from datakit.store.contract import IGNORE_INDEX
 from datakit.store.reader import Store
 
@@ -160,8 +162,12 @@ def export_nnunet(store_path: str | Path, out_dir: str | Path, dataset_id: int, 
             raise DatakitError(f"--channel-names gives {len(names)} name(s) for {channels} channel(s)")
         if "ignore" in store.classes:
             raise DatakitError("a class is named 'ignore', which nnU-Net reserves for unknown pixels", store.path)
+        check_label_values(store, (labels,))  # a value outside classes would be a label dataset.json lacks
         cases, notes = plan_cases(store, volumes=fmt == "nifti")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        except OSError as e:
+            raise os_error(e, target.parent) from None
         try:
             report = _write(store, _reported(cases, progress), tmp, target.name, fmt, labels, names, notes)
             report.folder = target
@@ -169,8 +175,10 @@ def export_nnunet(store_path: str | Path, out_dir: str | Path, dataset_id: int, 
                 shutil.rmtree(target)
             tmp.rename(target)
             _place_splits(target, preprocessed, report.notes)
-        except BaseException:
+        except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, OSError):  # disk full, I/O error: one line naming the dataset folder
+                raise os_error(e, target) from None
             raise
     return report
 

@@ -25,8 +25,9 @@ import h5py
 import numpy as np
 
 from datakit import __version__
-from datakit.errors import DatakitError
+from datakit.errors import DatakitError, printable
 from datakit.provenance import provenance
+from datakit.safe_io import NO_SPACE, is_no_space, os_error
 from datakit.sample import Sample
 from datakit.store.contract import (
     IGNORE_INDEX,
@@ -140,6 +141,46 @@ def patient_columns(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
     return {k: [r.get(k) for r in rows] for k in keys}
 
 
+def utf8(text: str) -> str:
+    """Text the store can hold as UTF-8: bytes of a non-UTF-8 path (surrogate escapes) become ``\\xNN``."""
+    return printable(text)
+
+
+def _temporary_name(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporaries of ``path`` left by runs that died (killed, power cut): their writer's
+    PID is in the name and no longer alive. A live run's temporary is never touched."""
+    removed = []
+    prefix = f".{path.name}."
+    try:
+        candidates = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tmp")]
+    except OSError:
+        return removed
+    for p in candidates:
+        pid_text = p.name[len(prefix):-len(".tmp")].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
+            continue
+        try:
+            p.unlink()
+            removed.append(p)
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's live process (or an absurd number): leave it
+    return True
+
+
 def _create_temporary(path: Path) -> tuple[Path, h5py.File]:
     """A new HDF5 file beside ``path`` under a unique hidden name, created exclusively (mode "x")
     with the usual permissions (0666 less the umask), so that the renamed store is an ordinary file.
@@ -149,12 +190,15 @@ def _create_temporary(path: Path) -> tuple[Path, h5py.File]:
     critical path of a conversion.
     """
     for _ in range(100):
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        tmp = path.parent / _temporary_name(path)
         try:
             f = h5py.File(tmp, "x")
         except FileExistsError:
             continue
-        except OSError as e:  # not a folder, read-only, no permission: no store can be written there
+        except OSError as e:  # not a folder, read-only, no permission, full: no store can be written there
+            tmp.unlink(missing_ok=True)
+            if is_no_space(e):
+                raise DatakitError(NO_SPACE, path) from None
             reason = os.strerror(e.errno) if e.errno else str(e)
             raise DatakitError(f"cannot create the store in this folder ({reason})", path.parent) from None
         return tmp, f
@@ -197,9 +241,16 @@ class StoreWriter:
         self.n = 0
         self.patients_of_samples: list[str] = []
         self._extra_keys: list[str] | None = None
+        remove_stale_temporaries(self.path)
         self.tmp_path, self.f = _create_temporary(self.path)
         self._meta_rows: list[dict[str, Any]] = []
-        self._create(command, normalization, attrs or {})
+        try:
+            self._create(command, normalization, attrs or {})
+        except BaseException as e:  # not yet a context manager: nothing else would remove the temporary
+            self.abort()
+            if isinstance(e, OSError):
+                raise os_error(e, self.path) from None
+            raise
         self._ds = {name: self.f[name] for name in ("images", "masks", "scribbles", "label_state")}
 
     # -- layout -------------------------------------------------------------------------------
@@ -209,7 +260,7 @@ class StoreWriter:
         f.attrs["schema_version"] = SCHEMA_VERSION
         f.attrs["datakit_version"] = __version__
         f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        f.attrs["command"] = command
+        f.attrs["command"] = utf8(command)
         f.attrs["classes"] = json.dumps(self.classes)
         f.attrs["ignore_index"] = IGNORE_INDEX
         f.attrs["image_size"] = np.array([h, w], np.int64)
@@ -239,7 +290,7 @@ class StoreWriter:
         if isinstance(value, dict) or (isinstance(value, (list, tuple)) and value
                                       and not all(isinstance(v, (int, float)) for v in value)):
             value = json.dumps(value)
-        self.f.attrs[key] = value
+        self.f.attrs[key] = utf8(value) if isinstance(value, str) else value
 
     # -- samples ------------------------------------------------------------------------------
     def append(self, samples: Iterable[Sample | EncodedSample]) -> None:
@@ -299,7 +350,8 @@ class StoreWriter:
         for name in [*META_COLUMNS, *(self._extra_keys or [])]:
             d = self.f["meta"][name]
             d.resize(n0 + len(rows), axis=0)
-            d[n0:] = np.array([r[name] for r in rows], dtype=object if d.dtype == STR else d.dtype)
+            d[n0:] = np.array([utf8(r[name]) for r in rows], object) if d.dtype == STR else \
+                np.array([r[name] for r in rows], dtype=d.dtype)
 
     # -- tables -------------------------------------------------------------------------------
     def set_patients(self, columns: dict[str, Sequence[Any]]) -> None:
@@ -321,7 +373,7 @@ class StoreWriter:
                     and not all(v is None for v in values):
                 g.create_dataset(key, data=np.array([np.nan if v is None else v for v in values], np.float64))
             else:
-                g.create_dataset(key, data=np.array(["" if v is None else str(v) for v in values], object),
+                g.create_dataset(key, data=np.array(["" if v is None else utf8(str(v)) for v in values], object),
                                  dtype=STR)
 
     def set_splits(self, splits: dict[str, Sequence[int]], *, method: str, seed: int | None,
@@ -346,6 +398,8 @@ class StoreWriter:
     def abort(self) -> None:
         try:
             self.f.close()
+        except OSError:  # e.g. the disk is full and HDF5 cannot flush: the file goes anyway
+            pass
         finally:
             self.tmp_path.unlink(missing_ok=True)
 
@@ -354,6 +408,12 @@ class StoreWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self.commit()
+            try:
+                self.commit()
+            except OSError as e:  # disk full while flushing or renaming: no store, the previous one intact
+                self.abort()
+                raise os_error(e, self.path) from None
         else:
             self.abort()
+            if isinstance(exc, OSError):  # a write failed (disk full, I/O error): one line naming the store
+                raise os_error(exc, self.path) from None
