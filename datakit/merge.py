@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from datakit.errors import DatakitError
+from datakit.store.check import check_label_values
 from datakit.store.contract import IGNORE_INDEX, META_COLUMNS
 from datakit.store.reader import Store
 from datakit.store.writer import (
@@ -184,7 +185,9 @@ def merge_stores(paths: Sequence[str | Path], out: str | Path, *, classes: Seque
             raise DatakitError("--out is one of the inputs; write the merge to a new file", out)
     if len({p.resolve() for p in paths}) < len(paths):
         raise DatakitError("the same store is given twice")
-    stores = [Store(p) for p in paths]
+    stores = [Store(p) for p in paths]  # each through the structural check (newer schema_version refused)
+    for s in stores:  # label values outside an input's classes would be remapped to nonsense: refused first
+        check_label_values(s)
     first = stores[0]
     for s in stores[1:]:
         if s.image_size != first.image_size:

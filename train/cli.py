@@ -16,6 +16,7 @@ from typing import Any, Literal, get_args, get_origin
 import typer
 
 from datakit.cli.common import cli_errors as datakit_errors
+from datakit.cli.common import interrupt_code
 from datakit.errors import DatakitError
 
 app = typer.Typer(help="Train and evaluate segmentation (MAAG, partial CE, full masks) from a datakit store.",
@@ -31,9 +32,9 @@ def cli_errors(fn):
     def interruptible(*a: Any, **k: Any) -> Any:
         try:
             return fn(*a, **k)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:  # Ctrl-C: 130; SIGTERM (handled like Ctrl-C): 143
             _err(INTERRUPTED)
-            raise typer.Exit(130) from None
+            raise typer.Exit(interrupt_code(e)) from None
     return datakit_errors(interruptible)
 
 
@@ -88,8 +89,7 @@ def _run(config: Path | None = None, resume: bool = False, overwrite: bool = Fal
     if missing:
         raise DatakitError(f"missing --{missing[0]} (give it as an option or in --config)")
     cfg = resolve(file_values, values, where)
-    if not cfg.store.is_file():
-        raise DatakitError("no such store file", cfg.store)
+    _check_store(cfg.store)
     if not resume:  # --resume: checked above (cfg.out is --out: options win over the saved config)
         check_run_dir(cfg.out, False, overwrite)
         if overwrite and cfg.out.is_dir():
@@ -97,11 +97,22 @@ def _run(config: Path | None = None, resume: bool = False, overwrite: bool = Fal
     import os
 
     main_rank = int(os.environ.get("RANK", 0)) == 0
+    started = lambda: main_rank and (cfg.out / "config.toml").is_file()  # noqa: E731 - RUN_DIR being written
     try:
         summary = train(cfg, resume=resume, log=_err)
-    finally:  # also for a run stopped by a NaN loss or Ctrl-C, once it has started writing RUN_DIR
-        if main_rank and (cfg.out / "config.toml").is_file():
-            _write_provenance(cfg.out)
+    except BaseException as e:  # also for a run stopped by a NaN loss, Ctrl-C or a full disk
+        if started():
+            try:
+                _write_provenance(cfg.out)
+            except OSError:  # best effort here: the run's own error is the one to report
+                pass
+        from datakit.safe_io import is_no_space, os_error
+
+        if isinstance(e, OSError) and is_no_space(e):  # a checkpoint or metrics write: one line
+            raise os_error(e, e.filename or cfg.out) from None
+        raise
+    if started():
+        _write_provenance(cfg.out)
     if main_rank:
         best = (f"best valid Dice {summary['best_dice']:.4f} at step {summary['best_step']}"
                 if summary["best_dice"] >= 0 else "no validation")
@@ -115,6 +126,17 @@ def _write_provenance(out: Path) -> None:
     from datakit.provenance import provenance
 
     (out / "provenance.json").write_text(json.dumps({**provenance(), "argv": sys.argv}, indent=1) + "\n")
+
+
+def _check_store(path: Path, indices: Any = None) -> Any:
+    """datakit's structural check (attrs, shapes, lengths, split indices; newer schema refused), then the
+    label values (masks and scribbles within the classes, or 255), before any model is built."""
+    from datakit.store import Store
+    from datakit.store.check import check_label_values
+
+    s = Store(path)
+    check_label_values(s, indices=indices)
+    return s
 
 
 def _clear_run_dir(out: Path) -> None:
@@ -164,11 +186,14 @@ def _load(checkpoint: Path | None, run: Path | None, store: Path | None, device:
         checkpoint = best if best.is_file() else last
         if not checkpoint.is_file():
             raise DatakitError("no checkpoints/best.pt nor last.pt", run)
-    ck = ckpt.load(checkpoint)
+    ck = ckpt.load(checkpoint)  # config, classes and weight shapes checked before any model is built
     if store is None:
         if run is None:
             raise DatakitError("--checkpoint needs --store STORE.h5")
-        store = Path(ck["config"]["store"])
+        saved = ck.get("config")
+        if not isinstance(saved, dict) or not isinstance(saved.get("store"), str):
+            raise DatakitError("the checkpoint records no store path (config.store); pass --store", checkpoint)
+        store = Path(saved["store"])
     s = Store(store)
     if s.classes != list(ck["classes"]):
         raise DatakitError(f"store classes {s.classes} differ from the checkpoint's {list(ck['classes'])}", store)
@@ -176,7 +201,7 @@ def _load(checkpoint: Path | None, run: Path | None, store: Path | None, device:
         raise DatakitError(f"store images have {s.channels} channels, the model expects "
                            f"{ck['model_config']['in_channels']}", store)
     dev = pick_device(device)
-    return ck, checkpoint, s, ckpt.build_model(ck).to(dev), dev
+    return ck, checkpoint, s, ckpt.build_model(ck, checkpoint).to(dev), dev
 
 
 def _indices(s, split: str):
@@ -202,9 +227,11 @@ def eval_cmd(
         raise DatakitError("exists; pass --overwrite to replace it", json_out)
     ck, ck_path, s, model, dev = _load(checkpoint, run, store, device)
     from datakit.pipeline import _progress
+    from datakit.store.check import check_label_values
     from train.inference import evaluate
 
     indices = _indices(s, split)
+    check_label_values(s, ("masks",), indices)  # the ground truth scored against
     with _progress(None) as bar:  # on a terminal only, as convert's
         task = bar.add_task(f"evaluating {split}", total=len(indices))
         scores = evaluate(model, s, indices, dev, progress=lambda n: bar.advance(task, n))
