@@ -29,14 +29,28 @@ def save(path: Path, payload: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+# Checks on model_config before any model is built: (type, min, max) per known key. A key the model's
+# constructor takes but this table lacks must still be a plain number, string or bool.
+MODEL_CONFIG_RANGES: dict[str, tuple[type, int, int]] = {
+    "in_channels": (int, 1, 16),
+    "classes": (int, 2, 255),
+    "width": (int, 1, 1024),
+}
+
+
 def load(path: Path) -> dict[str, Any]:
-    """A checkpoint's dict, tensors on the CPU; a missing, unreadable or foreign file is a DatakitError."""
-    if not path.is_file():
-        raise DatakitError("no such checkpoint", path)
+    """A checkpoint's dict, tensors on the CPU, checked (:func:`check`): a missing, unreadable, foreign
+    or malformed file is a DatakitError naming the file and what is wrong with it."""
+    from datakit.safe_io import regular_file
+
+    regular_file(path, "checkpoint")
+    if path.stat().st_size == 0:
+        raise DatakitError("empty file (0 bytes): not a checkpoint", path)
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for a foreign or truncated file
-        raise DatakitError(f"not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})",
+    except Exception as e:  # noqa: BLE001 - torch raises several types for a foreign or truncated file
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise DatakitError(f"not a readable checkpoint ({type(e).__name__}{': ' + first if first else ''})",
                            path) from None
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise DatakitError(f"not a train checkpoint (format {ck.get('format') if isinstance(ck, dict) else None!r})",
@@ -49,6 +63,7 @@ def load(path: Path) -> dict[str, Any]:
                                "its weights cannot be loaded: train again, or use the datakit release that wrote it",
                                path)
         raise DatakitError(f"checkpoint version {version!r} is not one this train reads (it reads {VERSION})", path)
+    check(ck, path)  # the version is right: config, classes and weight shapes
     return ck
 
 
@@ -64,10 +79,73 @@ def weights_only(ck: dict[str, Any], half: bool = True) -> dict[str, Any]:
     return out
 
 
-def build_model(ck: dict[str, Any]) -> AttentionUNet:
-    cfg = ck["model_config"]
-    model = AttentionUNet(int(cfg["in_channels"]), int(cfg["classes"]), int(cfg["width"]))
-    model.load_state_dict(ck["model"])
+def check_model_config(cfg: object, path: Path) -> dict[str, Any]:
+    """``model_config`` -> the model constructor's keyword arguments, or a DatakitError naming the key.
+
+    Checked before any model is built (a width of 1e9 would otherwise allocate terabytes): presence of
+    every argument the constructor requires, types and ranges (:data:`MODEL_CONFIG_RANGES`)."""
+    import inspect
+
+    if not isinstance(cfg, dict):
+        raise DatakitError(f"model_config is missing or not a mapping ({type(cfg).__name__})", path)
+    params = inspect.signature(AttentionUNet.__init__).parameters
+    kwargs: dict[str, Any] = {}
+    for name, p in params.items():
+        if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if name not in cfg:
+            if p.default is p.empty:
+                raise DatakitError(f"model_config has no {name!r}", path)
+            continue
+        value = cfg[name]
+        if name in MODEL_CONFIG_RANGES:
+            kind, lo, hi = MODEL_CONFIG_RANGES[name]
+            if isinstance(value, bool) or not isinstance(value, kind) or not lo <= value <= hi:
+                raise DatakitError(f"model_config {name} = {value!r}: expected an integer {lo}-{hi}", path)
+        elif not isinstance(value, (int, float, str, bool)) and value is not None:
+            raise DatakitError(f"model_config {name} = {value!r}: expected a number, string or bool", path)
+        kwargs[name] = value
+    return kwargs
+
+
+def check(ck: dict[str, Any], path: Path) -> None:
+    """A loaded checkpoint's structure: model_config (see :func:`check_model_config`), classes, step, and
+    the weights' names and shapes against the model that config describes (built without memory)."""
+    kwargs = check_model_config(ck.get("model_config"), path)
+    classes = ck.get("classes")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise DatakitError("classes: missing or not a list of class names", path)
+    if "classes" in kwargs and len(classes) != kwargs["classes"]:
+        raise DatakitError(f"model_config classes = {kwargs['classes']} but the checkpoint names {len(classes)} "
+                           f"classes {classes}", path)
+    step = ck.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise DatakitError(f"step = {step!r}: expected a whole number >= 0", path)
+    weights = ck.get("model")
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise DatakitError("model: missing or not a mapping of tensors", path)
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        expected = {k: tuple(v.shape) for k, v in AttentionUNet(**kwargs).state_dict().items()}
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        raise DatakitError(f"model weights do not match model_config: {len(missing)} missing "
+                           f"({', '.join(missing[:3])}), {len(unexpected)} unexpected ({', '.join(unexpected[:3])})",
+                           path)
+    for k, shape in expected.items():
+        if tuple(weights[k].shape) != shape:
+            raise DatakitError(f"model weight {k} has shape {tuple(weights[k].shape)}, model_config "
+                               f"{kwargs} needs {shape}", path)
+
+
+def build_model(ck: dict[str, Any], path: Path | None = None) -> AttentionUNet:
+    """The model of a checkpoint that :func:`load` returned (config and weights already checked)."""
+    where = path or Path("checkpoint")
+    model = AttentionUNet(**check_model_config(ck.get("model_config"), where))
+    try:
+        model.load_state_dict(ck["model"])
+    except (RuntimeError, KeyError) as e:
+        raise DatakitError(f"weights do not fit the model ({str(e).splitlines()[0][:200]})", where) from None
     return model.eval()
 
 
