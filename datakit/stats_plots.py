@@ -10,6 +10,8 @@ import numpy as np
 from datakit.preview import colour
 from datakit.stats import SampleFigures
 
+PLOT_NAMES = ("coverage.png", "splits.png", "intensity.png")  # the files write_plots makes in its folder
+
 
 def write_plots(stats: dict[str, Any], figs: SampleFigures, out: Path) -> list[Path]:
     """Coverage distributions per class, samples and patients per split, intensity histogram."""

@@ -180,7 +180,11 @@ def test_unwritable_output_is_refused_before_reading_the_store(mixed_store: Path
 def test_plots_folder_is_created_with_its_parents_and_json_replaced(mixed_store: Path, tmp_path: Path) -> None:
     js, plots = tmp_path / "stats.json", tmp_path / "a" / "b"
     js.write_text("old")
-    r = runner.invoke(app, ["stats", str(mixed_store), "--json", str(js), "--plots", str(plots), "--split", "train"])
+    args = ["stats", str(mixed_store), "--json", str(js), "--plots", str(plots), "--split", "train"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 1 and "already exists; pass --overwrite" in r.output  # as every other writer
+    assert js.read_text() == "old" and not plots.exists()
+    r = runner.invoke(app, [*args, "--overwrite"])
     assert r.exit_code == 0, r.output
-    assert list(json.loads(js.read_text())["splits"]) == ["train"]  # stats has no --overwrite: outputs are replaced
+    assert list(json.loads(js.read_text())["splits"]) == ["train"]
     assert sorted(p.name for p in plots.iterdir()) == ["coverage.png", "intensity.png", "splits.png"]

@@ -61,16 +61,35 @@ def _render(stats: dict[str, Any]) -> None:
     console.print(t)
 
 
-def _check_outputs(json_path: Path | None, plots: Path | None) -> None:
-    """Refuse output paths that cannot be written before the store is read, not after."""
+def _check_outputs(json_path: Path | None, plots: Path | None, overwrite: bool = False) -> None:
+    """Refuse output paths that cannot be written, or would replace files without --overwrite, before the
+    store is read, not after."""
+    from datakit.stats_plots import PLOT_NAMES
     from datakit.store.writer import check_writable  # h5py: not at import (datakit --help stays fast)
 
     if json_path is not None and str(json_path) != "-":
-        check_writable(json_path, overwrite=True)  # stats has no --overwrite: a JSON is replaced
+        check_writable(json_path, overwrite)
     if plots is not None:  # created with its parents; the nearest existing one must be a folder
         existing = next(p for p in (plots, *plots.parents) if p.exists())
         if not existing.is_dir():
             raise DatakitError("is not a folder; cannot create the --plots folder in it", existing)
+        taken = [n for n in PLOT_NAMES if (plots / n).exists() or (plots / n).is_symlink()]
+        if taken and not overwrite:
+            raise DatakitError(f"already holds {', '.join(taken)}; pass --overwrite to replace them", plots)
+
+
+def _write_json(path: Path, text: str) -> None:
+    """Written beside ``path`` and renamed: a full disk leaves the previous file, not half a JSON."""
+    from datakit.safe_io import os_error
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as e:
+        raise os_error(e, path) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @cli_errors
@@ -80,11 +99,12 @@ def stats(
                                           "('-' for stdout, no table).", dir_okay=False),
     plots: Path | None = typer.Option(None, "--plots", help="Write PNG figures into this folder.", file_okay=False),
     split: str | None = typer.Option(None, "--split", help="Only this split (default: all samples and every split)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file or --plots figures."),
 ) -> None:
     """Per split and class: coverage of masks and scribbles, label states, intensities, spacing."""
     from datakit.stats import json_safe, store_stats
 
-    _check_outputs(json_path, plots)
+    _check_outputs(json_path, plots, overwrite)
     d, figs = store_stats(store, split)
     text = json.dumps(json_safe(d), indent=2, allow_nan=False)  # null, not NaN: strict parsers reject NaN
     if json_path is not None and str(json_path) == "-":
@@ -92,10 +112,15 @@ def stats(
     else:
         _render(d)
         if json_path is not None:
-            json_path.write_text(text + "\n")
+            _write_json(json_path, text + "\n")
             typer.echo(f"wrote {json_path}")
     if plots is not None:
+        from datakit.safe_io import os_error
         from datakit.stats_plots import write_plots
 
-        for p in write_plots(d, figs, plots):
+        try:
+            written = write_plots(d, figs, plots)
+        except OSError as e:  # disk full: one line naming the folder
+            raise os_error(e, plots) from None
+        for p in written:
             typer.echo(f"wrote {p}", err=str(json_path) == "-")
