@@ -24,6 +24,7 @@ from datakit.errors import DatakitError
 from datakit.sample import IGNORE, Sample
 from datakit.scribbles import check_params, sample_seed, stored_identity, synthesize
 from datakit.store import Store, StoreWriter
+from datakit.store.check import check_label_values
 from datakit.store.contract import META_COLUMNS, ROOT_ATTRS
 from datakit.store.writer import image_compression_of
 
@@ -58,6 +59,7 @@ def rescribble(src: str | Path, out: str | Path, algo: str, *, seed: int = 0, pa
     with ExitStack() as stack:
         pool = stack.enter_context(_pool(workers)) if workers > 1 else None
         s = stack.enter_context(Store(src))
+        check_label_values(s, ("masks",))  # scribbles drawn from out-of-range labels would be invalid
         f, k = s.file, len(s.classes)
         meta = s.meta
         extra = [name for name in meta if name not in META_COLUMNS]

@@ -13,6 +13,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from datakit.errors import DatakitError
+from datakit.safe_io import regular_file
 from datakit.store.check import schema_version_of
 from datakit.store.contract import IGNORE_INDEX, META_COLUMNS, ROOT_ATTRS, SCHEMA, SCHEMA_VERSION
 
@@ -289,6 +291,10 @@ def _check_splits(f: h5py.File, n: int, patients: np.ndarray | None, out: list[V
 def validate_store(path: str | Path) -> list[Violation]:
     """Every violation of the store contract found in ``path`` (empty list: the store is valid)."""
     path = Path(path)
+    try:
+        regular_file(path, "store")  # a FIFO would block HDF5 forever
+    except DatakitError as e:
+        return [Violation(str(path), e.reason)]
     try:
         f = h5py.File(path, "r")
     except (OSError, FileNotFoundError) as e:
