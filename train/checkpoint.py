@@ -93,8 +93,8 @@ def check_model_config(cfg: object, path: Path) -> dict[str, Any]:
     for name, p in params.items():
         if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        if name not in cfg:
-            if p.default is p.empty:
+        if name not in cfg:  # required: no default, or a key the table checks (a default would hide a loss)
+            if p.default is p.empty or name in MODEL_CONFIG_RANGES:
                 raise DatakitError(f"model_config has no {name!r}", path)
             continue
         value = cfg[name]

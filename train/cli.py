@@ -196,10 +196,11 @@ def _load(checkpoint: Path | None, run: Path | None, store: Path | None, device:
         store = Path(saved["store"])
     s = Store(store)
     if s.classes != list(ck["classes"]):
-        raise DatakitError(f"store classes {s.classes} differ from the checkpoint's {list(ck['classes'])}", store)
+        raise DatakitError(f"store classes {s.classes} differ from those of checkpoint {checkpoint}: "
+                           f"{list(ck['classes'])}", store)
     if s.channels != int(ck["model_config"]["in_channels"]):
-        raise DatakitError(f"store images have {s.channels} channels, the model expects "
-                           f"{ck['model_config']['in_channels']}", store)
+        raise DatakitError(f"store images have {s.channels} channels, the model of checkpoint {checkpoint} "
+                           f"expects {ck['model_config']['in_channels']}", store)
     dev = pick_device(device)
     return ck, checkpoint, s, ckpt.build_model(ck, checkpoint).to(dev), dev
 
