@@ -90,11 +90,14 @@ def check_finite(a: np.ndarray, path: Path) -> None:
 
 
 def is_no_space(e: BaseException) -> bool:
-    return isinstance(e, OSError) and (e.errno == errno.ENOSPC or "No space left on device" in str(e))
+    """ENOSPC, also as HDF5 reports it (a RuntimeError "... file write failed ... errno = 28 ...")."""
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return True
+    return isinstance(e, (OSError, RuntimeError)) and ("No space left on device" in str(e) or "errno = 28" in str(e))
 
 
-def os_error(e: OSError, where: str | Path | None) -> DatakitError:
+def os_error(e: OSError | RuntimeError, where: str | Path | None) -> DatakitError:
     """An ``OSError`` met while writing, as the one-line error naming ``where``."""
     if is_no_space(e):
         return DatakitError(NO_SPACE, where)
-    return DatakitError(f"cannot write ({e.strerror or e})", where)
+    return DatakitError(f"cannot write ({getattr(e, 'strerror', None) or e})", where)

@@ -53,8 +53,11 @@ def _finish() -> None:
             thread.join()
     h5py = sys.modules.get("h5py")
     if h5py is not None:  # an HDF5 file left open would otherwise lose what HDF5 still buffers
+        writer = sys.modules.get("datakit.store.writer")
+        unclosable = {o.id for o in getattr(writer, "_UNCLOSABLE", []) if isinstance(o, h5py.h5f.FileID)}
         for fid in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
-            h5py.File(fid).close()
+            if fid.id not in unclosable:  # a write failed on a full disk: HDF5 would crash closing it
+                h5py.File(fid).close()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -205,6 +205,22 @@ def _create_temporary(path: Path) -> tuple[Path, h5py.File]:
     raise DatakitError("cannot create a temporary file (100 names taken)", path.parent)
 
 
+_UNCLOSABLE: list[Any] = []
+
+
+def _never_release(writer: StoreWriter) -> None:
+    """After a failed flush HDF5 can neither close nor free the file's objects (their destructors crash the
+    process, HDF5 1.14). They are kept alive for the rest of the process, which ends soon after (the
+    temporary itself is already removed), and skipped by the CLI's exit (fast_exit)."""
+    import ctypes
+
+    objects = [writer.f, writer.f.id, *writer._ds.values(), *(d.id for d in writer._ds.values())]
+    for obj in objects:
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+    _UNCLOSABLE.extend(objects)
+    writer._ds = {}
+
+
 class StoreWriter:
     """Write a store. Use as a context manager; on an exception the temporary file is removed.
 
@@ -251,7 +267,11 @@ class StoreWriter:
             if isinstance(e, OSError):
                 raise os_error(e, self.path) from None
             raise
-        self._ds = {name: self.f[name] for name in ("images", "masks", "scribbles", "label_state")}
+        # every dataset written is held open until close: a dataset object dropped mid-write would be
+        # closed (and flushed) in its destructor, where a full disk is an ignored error, then a crash
+        self._ds = {name: self.f[name] for name in ("images", "masks", "scribbles", "label_state", "keypoints")
+                    if name in self.f}
+        self._ds.update({f"meta/{name}": self.f["meta"][name] for name in META_COLUMNS})
 
     # -- layout -------------------------------------------------------------------------------
     def _create(self, command: str, normalization: str, attrs: dict[str, Any]) -> None:
@@ -298,7 +318,7 @@ class StoreWriter:
                  for s in samples]
         if not batch:
             return
-        f, n0, n = self.f, self.n, self.n + len(batch)
+        n0, n = self.n, self.n + len(batch)
         (h, w), c, k = self.image_size, self.channels, len(self.classes)
         for s in batch:
             if tuple(s.image_shape) != (c, h, w):
@@ -320,8 +340,8 @@ class StoreWriter:
             for j, s in enumerate(batch):
                 if s.keypoints is not None:
                     kp[j] = s.keypoints
-            f["keypoints"].resize(n, axis=0)
-            f["keypoints"][n0:n] = kp
+            ds["keypoints"].resize(n, axis=0)
+            ds["keypoints"][n0:n] = kp
         self._check_extra(batch)
         self._meta_rows += [{**s.meta, **s.extra} for s in batch]
         if len(self._meta_rows) >= META_FLUSH:
@@ -335,8 +355,8 @@ class StoreWriter:
             for key in self._extra_keys:
                 v = np.asarray(batch[0].extra[key])
                 dtype = STR if v.dtype.kind in "US" else v.dtype
-                self.f["meta"].create_dataset(key, (0, *v.shape), dtype, maxshape=(None, *v.shape),
-                                              chunks=(4096, *v.shape))
+                self._ds[f"meta/{key}"] = self.f["meta"].create_dataset(
+                    key, (0, *v.shape), dtype, maxshape=(None, *v.shape), chunks=(4096, *v.shape))
         for s in batch:
             if sorted(s.extra) != self._extra_keys:
                 raise ValueError(f"extra meta keys {sorted(s.extra)} != {self._extra_keys}")
@@ -346,9 +366,9 @@ class StoreWriter:
         rows, self._meta_rows = self._meta_rows, []
         if not rows:
             return
-        n0 = self.f["meta"]["patient"].shape[0]
+        n0 = self._ds["meta/patient"].shape[0]
         for name in [*META_COLUMNS, *(self._extra_keys or [])]:
-            d = self.f["meta"][name]
+            d = self._ds[f"meta/{name}"]
             d.resize(n0 + len(rows), axis=0)
             d[n0:] = np.array([utf8(r[name]) for r in rows], object) if d.dtype == STR else \
                 np.array([r[name] for r in rows], dtype=d.dtype)
@@ -391,15 +411,22 @@ class StoreWriter:
     def commit(self) -> Path:
         """Close the file and move it into place (replacing any previous store atomically)."""
         self._flush_meta()
+        self.f.flush()  # a full disk fails here, as an exception, not inside HDF5's close
         self.f.close()
         os.replace(self.tmp_path, self.path)
         return self.path
 
     def abort(self) -> None:
+        """Remove the temporary. It is emptied first: on a full disk that frees the space HDF5's final
+        flush needs, so the close succeeds instead of failing in object destructors (or crashing)."""
+        try:
+            os.truncate(self.tmp_path, 0)
+        except OSError:
+            pass
         try:
             self.f.close()
-        except OSError:  # e.g. the disk is full and HDF5 cannot flush: the file goes anyway
-            pass
+        except (OSError, RuntimeError):  # the disk was full: HDF5 cannot close this file any more
+            _never_release(self)
         finally:
             self.tmp_path.unlink(missing_ok=True)
 
@@ -410,10 +437,12 @@ class StoreWriter:
         if exc_type is None:
             try:
                 self.commit()
-            except OSError as e:  # disk full while flushing or renaming: no store, the previous one intact
+            except (OSError, RuntimeError) as e:  # disk full while flushing or renaming: the previous store stays
                 self.abort()
-                raise os_error(e, self.path) from None
+                if isinstance(e, OSError) or is_no_space(e):
+                    raise os_error(e, self.path) from None
+                raise
         else:
             self.abort()
-            if isinstance(exc, OSError):  # a write failed (disk full, I/O error): one line naming the store
-                raise os_error(exc, self.path) from None
+            if isinstance(exc, OSError) or (isinstance(exc, RuntimeError) and is_no_space(exc)):
+                raise os_error(exc, self.path) from None  # a write failed (disk full, I/O error): one line
