@@ -1,0 +1,276 @@
+"""Interruption and a full disk: SIGTERM is handled like Ctrl-C (message, temporary removed, exit 143),
+conversion workers die with their parent even on ``kill -9``, a later run removes a dead run's
+temporary (by PID) but never a live one's, and ENOSPC anywhere is "error: PATH: no space left on
+device", exit 1, temporary removed, the previous output intact."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.robustness.conftest import datakit_app, run_case, train_app, tree_state
+
+torch = pytest.importorskip("torch")
+
+
+NO_SPACE = "no space left on device"
+
+
+def _no_space(*a: object, **k: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.fixture(scope="session")
+def acdc3(acdc_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three ACDC patients (the phantom patient under three numbers): enough items for a worker pool."""
+    root = tmp_path_factory.mktemp("rb_acdc_x3") / "ACDC"
+    first = next(acdc_src.rglob("patient001"))
+    for n in (1, 2, 3):
+        d = root / "training" / f"patient{n:03d}"
+        d.mkdir(parents=True)
+        for f in first.iterdir():
+            shutil.copyfile(f, d / f.name.replace("patient001", f"patient{n:03d}"))
+    return root
+
+
+def _convert_args(src: Path, out: Path, *extra: str) -> list[object]:
+    return ["convert", "acdc", src, "--out", out, "-j", "1", "--size", "32", "--spacing", "6", *extra]
+
+
+# -- SIGTERM / Ctrl-C, in process ------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["sigterm", "ctrl-c"])
+def test_convert_interrupted_removes_its_temporary(kind: str, acdc3: Path, tmp_path: Path, monkeypatch) -> None:
+    from datakit.cli.common import Terminated
+    from datakit.sources.acdc import AcdcSource
+
+    src = tmp_path / "src"
+    shutil.copytree(acdc3, src)
+    (tmp_path / "out").mkdir()
+    calls = []
+    original = AcdcSource.read
+
+    def read(self, item):
+        calls.append(item)
+        if len(calls) == 2:  # mid-conversion: one patient written, the temporary exists
+            assert any(p.name.endswith(".tmp") for p in (tmp_path / "out").iterdir())
+            raise Terminated() if kind == "sigterm" else KeyboardInterrupt()
+        return original(self, item)
+
+    monkeypatch.setattr(AcdcSource, "read", read)
+    run_case(datakit_app(), _convert_args(src, tmp_path / "out" / "x.h5"), tmp_path,
+             code=143 if kind == "sigterm" else 130,
+             names=["terminated" if kind == "sigterm" else "interrupted", "nothing was written"])
+
+
+@pytest.mark.parametrize("command", ["merge", "scribble", "preview", "export"])
+def test_store_writers_terminated(command: str, good_store: Path, tmp_path: Path, monkeypatch) -> None:
+    from datakit.cli.common import Terminated
+
+    def terminated(*a: object, **k: object) -> None:
+        raise Terminated()
+
+    monkeypatch.setattr("datakit.store.writer.StoreWriter.append", terminated)
+    monkeypatch.setattr("matplotlib.figure.Figure.savefig", terminated)
+    monkeypatch.setattr("datakit.export.nnunet._write", terminated)
+    out = tmp_path / "out"
+    out.mkdir()
+    args = {"merge": ["merge", good_store, "--out", out / "m.h5"],
+            "scribble": ["scribble", good_store, "--algo", "skeleton", "--out", out / "s.h5", "-j", "1"],
+            "preview": ["preview", good_store, "--out", out / "p.png"],
+            "export": ["export", "nnunet", good_store, out, "--dataset-id", "7", "--name", "x"]}[command]
+    run_case(datakit_app(), args, tmp_path, code=143, names=["terminated"])
+
+
+def test_train_run_terminated(good_store: Path, tmp_path: Path, monkeypatch) -> None:
+    from datakit.cli.common import Terminated
+
+    def terminated(*a: object, **k: object) -> None:
+        raise Terminated()
+
+    monkeypatch.setattr("train.loop.train", terminated)
+    run_case(train_app(), ["run", "--store", good_store, "--out", tmp_path / "run", "--method", "pce",
+                           "--max-steps", "1"], tmp_path, code=143, names=["interrupted", "--resume"],
+             outputs=["run"])
+
+
+# -- SIGTERM and kill -9 of a real process with worker processes ----------------------------------------
+SLOW = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    from datakit.sources.acdc import AcdcSource
+
+    piddir = Path(sys.argv.pop(1))
+    original = AcdcSource.read
+    AcdcSource.releases_gil = False  # worker processes, as with scribble synthesis
+
+    def slow(self, item):
+        if item.patient != "patient001":  # the first is written: the temporary then exists
+            (piddir / str(os.getpid())).write_text(item.patient)
+            time.sleep(120)
+        return original(self, item)
+
+    AcdcSource.read = slow
+    sys.argv = ["datakit", *sys.argv[1:]]
+    from datakit.cli import main
+
+    main()
+""")
+
+
+def _start_slow_conversion(src: Path, out: Path, piddir: Path) -> tuple[subprocess.Popen, list[int]]:
+    piddir.mkdir()
+    script = out.parent.parent / "slow.py"
+    script.write_text(SLOW)
+    p = subprocess.Popen([sys.executable, str(script), str(piddir), "convert", "acdc", str(src), "--out", str(out),
+                          "-j", "2", "--size", "32", "--spacing", "6"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pids = [int(f.name) for f in piddir.iterdir()]
+        tmp = [f for f in out.parent.iterdir() if f.name.endswith(".tmp")]
+        if len(pids) >= 2 and tmp:
+            return p, pids
+        if p.poll() is not None:
+            pytest.fail(f"conversion ended early: {p.returncode}\n{p.stderr.read()}")
+        time.sleep(0.05)
+    p.kill()
+    pytest.fail("the workers never started")
+
+
+def _gone(pids: list[int], within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                alive.append(pid)
+            except ProcessLookupError:
+                pass
+        if not alive:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sigterm_during_convert_real_process(acdc3: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out" / "x.h5"
+    out.parent.mkdir()
+    p, workers = _start_slow_conversion(acdc3, out, tmp_path / "pids")
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err
+    assert "terminated" in err and "Traceback" not in err
+    assert list(out.parent.iterdir()) == []  # no store, no temporary
+    assert _gone(workers), "worker processes outlived their terminated parent"
+
+
+def test_kill_9_workers_die_and_the_next_run_removes_the_stale_temporary(acdc3: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out" / "x.h5"
+    out.parent.mkdir()
+    p, workers = _start_slow_conversion(acdc3, out, tmp_path / "pids")
+    p.kill()
+    p.communicate(timeout=30)
+    assert _gone(workers), "worker processes outlived their killed parent (PR_SET_PDEATHSIG)"
+    stale = [f.name for f in out.parent.iterdir() if f.name.endswith(".tmp")]
+    assert stale and str(p.pid) in stale[0]  # kill -9 cannot be cleaned up by the dead process itself
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        kept = out.parent / f".x.h5.{live.pid}-0badcafe.tmp"
+        kept.write_bytes(b"a live run's temporary")
+        r = run_case(datakit_app(), _convert_args(acdc3, out), tmp_path, code=0,
+                     outputs=["out/x.h5", f"out/{stale[0]}"], names=["wrote"])
+        assert f"out/{stale[0]}" in r.changed and not (out.parent / stale[0]).exists()
+        assert kept.read_bytes() == b"a live run's temporary"
+    finally:
+        live.kill()
+        live.wait()
+
+
+# -- a full disk -----------------------------------------------------------------------------------------
+def test_convert_disk_full_keeps_the_previous_store(acdc_src: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("datakit.store.writer.StoreWriter.append", _no_space)
+    src = tmp_path / "src"
+    shutil.copytree(acdc_src, src)
+    out = tmp_path / "out" / "x.h5"
+    out.parent.mkdir()
+    out.write_bytes(b"the previous store")
+    run_case(datakit_app(), _convert_args(src, out, "--overwrite"), tmp_path, names=[f"{out}: {NO_SPACE}"])
+
+
+@pytest.mark.parametrize("command", ["merge", "scribble", "preview", "export", "stats-json", "stats-plots"])
+def test_consumers_disk_full(command: str, good_store: Path, tmp_path: Path, monkeypatch) -> None:
+    from pathlib import Path as P
+
+    monkeypatch.setattr("datakit.store.writer.StoreWriter.append", _no_space)
+    monkeypatch.setattr("matplotlib.figure.Figure.savefig", _no_space)
+    monkeypatch.setattr("datakit.export.nnunet._write", _no_space)
+    write_text = P.write_text
+    monkeypatch.setattr(P, "write_text", lambda self, *a, **k: _no_space() if self.name.startswith(".s.json")
+                        else write_text(self, *a, **k))
+    out = tmp_path / "out"
+    out.mkdir()
+    previous = {"merge": "m.h5", "scribble": "s.h5", "preview": "p.png", "stats-json": "s.json"}
+    if command in previous:
+        (out / previous[command]).write_bytes(b"previous output")
+    args, named = {
+        "merge": (["merge", good_store, "--out", out / "m.h5", "--overwrite"], out / "m.h5"),
+        "scribble": (["scribble", good_store, "--algo", "skeleton", "--out", out / "s.h5", "-j", "1", "--overwrite"],
+                     out / "s.h5"),
+        "preview": (["preview", good_store, "--out", out / "p.png", "--overwrite"], out / "p.png"),
+        "export": (["export", "nnunet", good_store, out, "--dataset-id", "7", "--name", "x"], out / "Dataset007_x"),
+        "stats-json": (["stats", good_store, "--json", out / "s.json", "--overwrite"], out / "s.json"),
+        "stats-plots": (["stats", good_store, "--plots", out / "plots"], out / "plots"),
+    }[command]
+    allowed = ["out/plots"] if command == "stats-plots" else []  # the folder is made before the figures
+    run_case(datakit_app(), args, tmp_path, names=[f"{named}: {NO_SPACE}"], outputs=allowed)
+
+
+def test_train_run_disk_full(good_store: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("train.checkpoint.torch.save", _no_space)
+    run = tmp_path / "run"
+    r = run_case(train_app(), ["run", "--store", good_store, "--out", run, "--method", "pce", "--max-steps", "1",
+                               "--width", "4", "--batch-size", "2", "--workers", "0", "--no-progress"], tmp_path,
+                 names=[NO_SPACE, "run"], outputs=["run"])
+    assert not any(p.name.endswith(".tmp") for p in run.rglob("*")), r.changed
+
+
+def _mount_tmpfs(where: Path) -> bool:
+    where.mkdir()
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)], capture_output=True,
+                              timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def test_convert_onto_a_really_full_filesystem(acdc_src: Path, tmp_path: Path) -> None:
+    """A real ENOSPC from HDF5 (not a monkeypatch), through the console script: a 256 KB tmpfs, where
+    mounting one is allowed. (A subprocess: after HDF5 fails to flush, it cannot close that file, and
+    only the CLI's exit, which skips the interpreter's teardown, is sure not to touch it again.)"""
+    disk = tmp_path / "disk"
+    if not _mount_tmpfs(disk):
+        pytest.skip("cannot mount a small tmpfs here (needs root); the monkeypatched cases cover the code path")
+    try:
+        before = tree_state(acdc_src)
+        for size in ("32", "64"):
+            out = disk / "x.h5"
+            p = subprocess.run([sys.executable, "-m", "datakit", *map(str, _convert_args(acdc_src, out)[:-4]),
+                                "--size", size, "--spacing", "3"], capture_output=True, text=True, timeout=120)
+            assert p.returncode == 1, p.stderr
+            assert f"error: {out}: {NO_SPACE}" in p.stderr and "Traceback" not in p.stderr, p.stderr
+            assert list(disk.iterdir()) == []
+        assert tree_state(acdc_src) == before
+    finally:
+        if subprocess.run(["umount", str(disk)], capture_output=True, timeout=10).returncode:
+            subprocess.run(["umount", "-l", str(disk)], capture_output=True, timeout=10)
