@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,22 @@ OLD_VERSIONS = {1: "gates in three decoder blocks and a 1x1-conv discriminator h
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:
-    """Write to a temporary file beside ``path`` and rename: a crash never leaves half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write to a temporary file beside ``path`` and rename: a crash never leaves half a checkpoint.
+
+    Serialised in memory first, then written as plain bytes: on a full disk torch's own writer fails
+    with an opaque RuntimeError, a plain write with ENOSPC ("error: PATH: no space left on device")."""
+    from datakit.safe_io import os_error
+
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **payload}, buf)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(buf.getbuffer())
         os.replace(tmp, path)
+    except OSError as e:
+        raise os_error(e, path) from None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -274,3 +274,21 @@ def test_convert_onto_a_really_full_filesystem(acdc_src: Path, tmp_path: Path) -
     finally:
         if subprocess.run(["umount", str(disk)], capture_output=True, timeout=10).returncode:
             subprocess.run(["umount", "-l", str(disk)], capture_output=True, timeout=10)
+
+
+def test_train_run_onto_a_really_full_filesystem(good_store: Path, tmp_path: Path) -> None:
+    """torch's own writer fails on ENOSPC with an opaque RuntimeError: checkpoints are written as plain bytes."""
+    disk = tmp_path / "disk"
+    if not _mount_tmpfs(disk):
+        pytest.skip("cannot mount a small tmpfs here (needs root); the monkeypatched case covers the code path")
+    try:
+        p = subprocess.run([sys.executable, "-m", "train", "run", "--store", str(good_store), "--out",
+                            str(disk / "run"), "--method", "pce", "--max-steps", "2", "--width", "8",
+                            "--batch-size", "2", "--workers", "0", "--no-progress"], capture_output=True, text=True,
+                           timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert p.returncode == 1, p.stderr
+        assert f"{NO_SPACE}" in p.stderr and ".pt: " in p.stderr and "Traceback" not in p.stderr, p.stderr
+        assert not [f for f in disk.rglob("*") if f.name.endswith(".tmp")]
+    finally:
+        if subprocess.run(["umount", str(disk)], capture_output=True, timeout=10).returncode:
+            subprocess.run(["umount", "-l", str(disk)], capture_output=True, timeout=10)
