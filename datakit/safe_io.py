@@ -57,6 +57,19 @@ def read_text(path: Path, what: str = "file", encoding: str = "utf-8", limit: in
         raise DatakitError(f"{what} is not {encoding.split('-sig')[0].upper()} text ({e})", path) from None
 
 
+def read_json(path: Path, what: str = "JSON file") -> object:
+    """A regular file of UTF-8 JSON; invalid or absurdly nested JSON is a DatakitError naming it."""
+    import json
+
+    text = read_text(path, what)
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise DatakitError(f"{what} is not valid JSON ({e})", path) from None
+    except RecursionError:
+        raise DatakitError(f"{what} is nested too deeply; refused", path) from None
+
+
 def check_decoded_size(shape: tuple[int, ...], itemsize: int, path: Path, limit: int = MAX_DECODED_BYTES) -> int:
     """Bytes that ``shape`` x ``itemsize`` decode to; refused above ``limit`` (before allocating)."""
     if any(int(d) < 0 for d in shape):

@@ -16,7 +16,6 @@ Patients are never cut across splits. With at least as many patients as splits, 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from datakit.errors import DatakitError
+from datakit.safe_io import read_json, regular_file
 
 SPLIT_NAMES = ("train", "valid", "test")
 RATIO_TOLERANCE = 1e-6  # --ratios must sum to 1 within this (0.7,0.15,0.15 sums to 0.9999999999999999)
@@ -152,12 +152,7 @@ def _match_ids(listed: Sequence[object], known: Sequence[str]) -> tuple[list[str
 
 def split_from_file(path: str | Path, patient_ids: Sequence[str]) -> SplitResult:
     path = Path(path)
-    try:
-        spec = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DatakitError("split file not found", path) from None
-    except (OSError, ValueError) as e:
-        raise DatakitError(f"split file is not valid JSON ({e})", path) from None
+    spec = read_json(path, "split file")  # regular files only; invalid or deeply nested JSON named
     if not isinstance(spec, dict) or not all(isinstance(v, list) for v in spec.values()):
         raise DatakitError("expected a JSON object mapping split name -> list of patient ids", path)
     return split_from_mapping(spec, patient_ids, f"file:{path.name}", f"split file {path.name}", path)
@@ -203,8 +198,7 @@ def check_split_spec(spec: str) -> None:
         _kfold(spec)
         return
     if spec.startswith("file:"):
-        if not Path(spec[5:]).is_file():
-            raise DatakitError("split file not found", spec[5:])
+        regular_file(Path(spec[5:]), "split file")  # before any work: missing, a folder or a FIFO
         return
     raise DatakitError(f"unknown --split {spec!r}; choose random, stratified[:column], "
                        f"kfold:K/FOLD, file:PATH or official")

@@ -21,6 +21,7 @@ from typing import Any
 
 from datakit.errors import DatakitError
 from datakit.resources import manifest
+from datakit.safe_io import read_json
 
 DEFAULT_MANIFEST = manifest("unity_classes.json")  # manifests/unity_classes.json, as installed
 MODES = {"fill": 1, "line": 1, "between": 2}  # mode -> number of curves per rule
@@ -74,12 +75,13 @@ def _rule(path: Path, i: int, raw: Any, classes: list[str], default_thickness: f
 def load_class_map(path: str | Path | None = None) -> ClassMap:
     """Read and check a class manifest; errors name the file and the JSON key."""
     path = Path(path) if path is not None else DEFAULT_MANIFEST
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DatakitError("class manifest not found", path) from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise DatakitError(f"class manifest is not valid JSON ({e})", path) from None
+    if path is not DEFAULT_MANIFEST:  # a user's file: regular files only, deep nesting refused
+        raw = read_json(path, "class manifest")
+    else:  # the shipped manifest, possibly inside an installed package (importlib.resources)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise DatakitError(f"class manifest is not valid JSON ({e})", path) from None
     if not isinstance(raw, dict):
         raise DatakitError("expected a JSON object with classes, rules and points", path)
     classes = raw.get("classes")

@@ -27,7 +27,6 @@ are looked for beside the labels file first (real releases keep them in ``labels
 
 from __future__ import annotations
 
-import json
 import math
 import posixpath
 import re
@@ -42,6 +41,7 @@ import numpy as np
 from datakit.errors import DatakitError
 from datakit.normalize import fit_normalizer, normalizer_name
 from datakit.safe_io import check_decoded_size, read_text, regular_file
+from datakit.safe_io import read_json as safe_read_json
 from datakit.sample import Sample, unknown_labels
 from datakit.sources.base import ItemResult
 from datakit.splines import OFF_READINGS, SEGMENT
@@ -96,13 +96,7 @@ def image_path(key: str) -> tuple[str, re.Match[str]]:
 
 
 def read_json(path: Path, what: str) -> Any:
-    text = read_text(path, what)  # regular files only
-    try:
-        return json.loads(text)
-    except ValueError as e:
-        raise DatakitError(f"{what} is not valid JSON ({e})", path) from None
-    except RecursionError:
-        raise DatakitError(f"{what} is nested too deeply to be Unity labels; refused", path) from None
+    return safe_read_json(path, what)  # regular files only; deep nesting refused
 
 
 def load_png(path: Path) -> np.ndarray:

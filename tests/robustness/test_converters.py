@@ -482,3 +482,41 @@ def test_output_paths_refused_before_any_work(where: str, acdc_src: Path, tmp_pa
     # --out is declared dir_okay=False: a folder there is Click's usage error (exit 2), named
     run_case(datakit_app(), ["convert", "acdc", src, "--out", out, "-j", "1"], tmp_path, names=[reason],
              code=2 if where == "is-a-folder" else 1)
+
+
+# -- auxiliary inputs: split files, class manifests, label files given by option --------------------------
+def _aux(kind: str, ws: Path) -> Path:
+    p = ws / "aux" / {"split": "split.json", "manifest": "classes.json", "labels": "labels.json"}[kind]
+    p.parent.mkdir(exist_ok=True)
+    return p
+
+
+AUX_CASES = [
+    ("split-file-fifo", "split", "fifo", ["split.json", "FIFO"]),
+    ("split-file-nested-deep", "split", b"[" * 200_000 + b"]" * 200_000, ["split.json", "nested too deeply"]),
+    ("split-file-not-json", "split", b"{train: [a]}", ["split.json", "not valid JSON"]),
+    ("split-file-not-utf8", "split", b'{"train": ["\xff"]}', ["split.json", "not UTF-8"]),
+    ("class-manifest-fifo", "manifest", "fifo", ["classes.json", "FIFO"]),
+    ("class-manifest-nested-deep", "manifest", b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+     ["classes.json", "nested too deeply"]),
+    ("labels-option-fifo", "labels", "fifo", ["labels.json", "FIFO"]),
+]
+
+
+@pytest.mark.parametrize("case", AUX_CASES, ids=[c[0] for c in AUX_CASES])
+def test_auxiliary_inputs(case, unity_src: Path, folder_src: Path, tmp_path: Path) -> None:
+    _, kind, content, names = case
+    p = _aux(kind, tmp_path)
+    if content == "fifo":
+        os.mkfifo(p)
+    else:
+        p.write_bytes(content)
+    out = tmp_path / "out" / "x.h5"
+    if kind == "split":
+        src = copy_source(folder_src, tmp_path)
+        args = ["convert", "folder", src, "--out", out, "-j", "1", "--size", "16", "--split", f"file:{p}"]
+    else:
+        src = copy_source(unity_src, tmp_path)
+        option = "--classes" if kind == "manifest" else "--labels"
+        args = ["splines-to-masks", "unity", src, "--out", out, "-j", "1", "--size", "32", option, p]
+    run_case(datakit_app(), args, tmp_path, names=names)
