@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import tempfile
@@ -38,6 +39,7 @@ from datakit.safe_io import os_error
 from datakit.store.check import check_label_values
 from datakit.store.contract import IGNORE_INDEX
 from datakit.store.reader import Store
+from datakit.store.writer import remove_stale_temporaries
 
 PNG_NORMALIZATION = "scale:1/255"
 FLAT_SPACING = 999.0  # nnU-Net's marker for "no third dimension" in 2D data stored as 3D
@@ -164,8 +166,9 @@ def export_nnunet(store_path: str | Path, out_dir: str | Path, dataset_id: int, 
             raise DatakitError("a class is named 'ignore', which nnU-Net reserves for unknown pixels", store.path)
         check_label_values(store, (labels,))  # a value outside classes would be a label dataset.json lacks
         cases, notes = plan_cases(store, volumes=fmt == "nifti")
+        remove_stale_temporaries(target)  # those of a killed export (their PID is dead)
         try:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp", dir=target.parent))
         except OSError as e:
             raise os_error(e, target.parent) from None
         try:

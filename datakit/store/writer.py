@@ -164,7 +164,12 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
         if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
             continue
         try:
-            p.unlink()
+            if p.is_dir() and not p.is_symlink():  # an export's temporary folder
+                import shutil
+
+                shutil.rmtree(p)
+            else:
+                p.unlink()
             removed.append(p)
         except OSError:
             pass

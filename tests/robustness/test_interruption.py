@@ -162,6 +162,10 @@ def _gone(pids: list[int], within: float = 10.0) -> bool:
     return False
 
 
+LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork workers and PR_SET_PDEATHSIG: Linux")
+
+
+@LINUX
 def test_sigterm_during_convert_real_process(acdc3: Path, tmp_path: Path) -> None:
     out = tmp_path / "out" / "x.h5"
     out.parent.mkdir()
@@ -174,6 +178,7 @@ def test_sigterm_during_convert_real_process(acdc3: Path, tmp_path: Path) -> Non
     assert _gone(workers), "worker processes outlived their terminated parent"
 
 
+@LINUX
 def test_kill_9_workers_die_and_the_next_run_removes_the_stale_temporary(acdc3: Path, tmp_path: Path) -> None:
     out = tmp_path / "out" / "x.h5"
     out.parent.mkdir()
@@ -292,3 +297,34 @@ def test_train_run_onto_a_really_full_filesystem(good_store: Path, tmp_path: Pat
     finally:
         if subprocess.run(["umount", str(disk)], capture_output=True, timeout=10).returncode:
             subprocess.run(["umount", "-l", str(disk)], capture_output=True, timeout=10)
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+@pytest.mark.parametrize("command", ["merge", "scribble", "export"])
+def test_stale_temporaries_of_dead_runs_removed_live_ones_kept(command: str, good_store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    target = {"merge": "m.h5", "scribble": "s.h5", "export": "Dataset007_x"}[command]
+    dead, live = _dead_pid(), subprocess.Popen(["sleep", "60"])
+    try:
+        stale, kept = out / f".{target}.{dead}-0123abcd.tmp", out / f".{target}.{live.pid}-89abcdef.tmp"
+        for p in (stale, kept):
+            if command == "export":
+                p.mkdir()
+                (p / "dataset.json").write_text("{}")
+            else:
+                p.write_bytes(b"half a store")
+        args = {"merge": ["merge", good_store, "--out", out / "m.h5"],
+                "scribble": ["scribble", good_store, "--algo", "skeleton", "--out", out / "s.h5", "-j", "1"],
+                "export": ["export", "nnunet", good_store, out, "--dataset-id", "7", "--name", "x"]}[command]
+        r = run_case(datakit_app(), args, tmp_path, code=0, outputs=[f"out/{target}", f"out/{stale.name}"])
+        assert not stale.exists() and f"out/{stale.name}" in r.changed
+        assert kept.exists()
+    finally:
+        live.kill()
+        live.wait()
