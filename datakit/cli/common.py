@@ -44,8 +44,9 @@ def interrupt_code(e: KeyboardInterrupt) -> int:
 
 
 def cli_errors(fn: F) -> F:
-    """Turn a DatakitError into ``error: <file>: <reason>`` on stderr and exit code 1; a full disk
-    into ``error: <file>: no space left on device``; Ctrl-C / SIGTERM into a message and 130 / 143."""
+    """Turn a DatakitError into ``error: <file>: <reason>`` on stderr and exit code 1; an OSError
+    likewise (a full disk: ``error: <file>: no space left on device``); Ctrl-C / SIGTERM into a
+    message and exit 130 / 143."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -54,12 +55,11 @@ def cli_errors(fn: F) -> F:
         except DatakitError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None
-        except OSError as e:
+        except OSError as e:  # the environment (disk full, permissions, I/O), not a bug: one line, exit 1
             from datakit.safe_io import NO_SPACE, is_no_space
 
-            if not is_no_space(e):
-                raise
-            typer.echo(f"error: {e.filename or 'output'}: {NO_SPACE}", err=True)
+            reason = NO_SPACE if is_no_space(e) else (e.strerror or str(e) or type(e).__name__)
+            typer.echo(printable(f"error: {e.filename or 'output'}: {reason}"), err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt as e:
             typer.echo(f"{'terminated' if isinstance(e, Terminated) else 'interrupted'}: nothing was written",

@@ -328,3 +328,26 @@ def test_stale_temporaries_of_dead_runs_removed_live_ones_kept(command: str, goo
     finally:
         live.kill()
         live.wait()
+
+
+def test_other_os_errors_are_one_line_too(good_store: Path, tmp_path: Path, monkeypatch) -> None:
+    """Not only ENOSPC: an I/O error writing, or a permission refused, is named, never a traceback."""
+    from pathlib import Path as P
+
+    def eio(*a: object, **k: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr("matplotlib.figure.Figure.savefig", eio)
+    (tmp_path / "out").mkdir()
+    run_case(datakit_app(), ["preview", good_store, "--out", tmp_path / "out" / "p.png"], tmp_path,
+             names=["p.png", "Input/output error"])
+    mkdir = P.mkdir
+
+    def refused(self: P, *a: object, **k: object) -> None:
+        if self.name == "plots":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return mkdir(self, *a, **k)
+
+    monkeypatch.setattr(P, "mkdir", refused)
+    run_case(datakit_app(), ["stats", good_store, "--plots", tmp_path / "out" / "plots"], tmp_path,
+             names=["plots: cannot write (Permission denied)"])
