@@ -8,6 +8,7 @@ same scribbles. The new store is written next to ``out`` and renamed into place 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -111,6 +112,10 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     # fork: workers inherit the imported algorithms. They are started now, before any HDF5 file
     # is open, so no child holds a handle on either store.
     ctx = get_context("fork") if sys.platform.startswith("linux") else None
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    from datakit.pipeline import _die_with_parent
+
+    # workers die with this process, even on kill -9 (as the converters' workers)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent,
+                               initargs=(os.getpid(),))
     pool.submit(int).result()
     return pool
