@@ -209,7 +209,7 @@ def convert(source: Source, opts: ConvertOptions, log=print) -> ConversionReport
         check_params(opts.synth.algo, opts.synth.params)  # unknown name or bad parameter: before any work
     items = source.items()
     if not items:
-        raise DatakitError(f"no {source.name} patients found")
+        raise DatakitError(f"no {source.name} patients found", getattr(source, "root", None))
     workers = opts.workers or os.cpu_count() or 1
     skipped: list[dict[str, str]] = []
     rows: list[dict[str, Any]] = []

@@ -98,7 +98,7 @@ def _remove(p: Path) -> Path:
 
 def _empty_source(src: Path, ws: Path) -> list[str]:
     shutil.rmtree(src / "training")
-    return ["no acdc patients found"]
+    return [f"{src}: no acdc patients found"]
 
 
 ACDC_CASES: list[Case] = [
