@@ -223,6 +223,8 @@ CAMUS_MHD_CASES: list[Case] = [
     ("datafile-pattern", _mhd(ElementDataFile="../x%03d.raw 1 3 1"), ["multi-file"]),
     ("compressed-over-raw", _mhd(CompressedData="True"), ["CompressedData", "2CH_ED.raw", "not a zlib stream"]),
     ("datafile-missing", _mhd(ElementDataFile="nothere.raw"), ["nothere.raw", "missing"]),
+    ("element-type-unknown", _mhd(ElementType="MET_COMPLEX_FOO"), ["not a MetaImage header"]),
+    ("dimsize-negative", _mhd(DimSize="-47 81"), ["negative dimension"]),
     ("raw-fifo", _cam_on("2CH_ED.raw", broken.fifo), ["FIFO"]),
     ("mhd-fifo", _cam_on("2CH_ED.mhd", broken.fifo), ["FIFO"]),
     ("raw-truncated", _cam_on("2CH_ED.raw", broken.truncate, 0.5), ["truncated"]),

@@ -64,7 +64,30 @@ def _images_3d(f: h5py.File) -> None:
     f.create_dataset("images", data=data, chunks=(1, *data.shape[1:]))
 
 
+def _split_float(f: h5py.File) -> None:
+    data = f["splits/valid"][()].astype(np.float64)
+    del f["splits/valid"]
+    f["splits"].create_dataset("valid", data=data)
+
+
+def _spacing_shape(f: h5py.File) -> None:
+    n = f["images"].shape[0]
+    del f["meta/spacing"]
+    f["meta"].create_dataset("spacing", data=np.ones((n, 3), np.float32))
+
+
+def _patients_short(f: h5py.File) -> None:
+    g = f["patients"]
+    name = next(k for k in g if k != "id")
+    data = g[name][()][:-1]
+    del g[name]
+    g.create_dataset(name, data=data)
+
+
 CORRUPTIONS: list[tuple[str, Callable[[h5py.File], None], list[str]]] = [
+    ("split-float-indices", _split_float, ["splits/valid"]),
+    ("meta-spacing-3-columns", _spacing_shape, ["meta/spacing"]),
+    ("patients-column-short", _patients_short, ["patients/"]),
     ("classes-not-json", _attr("classes", "background, LV"), ["attrs/classes"]),
     ("classes-empty", _attr("classes", "[]"), ["attrs/classes"]),
     ("classes-numbers", _attr("classes", "[1, 2]"), ["attrs/classes"]),
