@@ -1,5 +1,5 @@
 """Corrupted and hostile stores fed to every consumer: info, stats, preview, scribble, merge, export nnunet,
-validate, train run and train eval. Each refuses with the violation named, exit 1, no traceback and
+validate, train run, train eval and train predict. Each refuses with the violation named, exit 1, no traceback and
 nothing written; the store itself is never modified. Label values outside the classes are refused
 by the commands that act on them. Outputs are never replaced without --overwrite.
 """
@@ -137,10 +137,13 @@ def _consumers(store: Path, ws: Path, ck: Path) -> dict[str, tuple[object, list[
         "validate": (datakit_app(), ["validate", store]),
         "train-run": (train_app(), ["run", "--store", store, "--out", out / "run", *TRAIN_FAST]),
         "train-eval": (train_app(), ["eval", "--checkpoint", ck, "--store", store, "--device", "cpu"]),
+        "train-predict": (train_app(), ["predict", "--checkpoint", ck, "--store", store, "--out", out / "pred",
+                                        "--device", "cpu"]),
     }
 
 
-CONSUMERS = ["info", "stats", "preview", "scribble", "merge", "export", "validate", "train-run", "train-eval"]
+CONSUMERS = ["info", "stats", "preview", "scribble", "merge", "export", "validate", "train-run", "train-eval",
+             "train-predict"]
 
 
 def _workspace(good_store: Path, ws: Path) -> Path:
