@@ -7,6 +7,7 @@ outside the source read into the output (``OUTSIDE-SECRET`` never appears).
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -522,3 +523,32 @@ def test_auxiliary_inputs(case, unity_src: Path, folder_src: Path, tmp_path: Pat
         option = "--classes" if kind == "manifest" else "--labels"
         args = ["splines-to-masks", "unity", src, "--out", out, "-j", "1", "--size", "32", option, p]
     run_case(datakit_app(), args, tmp_path, names=names)
+
+
+def test_trailing_gzip_data_is_never_inflated(acdc_src: Path, tmp_path: Path, monkeypatch) -> None:
+    """The bound, not only the refusal: no more than the header's promise (+ 64 KB) is ever inflated."""
+    import datakit.nifti as nifti
+
+    inflated: list[int] = []
+    real = nifti._zlib.decompressobj
+
+    class Counting:
+        def __init__(self, *a: object) -> None:
+            self._d = real(*a)
+
+        def decompress(self, data: bytes, max_length: int = 0) -> bytes:
+            out = self._d.decompress(data, max_length)
+            inflated.append(len(out))
+            return out
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._d, name)
+
+    monkeypatch.setattr(nifti._zlib, "decompressobj", Counting)
+    src = copy_source(acdc_src, tmp_path)
+    image = _ed(src)
+    promised = len(gzip.decompress(image.read_bytes()))
+    broken.gzip_trailing_zeros(image, megabytes=64)
+    run_case(datakit_app(), ["convert", "acdc", src, "--out", tmp_path / "out" / "x.h5", "-j", "1"], tmp_path,
+             names=[image.name, "more than"])
+    assert sum(inflated) <= promised + nifti.TRAILING_SLACK + 1, (sum(inflated), promised)
