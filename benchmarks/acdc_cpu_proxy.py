@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1080)
     ap.add_argument("--batch", type=int, default=12)
     ap.add_argument("--half-period", type=int, default=10, help="cyclic LR half-period, epochs")
+    ap.add_argument("--lr", type=float, default=1e-4, help="the cycle's upper bound (its lower: lr / 10)")
     ap.add_argument("--budget", default="maag=35,pce=15,full=15", help="minutes per method (safety net)")
     ap.add_argument("--methods", default=",".join(METHODS))
     a = ap.parse_args()
@@ -78,7 +79,8 @@ def main() -> None:
         rd = a.out / m
         cmd = [str(bin_ / "train"), "run", "--store", str(store), "--out", str(rd), "--method", m, "--max-steps",
                str(a.steps), "--batch-size", str(a.batch), "--width", str(a.width), "--lr-half-period",
-               str(a.half_period), "--time-budget", str(budget.get(m, 0)), "--no-progress", "--overwrite",
+               str(a.half_period), "--lr", str(a.lr), "--time-budget", str(budget.get(m, 0)), "--no-progress",
+               "--overwrite",
                "--log-every", "54"]
         wall = run(cmd, a.out / f"{m}.log")
         rows = [json.loads(line) for line in (rd / "metrics.jsonl").read_text().splitlines()]
@@ -96,7 +98,7 @@ def main() -> None:
         print(f"{m}: {steps} steps in {wall / 60:.1f} min, valid mean Dice {ev['dice']['mean']:.3f}", flush=True)
     info = {"torch": torch.__version__, "cpu": platform.processor() or platform.machine(), "threads":
             os.environ.get("OMP_NUM_THREADS", "default"), "size": a.size, "spacing": a.spacing, "width": a.width,
-            "batch": a.batch, "max_steps": a.steps, "half_period": a.half_period}
+            "batch": a.batch, "max_steps": a.steps, "half_period": a.half_period, "lr": a.lr}
     (a.out / "proxy.json").write_text(json.dumps({"setup": info, "results": results}, indent=1))
     print("\n| method | RV Dice | MYO Dice | LV Dice | mean Dice | mean HD95 mm | steps | best step | "
           "samples/s | train wall min |")
