@@ -64,7 +64,9 @@ def collect(store: Store, indices: np.ndarray | None = None, chunk: int = 256) -
         parts["sum"].append(x.sum(axis=2))
         parts["sumsq"].append((x * x).sum(axis=2))
         subsample.extend(np.ascontiguousarray(images.reshape(len(part), -1)[:, ::stride]))  # no view of the chunk
-    cat = {key: np.concatenate(v) if v else np.zeros((0, k)) for key, v in parts.items()}
+    empty = {"mask_px": (0, k), "scribble_px": (0, k), "mask_known": (0,), "scribble_known": (0,), "sum": (0, c),
+             "sumsq": (0, c)}  # an empty split: each figure with its own shape
+    cat = {key: np.concatenate(v) if v else np.zeros(empty[key]) for key, v in parts.items()}
     return SampleFigures(idx, cat["mask_px"], cat["mask_known"].astype(bool), cat["scribble_px"],
                          cat["scribble_known"].astype(bool), f["label_state"][()][idx], h * w,
                          cat["sum"], cat["sumsq"], subsample)

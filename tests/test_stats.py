@@ -188,3 +188,20 @@ def test_plots_folder_is_created_with_its_parents_and_json_replaced(mixed_store:
     assert r.exit_code == 0, r.output
     assert list(json.loads(js.read_text())["splits"]) == ["train"]
     assert sorted(p.name for p in plots.iterdir()) == ["coverage.png", "intensity.png", "splits.png"]
+
+
+def test_an_empty_split_is_reported_not_a_traceback(mixed_store: Path, tmp_path: Path) -> None:
+    """The MAAG-split ACDC store's `test` split is empty (held-out patients): stats says so."""
+    import shutil
+
+    import h5py
+
+    store = tmp_path / "empty_split.h5"
+    shutil.copy(mixed_store, store)
+    with h5py.File(store, "r+") as f:
+        f["splits"].create_dataset("test_heldout", data=np.zeros(0, np.int64))
+    r = runner.invoke(app, ["stats", str(store), "--json", "-", "--split", "test_heldout"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)["splits"]["test_heldout"]
+    assert d["samples"] == 0 and d["classes"]["LV"]["mask_coverage_pct"] == {"mean": None, "std": None}
+    assert runner.invoke(app, ["stats", str(store), "--split", "test_heldout"]).exit_code == 0
