@@ -179,3 +179,27 @@ def test_checkpoints_of_the_old_architecture_are_refused(small_store: Path, tmp_
     r = invoke("run", "--out", run, "--resume", "--max-steps", 2)
     assert r.exit_code == 1 and "older train" in r.output
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 1
+
+
+def test_a_store_whose_size_the_unet_cannot_pool_is_refused(tmp_path: Path):
+    from datakit.pipeline import ConvertOptions, convert
+    from datakit.sources.acdc import AcdcSource
+    from datakit.synth.acdc import write_acdc_phantoms
+
+    root = tmp_path / "ACDC"
+    write_acdc_phantoms(root, patients=2, seed=0, cine=False)
+    store = tmp_path / "s40.h5"
+    convert(AcdcSource(root, spacing=4.0, size=40), ConvertOptions(out=store, workers=1, progress=False),
+            log=lambda m: None)
+    r = invoke("run", "--store", store, "--out", tmp_path / "r", "--method", "pce", *FAST)
+    assert r.exit_code == 1 and "not a multiple of 16" in r.output and "s40.h5" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_a_config_that_is_not_a_regular_file_is_named(tmp_path: Path):
+    import os
+
+    fifo = tmp_path / "config.toml"
+    os.mkfifo(fifo)
+    r = invoke("run", "--config", fifo)
+    assert r.exit_code == 1 and "not a regular file" in r.output and "config.toml" in r.output

@@ -84,8 +84,10 @@ def _wrap(e: ValidationError, where: str) -> DatakitError:
 
 
 def load_toml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+    if not path.exists():
         raise DatakitError("no such config file", path)
+    if not path.is_file():  # a FIFO or a folder: reading it would hang or fail
+        raise DatakitError("not a regular file", path)
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

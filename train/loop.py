@@ -125,6 +125,10 @@ class Trainer:
         self.bf16 = use_bf16(self.device, cfg.precision)
         self.channels_last = self.device.type == "cuda" or self.bf16
         self.store = Store(cfg.store)
+        h, w = self.store.image_size
+        if h % 16 or w % 16:  # four 2x2 poolings in the UNet (and three stride-2 levels in the discriminator)
+            raise DatakitError(f"image size {h} x {w} is not a multiple of 16, which the UNet's four poolings need; "
+                               "convert with --size a multiple of 16 (e.g. 224)", self.store.path)
         self.classes = self.store.classes
         self.num_classes = len(self.classes)
         picked = self.method.pick(self.store)
