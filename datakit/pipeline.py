@@ -22,6 +22,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from datakit.constants import default_workers
 from datakit.errors import DatakitError
 from datakit.scribbles import check_params, sample_seed, synthesize
 from datakit.sources.base import ItemResult, Source
@@ -123,9 +124,14 @@ def _executor(source: Source, synth: SynthSpec | None, workers: int) -> Executor
     so with ``releases_gil = True``: threads then skip pickling every sample between processes
     (about 15 % of ACDC's conversion time). Scribble synthesis is Python-heavy, so it keeps processes.
     """
-    if getattr(source, "releases_gil", False) and synth is None:
+    if source.releases_gil and synth is None:
         return ThreadPoolExecutor(max_workers=workers)
-    # fork: workers inherit the imported modules (fast start); they never touch the store file
+    return process_pool(workers)
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes, forked where the platform allows (they inherit the imported modules: a fast
+    start; they never touch an open store file), each killed when this process dies."""
     ctx = get_context("fork") if sys.platform.startswith("linux") else None
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent,
                                initargs=(os.getpid(),))
@@ -210,7 +216,7 @@ def convert(source: Source, opts: ConvertOptions, log=print) -> ConversionReport
     items = source.items()
     if not items:
         raise DatakitError(f"no {source.name} patients found", getattr(source, "root", None))
-    workers = opts.workers or os.cpu_count() or 1
+    workers = opts.workers or default_workers()
     skipped: list[dict[str, str]] = []
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -259,7 +265,7 @@ def _check_split_available(source: Source, spec: str) -> None:
     """A malformed ``--split``, or ``official`` where the source ships none, fails before any work."""
     check_split_spec(spec)
     if spec == "official" and source.default_split() != "official":
-        where = getattr(source, "official_split_from", None)
+        where = source.official_split_from
         raise DatakitError(f"{source.name} ships no official split{f' (no {where} found)' if where else ''}; "
                            f"use random, stratified[:column], kfold:K/FOLD or file:PATH")
 
@@ -267,13 +273,8 @@ def _check_split_available(source: Source, spec: str) -> None:
 def _source_notes(source: Source, opts: ConvertOptions, notes: list[str]) -> list[str]:
     """A source's own last words, if it has any: which split it used and why (``split_note(spec)``),
     and a summary of its notes (``summary_notes(notes)``, e.g. Unity's degenerate labels)."""
-    out = []
-    split_note = getattr(source, "split_note", None)
-    note = split_note(opts.split or source.default_split()) if split_note else None
-    if note:
-        out.append(note)
-    summary = getattr(source, "summary_notes", None)
-    return out + (summary(notes) if summary else [])
+    note = source.split_note(opts.split or source.default_split())
+    return ([note] if note else []) + source.summary_notes(notes)
 
 
 def _split(source: Source, opts: ConvertOptions, rows: list[dict[str, Any]]) -> SplitResult:

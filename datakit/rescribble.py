@@ -8,14 +8,11 @@ same scribbles. The new store is written next to ``out`` and renamed into place 
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -109,13 +106,10 @@ def _draw(job: tuple[np.ndarray, int, str, int, dict[str, Any]]) -> np.ndarray:
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
-    # fork: workers inherit the imported algorithms. They are started now, before any HDF5 file
-    # is open, so no child holds a handle on either store.
-    ctx = get_context("fork") if sys.platform.startswith("linux") else None
-    from datakit.pipeline import _die_with_parent
+    # Forked workers inherit the imported algorithms. They are started now, before any HDF5 file
+    # is open, so no child holds a handle on either store; they die with this process, even on kill -9.
+    from datakit.pipeline import process_pool
 
-    # workers die with this process, even on kill -9 (as the converters' workers)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent,
-                               initargs=(os.getpid(),))
+    pool = process_pool(workers)
     pool.submit(int).result()
     return pool

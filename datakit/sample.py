@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from datakit.constants import IGNORE
 from datakit.errors import DatakitError
 
-IGNORE = 255  # "unknown / not labelled" in masks and scribbles (STORE.md: ignore_index)
+__all__ = ["IGNORE", "Sample"]  # IGNORE is re-exported: sources import it with Sample
 
 
 @dataclass

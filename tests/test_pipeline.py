@@ -12,7 +12,7 @@ import pytest
 from datakit.errors import DatakitError
 from datakit.pipeline import ConvertOptions, SynthSpec, convert
 from datakit.sample import Sample, label_state_from_mask
-from datakit.sources.base import ItemResult
+from datakit.sources.base import ItemResult, SourceBase
 from datakit.store import Store, validate_store
 
 
@@ -22,8 +22,9 @@ class _Item:
 
 
 @dataclass
-class _Source:
-    """Patient "p0" has no samples but reports a listing note; the others one sample each."""
+class _Source(SourceBase):
+    """Patient "p0" has no samples but reports a listing note; the others one sample each (the
+    optional members of a source come from SourceBase)."""
 
     name: str = "toy"
     classes = ["background", "thing"]

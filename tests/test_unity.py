@@ -368,7 +368,7 @@ def test_existing_output_and_bad_options(unity_phantoms: Path, unity_store: Path
     res = convert(unity_phantoms, unity_store)
     assert res.exit_code == 1 and "--overwrite" in res.output
     res = convert(unity_phantoms, tmp_path / "x.h5", "--scribbles", str(tmp_path))
-    assert res.exit_code == 1 and "no manual scribbles" in res.output
+    assert res.exit_code == 1 and "unity has no scribble files" in res.output
     res = convert(unity_phantoms, tmp_path / "x.h5", "--scribbles", "synth:no-such-algo")
     assert res.exit_code == 1 and "unknown scribble algorithm" in res.output
     bad = tmp_path / "classes.json"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-IGNORE = 255
+from datakit.constants import IGNORE
+
 EPS = 1e-6
 MASKED_LOGIT = -1e4  # exp(-1e4) underflows to 0 in float32: the class gets no probability, the loss stays finite
 

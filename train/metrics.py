@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from datakit.constants import IGNORE
 from datakit.store import Store
-
-IGNORE = 255
 
 
 @dataclass

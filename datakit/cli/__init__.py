@@ -8,12 +8,8 @@ from __future__ import annotations
 import typer
 
 from datakit import __version__
-
-# synth_unity adds `synth unity` to synth.app when imported (convert_camus, synth_camus: likewise)
-from datakit.cli import (  # noqa: F401
+from datakit.cli import (
     convert,
-    convert_camus,
-    convert_folder,
     export,
     merge,
     preview,
@@ -22,14 +18,13 @@ from datakit.cli import (  # noqa: F401
     stats,
     store_cmds,
     synth,
-    synth_camus,
-    synth_unity,
 )
 
 app = typer.Typer(help="Medical-image segmentation datasets to one HDF5 store.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(convert.app, name="convert")
-convert_folder.register(convert.app)
+# every source's convert (or splines-to-masks) and synth command, from datakit.sources.registry
+convert.register({"convert": convert.app, "splines-to-masks": splines.app}, synth.app)
 app.add_typer(export.app, name="export")
 app.command("merge")(merge.merge)
 app.add_typer(synth.app, name="synth")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -12,7 +11,10 @@ from typing import Any, TypeVar
 
 import typer
 
+from datakit.constants import default_workers
 from datakit.errors import DatakitError, printable
+
+__all__ = ["default_workers"]  # re-exported for the commands
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,10 +89,6 @@ def command_line(ctx: typer.Context | None = None) -> str:
         elif value is not None:
             words += [next((o for o in param.opts if o.startswith("--")), param.opts[0]), str(value)]
     return " ".join(shlex.quote(w) for w in words)
-
-
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 # Options shared by every converter (one definition, so their help reads the same everywhere).

@@ -25,7 +25,7 @@ from datakit.normalize import fit_normalizer, normalizer_name
 from datakit.resources import manifest
 from datakit.safe_io import check_spacing
 from datakit.sample import IGNORE, Sample, checked_labels, label_states_of_stack
-from datakit.sources.base import ItemResult, find_patient_folders, source_path
+from datakit.sources.base import ItemResult, SourceBase, check_size, find_patient_folders, source_path
 from datakit.sources.cfg import cfg_frame, cfg_number, read_cfg
 
 MANIFEST = manifest("acdc.json")  # manifests/acdc.json, installed as datakit.manifests
@@ -55,7 +55,7 @@ class AcdcItem:
 
 
 @dataclass
-class AcdcSource:
+class AcdcSource(SourceBase):
     root: Path
     scribbles: str | Path = "auto"  # "auto", "none", or a folder of *_scribble.nii.gz
     spacing: float = 1.51
@@ -72,6 +72,7 @@ class AcdcSource:
         self.classes = manifest["classes"]
         self.image_size = (self.size, self.size)
         self.normalization = normalizer_name(self.norm)
+        check_size(self.size)
         if self.spacing <= 0:
             raise DatakitError(f"--spacing must be positive, not {self.spacing}")
         if isinstance(self.scribbles, Path) and not self.scribbles.is_dir():

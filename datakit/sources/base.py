@@ -11,10 +11,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from datakit.constants import MIN_IMAGE_SIZE
 from datakit.errors import DatakitError
 from datakit.sample import Sample
+
+if TYPE_CHECKING:
+    from datakit.splits import SplitResult
 
 
 @dataclass
@@ -24,13 +28,10 @@ class ItemResult:
     warnings: list[str] = field(default_factory=list)
 
 
-class Item(Protocol):
-    """Anything picklable with a ``patient`` id; read by :meth:`Source.read` in a worker."""
-
-    patient: str
-
-
 class Source(Protocol):
+    """What the pipeline uses of a source. Sources derive from :class:`SourceBase`, which gives the
+    optional members their defaults; each source is listed once in :mod:`datakit.sources.registry`."""
+
     name: str  # dataset name in meta/dataset, e.g. "acdc"
     classes: list[str]
     image_size: tuple[int, int]
@@ -38,6 +39,8 @@ class Source(Protocol):
     normalization: str  # recorded in images.attrs["normalization"]
     stratify_column: str | None  # default column for --split stratified
     keypoint_names: list[str] | None
+    releases_gil: ClassVar[bool]
+    official_split_from: ClassVar[str | None]
 
     def items(self) -> list[Any]: ...
 
@@ -45,14 +48,42 @@ class Source(Protocol):
 
     def default_split(self) -> str: ...
 
-    # Optional: ``releases_gil = True`` when read() spends its time in C code that releases the GIL
-    # (the pipeline then runs threads instead of processes, saving the transfer of every sample).
-    # Optional: a source that ships its own split (sub-folders, published lists) also defines
-    #   official_split(patient_ids) -> datakit.splits.SplitResult
-    #   official_split_from: str  (where that split comes from, for the error when it is absent)
-    # and its default_split() returns "official" exactly when that split is present
-    # which `--split official` uses (datakit.splits.make_splits("official", ids, official=mapping)
-    # checks a plain {split: [patient ids]} mapping the same way as a split file).
+    def official_split(self, patient_ids: list[str]) -> SplitResult: ...
+
+    def split_note(self, spec: str) -> str | None: ...
+
+    def summary_notes(self, notes: list[str]) -> list[str]: ...
+
+
+class SourceBase:
+    """The optional members of :class:`Source`, with their defaults."""
+
+    # True when read() spends its time in C code that releases the GIL: the pipeline then runs threads
+    # instead of processes, saving the transfer of every sample (registry: ``threads=True``).
+    releases_gil: ClassVar[bool] = False
+    # Where the split the source ships comes from (sub-folders, published lists), for the error when it
+    # is absent; None: the source ships none (registry: ``official_split=True`` when set). A source
+    # with one defines official_split(), and its default_split() returns "official" exactly when that
+    # split is present (datakit.splits.make_splits("official", ids, official=mapping) checks a plain
+    # {split: [patient ids]} mapping the same way as a split file).
+    official_split_from: ClassVar[str | None] = None
+
+    def official_split(self, patient_ids: list[str]) -> SplitResult:
+        raise DatakitError(f"{getattr(self, 'name', 'this source')} ships no official split")
+
+    def split_note(self, spec: str) -> str | None:
+        """Which split is used and why, said in the output and kept in the store's notes (None: nothing)."""
+        return None
+
+    def summary_notes(self, notes: list[str]) -> list[str]:
+        """A summary of the conversion's notes, said at the end (e.g. Unity's degenerate labels)."""
+        return []
+
+
+def check_size(size: int) -> None:
+    """``--size``: the stored image side (Typer checks the same bound on the command line)."""
+    if size < MIN_IMAGE_SIZE:
+        raise DatakitError(f"--size must be at least {MIN_IMAGE_SIZE}, not {size}")
 
 
 def source_path(path: Path, root: Path) -> str:

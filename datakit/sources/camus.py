@@ -27,7 +27,7 @@ from datakit.normalize import fit_normalizer, normalizer_name
 from datakit.resources import manifest
 from datakit.sample import IGNORE, Sample, checked_labels, label_state_from_mask
 from datakit.sitk_io import read_image
-from datakit.sources.base import ItemResult, find_patient_folders, source_path
+from datakit.sources.base import ItemResult, SourceBase, check_size, find_patient_folders, source_path
 from datakit.sources.camus_info import QUALITY_RANK, ViewInfo, parse_info
 from datakit.splits import SplitResult, make_splits
 
@@ -154,7 +154,7 @@ class _Frames:
 
 
 @dataclass
-class CamusSource:
+class CamusSource(SourceBase):
     root: Path
     format: str = "auto"  # auto, nifti, mhd
     views: tuple[str, ...] = VIEWS
@@ -177,8 +177,7 @@ class CamusSource:
             raise DatakitError(f"--frames must be ed-es or sequence, not {self.frames!r}")
         if self.format not in ("auto", *EXT):
             raise DatakitError(f"--format must be auto, nifti or mhd, not {self.format!r}")
-        if self.size < 8:
-            raise DatakitError(f"--size must be at least 8, not {self.size}")
+        check_size(self.size)
         self.image_size = (self.size, self.size)
         self.normalization = f"{normalizer_name(self.norm)} per image"
         self._dirs = find_patient_dirs(self.root)

@@ -20,7 +20,7 @@ from datakit.errors import DatakitError
 from datakit.geometry import letterbox
 from datakit.normalize import NORMALIZERS, fit_normalizer, normalizer_name
 from datakit.sample import Sample, label_state_from_mask
-from datakit.sources.base import ItemResult, source_path
+from datakit.sources.base import ItemResult, SourceBase, check_size, source_path
 from datakit.sources.folder_files import Pair, find_pairs, header_mode, is_colour, read_array
 from datakit.splits import SplitResult, make_splits
 
@@ -120,7 +120,7 @@ class MaskMapping:
 
 
 @dataclass
-class FolderSource:
+class FolderSource(SourceBase):
     root: Path
     classes: list[str] | None = None
     mask_suffix: str = ""
@@ -140,8 +140,7 @@ class FolderSource:
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
-        if self.size < 8:
-            raise DatakitError(f"--size must be at least 8, not {self.size}")
+        check_size(self.size)
         if self.classes is None:
             n = len(self.mask_values) if self.mask_values else 2
             self.classes = ["background", "foreground"] if n == 2 else \

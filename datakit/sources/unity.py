@@ -43,7 +43,7 @@ from datakit.normalize import fit_normalizer, normalizer_name
 from datakit.safe_io import check_decoded_size, read_text, regular_file
 from datakit.safe_io import read_json as safe_read_json
 from datakit.sample import Sample, unknown_labels
-from datakit.sources.base import ItemResult
+from datakit.sources.base import ItemResult, SourceBase, check_size
 from datakit.splines import OFF_READINGS, SEGMENT
 from datakit.splits import SplitResult
 from datakit.unity_classes import ClassMap, load_class_map
@@ -120,7 +120,7 @@ def load_png(path: Path) -> np.ndarray:
 
 
 @dataclass
-class UnitySource:
+class UnitySource(SourceBase):
     root: Path
     labels: Path | None = None  # default SRC/labels-all.json, else SRC/labels/labels-all.json
     classes_file: Path | None = None  # default manifests/unity_classes.json
@@ -138,8 +138,7 @@ class UnitySource:
         self.root = Path(self.root)
         if not self.root.is_dir():
             raise DatakitError("not a folder", self.root)
-        if self.size < 8:
-            raise DatakitError(f"--size must be at least 8, not {self.size}")
+        check_size(self.size)
         self.class_map = load_class_map(self.classes_file)
         self.classes = self.class_map.classes
         self.keypoint_names = self.class_map.points or None

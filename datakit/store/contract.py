@@ -5,9 +5,11 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
+from datakit.constants import IGNORE
+
 SCHEMA = "datakit-store"
 SCHEMA_VERSION = 1
-IGNORE_INDEX = 255
+IGNORE_INDEX = IGNORE  # the store's ignore_index attribute
 
 STR = h5py.string_dtype("utf-8")
 

@@ -1,0 +1,65 @@
+"""The source registry: every source's commands are built from it, and what it declares is true."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from datakit.cli import app
+from datakit.cli.convert import convert_command
+from datakit.sources.registry import SCRIBBLE_MODES, SOURCES
+
+SHARED_OPTIONS = ["--out", "--scribbles", "--scribble-thickness", "--scribble-coverage", "--scribble-seed",
+                  "--split", "--ratios", "--seed", "--workers", "--on-error", "--image-compression", "--overwrite"]
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_declared_capabilities_match_the_source_class(name: str) -> None:
+    spec = SOURCES[name]
+    cls = spec.source_class()
+    assert cls.releases_gil is spec.threads
+    assert (cls.official_split_from is not None) is spec.official_split
+    assert set(spec.scribble_modes) <= set(SCRIBBLE_MODES) and "none" in spec.scribble_modes
+    assert spec.scribbles_default in spec.scribble_modes
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_every_source_has_every_shared_option_once(name: str) -> None:
+    import typer.main
+
+    spec = SOURCES[name]
+    group = typer.main.get_command(app).commands[spec.group]
+    opts = [o for p in group.commands[name].params for o in p.opts]
+    for opt in SHARED_OPTIONS:
+        assert opts.count(opt) == 1, (name, opt)
+    res = CliRunner().invoke(app, [spec.group, name, "--help"])
+    assert res.exit_code == 0 and spec.summary[:20] in res.output
+    if spec.synth is not None:
+        opts = [o for p in typer.main.get_command(app).commands["synth"].commands[name].params for o in p.opts]
+        assert opts.count("--seed") == 1 and opts.count("--overwrite") == 1
+
+
+def test_the_parameters_end_with_the_shared_ones_in_one_order() -> None:
+    import inspect
+
+    orders = {n: [p for p in inspect.signature(convert_command(s)).parameters][-11:] for n, s in SOURCES.items()}
+    assert len({tuple(o) for o in orders.values()}) == 1, orders
+
+
+@pytest.mark.parametrize("name", [n for n, s in SOURCES.items() if "folder" not in s.scribble_modes])
+def test_a_source_without_scribble_files_refuses_a_folder(name: str, tmp_path) -> None:
+    spec = SOURCES[name]
+    res = CliRunner().invoke(app, [spec.group, name, str(tmp_path), "--out", str(tmp_path / "x.h5"),
+                                   "--scribbles", str(tmp_path)])
+    assert res.exit_code == 1 and f"{name} has no scribble files" in res.output
+    assert "Traceback" not in res.output and not (tmp_path / "x.h5").exists()
+
+
+def test_help_does_not_import_the_sources() -> None:
+    code = ("import sys; from datakit.cli import app; "
+            "bad = [m for m in ('numpy', 'h5py', 'torch', 'datakit.sources.acdc') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
