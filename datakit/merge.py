@@ -26,13 +26,12 @@ import numpy as np
 
 from datakit.errors import DatakitError
 from datakit.store.check import check_label_values
+from datakit.store.chunks import encode_image, encode_labels
 from datakit.store.contract import IGNORE_INDEX, META_COLUMNS
 from datakit.store.reader import Store
 from datakit.store.writer import (
     EncodedSample,
     StoreWriter,
-    encode_image,
-    encode_labels,
     image_compression_of,
     patient_columns,
 )

@@ -29,6 +29,7 @@ from datakit.errors import DatakitError, printable
 from datakit.provenance import provenance
 from datakit.safe_io import NO_SPACE, is_no_space, os_error
 from datakit.sample import Sample
+from datakit.store.chunks import encode_image, encode_labels
 from datakit.store.contract import (
     IGNORE_INDEX,
     IMAGE_GZIP_LEVEL,
@@ -42,25 +43,6 @@ from datakit.store.contract import (
 META_FLUSH = 4096  # metadata rows buffered between writes (a few hundred KB at most)
 IMAGE_COMPRESSIONS = ("none", "gzip")
 
-try:  # ISA-L's deflate is several times faster than zlib's and writes the same zlib stream
-    from isal import isal_zlib as _zlib
-except ImportError:  # pragma: no cover - isal is a dependency, but stay readable without it
-    import zlib as _zlib
-
-
-def _deflate(raw: bytes, level: int) -> bytes:
-    # isal accepts levels 0-3 only; its level 1-2 compress like zlib's 4-6 at a fraction of the time
-    if _zlib.__name__.endswith("isal_zlib"):
-        level = min(level, 3)
-    return _zlib.compress(raw, level)
-
-
-def _shuffled(a: np.ndarray) -> bytes:
-    """HDF5's shuffle filter: byte k of every element, for k = 0..itemsize-1."""
-    b = np.ascontiguousarray(a).view(np.uint8).reshape(-1, a.dtype.itemsize)
-    return b.T.tobytes()
-
-
 @dataclass
 class EncodedSample:
     """A sample whose chunks are already compressed (cheap to pickle between processes)."""
@@ -73,17 +55,6 @@ class EncodedSample:
     keypoints: np.ndarray | None
     meta: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def encode_image(image: np.ndarray, compression: str = "none") -> bytes:
-    """One image chunk as the store holds it: raw float32, or gzip-1 over HDF5's shuffle."""
-    image = np.ascontiguousarray(image, dtype=np.float32)
-    return _deflate(_shuffled(image), IMAGE_GZIP_LEVEL) if compression == "gzip" else image.tobytes()
-
-
-def encode_labels(labels: np.ndarray) -> bytes:
-    """One mask or scribble chunk as the store holds it (gzip)."""
-    return _deflate(np.ascontiguousarray(labels, np.uint8).tobytes(), LABEL_GZIP_LEVEL)
 
 
 def image_compression_of(dset: h5py.Dataset) -> str | None:
