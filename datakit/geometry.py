@@ -161,18 +161,6 @@ class SliceGrid:
         return out
 
 
-def crop_or_pad(a: np.ndarray, size: tuple[int, int], fill: float) -> np.ndarray:
-    """Centre crop or pad the last two axes to ``size``."""
-    h, w = a.shape[-2:]
-    th, tw = size
-    out = np.full(a.shape[:-2] + (th, tw), fill, dtype=a.dtype)
-    sy, sx = max(0, (h - th) // 2), max(0, (w - tw) // 2)  # source start (crop)
-    dy, dx = max(0, (th - h) // 2), max(0, (tw - w) // 2)  # destination start (pad)
-    ch, cw = min(h, th), min(w, tw)
-    out[..., dy:dy + ch, dx:dx + cw] = a[..., sy:sy + ch, sx:sx + cw]
-    return out
-
-
 def letterbox(a: np.ndarray, size: int, order: int, fill: float) -> tuple[np.ndarray, float, tuple[int, int]]:
     """Resize the last two axes to fit ``size`` x ``size`` keeping aspect, pad the rest with ``fill``.
 

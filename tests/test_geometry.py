@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from datakit.geometry import SliceGrid, crop_or_pad, letterbox
+from datakit.geometry import SliceGrid, letterbox
 
 
 def _disk(shape: tuple[int, int], spacing: float, radius_mm: float) -> np.ndarray:
@@ -82,14 +82,6 @@ def test_smooth_images_resample_exactly(column_major: bool) -> None:
     np.testing.assert_allclose(got[0][inner], expected[inner], rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(got[1][inner], 2 * expected[inner], rtol=1e-4, atol=1e-3)
     assert inner.sum() > 0.8 * inner.size
-
-
-def test_padding_and_cropping_are_centred() -> None:
-    a = np.arange(12, dtype=np.float32).reshape(3, 4)
-    padded = crop_or_pad(a, (5, 6), -1)
-    assert padded[1:4, 1:5].tolist() == a.tolist() and padded[0].tolist() == [-1] * 6
-    cropped = crop_or_pad(a, (1, 2), -1)
-    assert cropped.tolist() == [[5.0, 6.0]]
 
 
 def test_grid_pads_with_fill_when_the_field_of_view_is_small() -> None:
