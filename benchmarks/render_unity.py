@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/render_unity.py [--frames 2000]
 
 Renders the labels of phantom frames (8 curves: 4 filled chambers, 2 'between' myocardium
-regions; 6 keypoints) with :func:`datakit.splines.render_labels`, the work the converter does per
+regions; 6 keypoints) with :func:`datakit.sources.unity.splines.render_labels`, the work the converter does per
 frame besides reading the PNG. Prints frames/s per CPU second, its ratio to the 500 frames/s
 target, and, in the same run on the same core, our spline against scipy's CubicSpline and our
 scan-line fill against skimage.draw.polygon.
@@ -49,9 +49,9 @@ def main() -> None:
 
     from skimage.draw import polygon as sk_polygon
 
-    from datakit.splines import PixelTransform, fill_polygon, render_labels, spline_points
+    from datakit.sources.unity.classes import load_class_map
+    from datakit.sources.unity.splines import PixelTransform, fill_polygon, render_labels, spline_points
     from datakit.synth.unity import write_unity_phantoms
-    from datakit.unity_classes import load_class_map
 
     with tempfile.TemporaryDirectory() as tmp:
         write_unity_phantoms(Path(tmp) / "u", videos=4, frames=5, seed=0, shape=(480, 640))
@@ -72,7 +72,7 @@ def main() -> None:
     wall_rate = args.frames / (time.perf_counter() - w0)
 
     # the same rendering with scipy's spline and skimage's fill swapped in (same run, same core)
-    import datakit.splines as splines_mod
+    import datakit.sources.unity.splines as splines_mod
 
     def sk_fill(mask: np.ndarray, x: np.ndarray, y: np.ndarray, value: int) -> None:
         rr, cc = sk_polygon(y, x, mask.shape)

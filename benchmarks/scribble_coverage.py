@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datakit.scribble_quality import scribble_quality
 from datakit.scribbles import ALGORITHMS, get_algorithm, sample_seed, stored_identity, synthesize
+from datakit.scribbles.quality import scribble_quality
 from datakit.store import Store
 
 REPO = Path(__file__).resolve().parents[1]

@@ -126,7 +126,7 @@ def _centroid(a: np.ndarray) -> tuple[float, float]:
 def test_letterbox_puts_a_blob_where_pixel_transform_maps_it(order: int, size: int) -> None:
     """Both axes use the one ``scale`` of PixelTransform: 241 x 333 has a short axis where
     h * scale is not whole, and per-axis zooms nh / h put content ~0.25 px off there."""
-    from datakit.splines import PixelTransform
+    from datakit.sources.unity.splines import PixelTransform
 
     h, w, cy, cx = 241, 333, 200.3, 290.7  # near the far corner, where a scale error grows largest
     yy, xx = np.mgrid[:h, :w]
@@ -141,7 +141,7 @@ def test_letterbox_puts_a_blob_where_pixel_transform_maps_it(order: int, size: i
 
 
 def test_letterbox_nearest_follows_pixel_transform() -> None:
-    from datakit.splines import PixelTransform
+    from datakit.sources.unity.splines import PixelTransform
 
     h, w, size = 241, 333, 256
     # every pixel holds its own row / column index: each output pixel must take the input pixel

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from datakit.errors import DatakitError
-from datakit.scribble_quality import scribble_quality
 from datakit.scribbles import ALGORITHMS, check_params, get_algorithm, synthesize
+from datakit.scribbles.quality import scribble_quality
 
 ALGOS = ["randomwalk", "skeleton", "wsl4mis"]
 K = 4

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from datakit.pipeline import ConvertOptions, convert
-from datakit.scribble_quality import scribble_quality
 from datakit.scribbles import sample_seed, stored_identity, synthesize
+from datakit.scribbles.quality import scribble_quality
 from datakit.sources.acdc import AcdcSource
 from datakit.store import Store, validate_store
 from tests.conftest import shared_data

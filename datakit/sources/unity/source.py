@@ -2,7 +2,7 @@
 
 One item per video (the 64-hex code in the file name: ``meta/patient``), so frames of a video
 never straddle splits. Each labelled frame becomes one sample: the PNG letterboxed to ``size`` x
-``size`` (aspect kept, spacing unknown), its curves rasterised by :func:`datakit.splines.render_labels`
+``size`` (aspect kept, spacing unknown), its curves rasterised by :func:`datakit.sources.unity.splines.render_labels`
 in the stored grid, its points as keypoints through the same transform.
 
 Errors (``on_error``): with ``"stop"`` any bad key, missing image or malformed label stops the
@@ -17,7 +17,7 @@ Each is recorded in the store's ``notes`` attribute and printed.
 
 Degenerate labels (a curve with too few points or a non-finite coordinate, as real exports hold)
 are not errors with either setting: the frame is kept, a 2-point curve of a ``line`` rule is drawn
-as a segment, any other such label is left out as unknown (-1) (:mod:`datakit.splines`). Each is a
+as a segment, any other such label is left out as unknown (-1) (:mod:`datakit.sources.unity.splines`). Each is a
 note ``degenerate label <labels file>#<key>: label '<name>': <reason>``, and the conversion ends
 with a one-line summary of them.
 
@@ -44,9 +44,9 @@ from datakit.safe_io import check_decoded_size, read_text, regular_file
 from datakit.safe_io import read_json as safe_read_json
 from datakit.sample import Sample, unknown_labels
 from datakit.sources.base import ItemResult, SourceBase, check_size
-from datakit.splines import OFF_READINGS, SEGMENT
+from datakit.sources.unity.classes import ClassMap, load_class_map
+from datakit.sources.unity.splines import OFF_READINGS, SEGMENT
 from datakit.splits import SplitResult
-from datakit.unity_classes import ClassMap, load_class_map
 
 IMAGE_NAME = re.compile(r"^(\d{2})-([0-9a-fA-F]{64})-(\d{4})\.png$")
 # split name in the store -> Unity's file stem (a .json of labels, or a .txt list of image names)
@@ -211,7 +211,7 @@ class UnitySource(SourceBase):
     # -- one video -------------------------------------------------------------------------------
     def read(self, item: UnityItem) -> ItemResult:
         from datakit.geometry import letterbox
-        from datakit.splines import PixelTransform, render_labels
+        from datakit.sources.unity.splines import PixelTransform, render_labels
 
         notes = list(item.notes)
         samples: list[Sample] = []

@@ -1,4 +1,4 @@
-"""Unity labels to masks and keypoints: the pure functions of datakit.splines and the class manifest."""
+"""Unity labels to masks and keypoints: the pure functions of datakit.sources.unity.splines and the class manifest."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from scipy.interpolate import CubicSpline
 
 from datakit.errors import DatakitError
-from datakit.splines import (
+from datakit.sources.unity.classes import load_class_map
+from datakit.sources.unity.splines import (
     PixelTransform,
     draw_line,
     fill_polygon,
@@ -18,7 +19,6 @@ from datakit.splines import (
     render_labels,
     spline_points,
 )
-from datakit.unity_classes import load_class_map
 
 CMAP = load_class_map()
 LV, MYO, LA, RV, RA = (CMAP.classes.index(c) for c in ("LV", "MYO", "LA", "RV", "RA"))
@@ -263,7 +263,7 @@ def test_degenerate_fill_curve_is_a_finding_its_class_unknown(label: dict, reaso
 
 
 def test_two_point_line_curve_is_drawn_as_a_straight_segment() -> None:
-    from datakit.unity_classes import ClassMap, Rule
+    from datakit.sources.unity.classes import ClassMap, Rule
 
     cmap = ClassMap(["background", "WALL", "LV"], [Rule("WALL", 1, "line", ("curve-lv-antsep-rv",), 1.0),
                                                     Rule("LV", 2, "fill", ("curve-lv-endo",))], [])
@@ -300,7 +300,7 @@ def test_straight_segment_flags_replace_spline_pieces_by_chords() -> None:
 
 
 def test_straight_segment_is_honoured_when_drawing_or_reported_as_ignored() -> None:
-    from datakit.unity_classes import ClassMap, Rule
+    from datakit.sources.unity.classes import ClassMap, Rule
 
     cmap = ClassMap(["background", "WALL"], [Rule("WALL", 1, "line", ("w",), 1.0)], [])
     base = {"type": "curve", "x": "10 30 50 70", "y": "40 10 40 10"}

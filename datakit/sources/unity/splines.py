@@ -3,7 +3,7 @@
 A curve label holds the control points of a natural cubic spline parameterised by cumulative chord
 length (Unity's own convention, at least 3 points). It is sampled densely (under one output pixel
 between samples) and rasterised in the output grid, by the rule that names it in the class
-manifest (:mod:`datakit.unity_classes`):
+manifest (:mod:`datakit.sources.unity.classes`):
 
 - ``fill``: the curve closed along the chord between its end points, filled (chambers);
 - ``line``: the open curve drawn ``thickness`` output pixels wide (walls);
@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from datakit.errors import DatakitError
-from datakit.unity_classes import ClassMap
+from datakit.sources.unity.classes import ClassMap
 
 MIN_CURVE_POINTS = 3  # a spline; 2 points make a straight segment, drawn by "line" rules only
 MIN_LINE_POINTS = 2
