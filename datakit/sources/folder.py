@@ -18,7 +18,8 @@ import numpy as np
 
 from datakit.errors import DatakitError
 from datakit.geometry import letterbox
-from datakit.normalize import NORMALIZERS, fit_normalizer, normalizer_name
+from datakit.normalize import NORMALIZERS, normalizer_name
+from datakit.prepare import prepare_2d
 from datakit.sample import Sample, label_state_from_mask
 from datakit.sources.base import ItemResult, SourceBase, check_size, source_path
 from datakit.sources.folder_files import Pair, find_pairs, header_mode, is_colour, read_array
@@ -27,18 +28,6 @@ from datakit.splits import SplitResult, make_splits
 MAX_LISTED = 10
 SAMPLED = 16  # images decoded to tell colour from grey-saved-as-RGB
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601, as PIL's convert("L")
-
-
-def _antialiased(image: np.ndarray, size: int) -> np.ndarray:
-    """Blur before shrinking (as skimage's resize does: sigma = (factor - 1) / 2), else a 1348-pixel
-    endoscopy frame shrunk to 256 by linear interpolation aliases fine texture into moire."""
-    factor = max(image.shape[-2:]) / size
-    if factor <= 1:
-        return image
-    from scipy import ndimage
-
-    sigma = (factor - 1) / 2
-    return ndimage.gaussian_filter(image, sigma=(0, sigma, sigma), mode="nearest")
 
 
 @dataclass(frozen=True)
@@ -255,12 +244,11 @@ class FolderSource(SourceBase):
                                f"{pair.image.name} {raw.shape[1]}x{raw.shape[0]}", pair.mask)
         labels = self.mapping.apply(raw_mask, pair.mask)
         image = self._image(raw, pair.image)
-        norm = fit_normalizer(self.norm, image)
-        boxed, scale, _ = letterbox(_antialiased(norm.apply(image), self.size), self.size, order=1,
-                                    fill=norm.background)
+        prepared = prepare_2d(image, self.size, self.norm)  # normalise, anti-alias, letterbox
+        scale = prepared.scale
         mask, _, _ = letterbox(labels, self.size, order=0, fill=0)
         return Sample(
-            image=np.ascontiguousarray(boxed, np.float32), mask=mask,
+            image=prepared.image, mask=mask,
             scribble=np.full(mask.shape, 255, np.uint8), label_state=label_state_from_mask(mask, len(self.classes)),
             dataset=self.name, patient=item.patient, source=source_path(pair.image, self.root),
             extra={"source_shape": np.array(raw.shape[:2], np.int32), "letterbox_scale": np.float32(scale)},

@@ -27,7 +27,6 @@ are looked for beside the labels file first (real releases keep them in ``labels
 
 from __future__ import annotations
 
-import math
 import posixpath
 import re
 from collections import Counter
@@ -39,7 +38,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from datakit.errors import DatakitError
-from datakit.normalize import fit_normalizer, normalizer_name
+from datakit.normalize import normalizer_name
 from datakit.safe_io import check_decoded_size, read_text, regular_file
 from datakit.safe_io import read_json as safe_read_json
 from datakit.sample import Sample, unknown_labels
@@ -210,7 +209,7 @@ class UnitySource(SourceBase):
 
     # -- one video -------------------------------------------------------------------------------
     def read(self, item: UnityItem) -> ItemResult:
-        from datakit.geometry import letterbox
+        from datakit.prepare import prepare_2d
         from datakit.sources.unity.splines import PixelTransform, render_labels
 
         notes = list(item.notes)
@@ -223,10 +222,9 @@ class UnitySource(SourceBase):
             except DatakitError as e:
                 self._problem(e.reason, where, notes)
                 continue
-            norm = fit_normalizer(self.norm, raw)
-            boxed, scale, offset = letterbox(raw, self.size, order=1, fill=math.nan)
-            image = norm.apply(boxed)
-            image[np.isnan(image)] = norm.background  # padding: the normalised background level
+            # letterbox the raw frame, then normalise (no blur): Unity's own order, kept for its bytes
+            prepared = prepare_2d(raw, self.size, self.norm, normalise_first=False, antialias=False)
+            image, scale, offset = prepared.image, prepared.scale, prepared.offset
             try:
                 out = render_labels(fr.entry, self.class_map, self.image_size, PixelTransform(scale, offset),
                                     image=where, on_error=self.on_error, off_as=self.off_as)
