@@ -20,7 +20,7 @@ import scipy.sparse  # noqa: F401 - SliceGrid needs it; imported before the work
 
 from datakit.errors import DatakitError
 from datakit.geometry import SliceGrid
-from datakit.nifti import Volume, load_nifti
+from datakit.io.nifti import Volume, load_nifti
 from datakit.normalize import fit_normalizer, normalizer_name
 from datakit.resources import manifest
 from datakit.safe_io import check_spacing

@@ -23,10 +23,10 @@ import numpy as np
 
 from datakit.errors import DatakitError
 from datakit.geometry import SliceGrid
+from datakit.io.sitk import read_image
 from datakit.normalize import fit_normalizer, normalizer_name
 from datakit.resources import manifest
 from datakit.sample import IGNORE, Sample, checked_labels, label_state_from_mask
-from datakit.sitk_io import read_image
 from datakit.sources.base import ItemResult, SourceBase, check_size, find_patient_folders, source_path
 from datakit.sources.camus_info import QUALITY_RANK, ViewInfo, parse_info
 from datakit.splits import SplitResult, make_splits

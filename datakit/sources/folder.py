@@ -18,11 +18,12 @@ import numpy as np
 
 from datakit.errors import DatakitError
 from datakit.geometry import letterbox
+from datakit.io.raster import header_mode, is_colour, read_array
 from datakit.normalize import NORMALIZERS, normalizer_name
 from datakit.prepare import prepare_2d
 from datakit.sample import Sample, label_state_from_mask
 from datakit.sources.base import ItemResult, SourceBase, check_size, source_path
-from datakit.sources.folder_files import Pair, find_pairs, header_mode, is_colour, read_array
+from datakit.sources.folder_files import Pair, find_pairs
 from datakit.splits import SplitResult, make_splits
 
 MAX_LISTED = 10

@@ -527,7 +527,7 @@ def test_auxiliary_inputs(case, unity_src: Path, folder_src: Path, tmp_path: Pat
 
 def test_trailing_gzip_data_is_never_inflated(acdc_src: Path, tmp_path: Path, monkeypatch) -> None:
     """The bound, not only the refusal: no more than the header's promise (+ 64 KB) is ever inflated."""
-    import datakit.nifti as nifti
+    import datakit.io.nifti as nifti
 
     inflated: list[int] = []
     real = nifti._zlib.decompressobj

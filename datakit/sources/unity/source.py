@@ -38,9 +38,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from datakit.errors import DatakitError
+from datakit.io.raster import load_png
 from datakit.normalize import normalizer_name
-from datakit.safe_io import check_decoded_size, read_text, regular_file
 from datakit.safe_io import read_json as safe_read_json
+from datakit.safe_io import read_text
 from datakit.sample import Sample, unknown_labels
 from datakit.sources.base import ItemResult, SourceBase, check_size
 from datakit.sources.unity.classes import ClassMap, load_class_map
@@ -96,26 +97,6 @@ def image_path(key: str) -> tuple[str, re.Match[str]]:
 
 def read_json(path: Path, what: str) -> Any:
     return safe_read_json(path, what)  # regular files only; deep nesting refused
-
-
-def load_png(path: Path) -> np.ndarray:
-    """(H, W) float32 grey levels: colour frames (overlays, RGB exports) are converted to luma."""
-    from PIL import Image
-
-    regular_file(path, "image")  # a FIFO would block the decoder forever
-    try:
-        with Image.open(path) as im:
-            check_decoded_size((im.size[1], im.size[0], len(im.getbands())), 4, path)  # before decoding
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                return np.asarray(im, np.float32)
-            return np.asarray(im.convert("L"), np.float32)
-    except FileNotFoundError:
-        raise DatakitError("image not found", path) from None
-    except DatakitError:
-        raise
-    except Exception as e:  # noqa: BLE001 - PIL raises many types (DecompressionBombError, SyntaxError, ...)
-        raise DatakitError(f"cannot read PNG ({type(e).__name__}: {e})", path) from None
 
 
 @dataclass

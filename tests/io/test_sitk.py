@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from datakit.errors import DatakitError
-from datakit.sitk_io import check_nifti, read_image
+from datakit.io.sitk import check_nifti, read_image
 
 
 def _write(path: Path, shape=(3, 40, 30)) -> np.ndarray:

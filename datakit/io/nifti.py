@@ -61,7 +61,7 @@ def _inflate(raw: bytes, path: Path) -> bytes:
 
 def _data_end(head: bytes, path: Path) -> int:
     """vox_offset + voxel bytes that a NIfTI-1 / NIfTI-2 header promises; capped before any allocation."""
-    from datakit.sitk_io import nifti_header_size
+    from datakit.io.sitk import nifti_header_size
 
     shape, itemsize, offset = nifti_header_size(head, path)
     return offset + check_decoded_size(shape, itemsize, path)

@@ -47,7 +47,7 @@ def read_image(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     check_finite(array, path)
     if array.dtype.kind == "f" and (name.endswith(".nii") or name.endswith(".nii.gz")):
         # ITK's NIfTI reader turns NaN into 0: the voxels as written are checked by our own decoder
-        from datakit.nifti import load_nifti
+        from datakit.io.nifti import load_nifti
 
         load_nifti(path)
     return array, spacing

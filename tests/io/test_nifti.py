@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from datakit.errors import DatakitError
-from datakit.nifti import load_nifti
+from datakit.io.nifti import load_nifti
 
 
 def _volume(dtype: str) -> np.ndarray:
