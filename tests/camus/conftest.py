@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -43,16 +42,6 @@ def mhd_copy(camus_mhd: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "CAMUS_mhd"
     shutil.copytree(camus_mhd, dst)
     return dst
-
-
-def tree_digest(root: Path) -> str:
-    """Hash of every file's name and bytes: proves a conversion left its source untouched."""
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(root)).encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 def convert_store(src: Path, out: Path, **kwargs) -> Path:

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from datakit.cli import app
 from datakit.store import validate_store
-from tests.camus.conftest import tree_digest
+from tests.conftest import tree_digest
 
 runner = CliRunner()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -14,6 +13,7 @@ from typer.testing import CliRunner
 
 from datakit.cli import app
 from datakit.synth.unity import write_unity_phantoms
+from tests.conftest import tree_digest
 
 runner = CliRunner()
 HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -32,14 +32,6 @@ def unity_copy(unity_phantoms: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "unity"
     shutil.copytree(unity_phantoms, dst)
     return dst
-
-
-def tree_digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(root)).encode() + p.read_bytes())
-    return h.hexdigest()
 
 
 def convert(src: Path, out: Path, *extra: str):
