@@ -93,7 +93,7 @@ def convert_command(spec: SourceSpec) -> Callable[..., None]:
             raise DatakitError(f"--on-error must be stop or skip, not {s['on_error']!r}")
         kwargs = spec.options(**{k: values[k] for k in own_names}, **{k: s[k] for k in wants})
         kwargs.update({k: s[k] for k in spec.passes})
-        if "auto" in spec.scribble_modes and "folder" in spec.scribble_modes:  # the source reads scribble files
+        if "folder" in spec.scribble_modes:  # the source reads scribble files: auto, none or a folder
             kwargs["scribbles"] = mode
         source = spec.source_class()(src, **kwargs)
         run_conversion(ctx, source, synth, out=values["out"], overwrite=s["overwrite"], workers=s["workers"],
