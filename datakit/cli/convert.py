@@ -28,6 +28,7 @@ from datakit.cli.common import (
     run_conversion,
 )
 from datakit.cli.scribble_opts import CoverageOpt, ScribbleSeedOpt, ThicknessOpt
+from datakit.errors import DatakitError
 from datakit.sources.registry import SHARED, SourceSpec
 
 app = typer.Typer(help="Convert a source dataset into a datakit store.", no_args_is_help=True)
@@ -88,8 +89,6 @@ def convert_command(spec: SourceSpec) -> Callable[..., None]:
                                       thickness=s["scribble_thickness"], coverage=s["scribble_coverage"])
         check_scribble_mode(spec, s["scribbles"], mode)
         if s["on_error"] not in ("stop", "skip"):  # before the source reads anything
-            from datakit.errors import DatakitError
-
             raise DatakitError(f"--on-error must be stop or skip, not {s['on_error']!r}")
         kwargs = spec.options(**{k: values[k] for k in own_names}, **{k: s[k] for k in wants})
         kwargs.update({k: s[k] for k in spec.passes})
@@ -106,8 +105,6 @@ def convert_command(spec: SourceSpec) -> Callable[..., None]:
 
 def check_scribble_mode(spec: SourceSpec, value: str, mode: str | Path) -> None:
     """``--scribbles`` must be one of the modes the source declares."""
-    from datakit.errors import DatakitError
-
     kind = "folder" if isinstance(mode, Path) else "synth" if value.startswith("synth:") else value
     if kind not in spec.scribble_modes:  # only sources without scribble files refuse a mode
         raise DatakitError(f"{spec.name} has no scribble files: --scribbles takes none or synth:ALGO, "

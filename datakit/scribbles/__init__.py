@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from datakit.constants import IGNORE
 from datakit.errors import DatakitError
 
 ScribbleFn = Callable[..., np.ndarray]
@@ -67,8 +68,8 @@ def synthesize(mask: np.ndarray, n_classes: int, algo: str, seed: int, **params:
     fn = get_algorithm(algo)
     out = fn(mask, n_classes, np.random.default_rng(seed), **params)
     # the contract: a scribble pixel always carries the mask's class there
-    wrong = (out != 255) & (out != mask)
-    out[wrong] = 255
+    wrong = (out != IGNORE) & (out != mask)
+    out[wrong] = IGNORE
     return out
 
 

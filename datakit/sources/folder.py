@@ -21,7 +21,7 @@ from datakit.geometry import letterbox
 from datakit.io.raster import header_mode, is_colour, read_array
 from datakit.normalize import NORMALIZERS, normalizer_name
 from datakit.prepare import prepare_2d
-from datakit.sample import Sample, label_state_from_mask
+from datakit.sample import Sample, label_state_from_mask, unknown_labels
 from datakit.sources.base import ItemResult, SourceBase, check_size, source_path
 from datakit.sources.folder_files import Pair, find_pairs
 from datakit.splits import SplitResult, make_splits
@@ -250,7 +250,7 @@ class FolderSource(SourceBase):
         mask, _, _ = letterbox(labels, self.size, order=0, fill=0)
         return Sample(
             image=prepared.image, mask=mask,
-            scribble=np.full(mask.shape, 255, np.uint8), label_state=label_state_from_mask(mask, len(self.classes)),
+            scribble=unknown_labels(mask.shape), label_state=label_state_from_mask(mask, len(self.classes)),
             dataset=self.name, patient=item.patient, source=source_path(pair.image, self.root),
             extra={"source_shape": np.array(raw.shape[:2], np.int32), "letterbox_scale": np.float32(scale)},
         )
