@@ -63,3 +63,24 @@ def test_help_does_not_import_the_sources() -> None:
             "bad = [m for m in ('numpy', 'h5py', 'torch', 'datakit.sources.acdc') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_image_compression_now_reaches_every_source(tmp_path) -> None:
+    """--image-compression is shared: a folder store written with gzip holds the same images."""
+    import h5py
+    import numpy as np
+
+    from datakit.store import validate_store
+    from tests.folder_data import write_pairs
+
+    write_pairs(tmp_path / "src", ["a", "b", "c"])
+    outs = {}
+    for comp in ("none", "gzip"):
+        outs[comp] = tmp_path / f"{comp}.h5"
+        res = CliRunner().invoke(app, ["convert", "folder", str(tmp_path / "src"), "--out", str(outs[comp]),
+                                       "--binarize", "127", "--image-compression", comp, "-j", "1"])
+        assert res.exit_code == 0, res.output
+        assert validate_store(outs[comp]) == []
+    with h5py.File(outs["none"]) as a, h5py.File(outs["gzip"]) as b:
+        assert a["images"].compression is None and b["images"].compression == "gzip"
+        np.testing.assert_array_equal(a["images"][:], b["images"][:])
