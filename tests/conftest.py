@@ -77,11 +77,14 @@ def one_torch_thread():
     torch.set_num_threads(n)
 
 
-def tree_digest(root: Path) -> str:
-    """Hash of every file's name and bytes: proves a conversion left its source untouched."""
+def tree_digest(root: Path, mtimes: bool = False) -> str:
+    """Hash of every file's name and bytes (and modification time): proves a conversion left its
+    source untouched (not even rewritten with the same bytes, with ``mtimes``)."""
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):
         if p.is_file():
             h.update(str(p.relative_to(root)).encode())
             h.update(p.read_bytes())
+            if mtimes:
+                h.update(str(p.stat().st_mtime_ns).encode())
     return h.hexdigest()

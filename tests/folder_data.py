@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -37,16 +36,6 @@ def write_pairs(root: Path, names: list[str], *, size: tuple[int, int] = (40, 48
         fractions.append(float(m.mean()))
     return fractions
 
-
-def folder_hash(root: Path) -> str:
-    """Digest of every file's path, bytes and mtime: proves a conversion never modified its source."""
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(root)).encode())
-            h.update(p.read_bytes())
-            h.update(str(p.stat().st_mtime_ns).encode())
-    return h.hexdigest()
 
 
 def small_store(path: Path, *, classes: list[str], masks: list[np.ndarray], patient_prefix: str = "p",

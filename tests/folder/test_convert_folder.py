@@ -16,8 +16,8 @@ from datakit.errors import DatakitError
 from datakit.pipeline import ConvertOptions, convert
 from datakit.sources.folder import FolderSource
 from datakit.store import Store, validate_store
-from tests.conftest import shared_data
-from tests.folder_data import disc, folder_hash, grey_image, write_pairs
+from tests.conftest import shared_data, tree_digest
+from tests.folder_data import disc, grey_image, write_pairs
 
 runner = CliRunner()
 
@@ -55,7 +55,7 @@ def test_png_class_index_masks_convert_with_letterbox(tmp_path: Path) -> None:
 def test_jpeg_masks_need_binarize_and_the_error_says_so(tmp_path: Path) -> None:
     src = tmp_path / "polyps"
     write_pairs(src, ["p1", "p2"], ext=".jpg", rgb=True)
-    before = folder_hash(src)
+    before = tree_digest(src, mtimes=True)
     r = run("convert", "folder", src, "--out", tmp_path / "s.h5")
     assert r.exit_code == 1
     assert "masks/p1.jpg" in r.output and "--binarize 127" in r.output
@@ -68,7 +68,7 @@ def test_jpeg_masks_need_binarize_and_the_error_says_so(tmp_path: Path) -> None:
         assert s.channels == 3 and s.classes == ["background", "polyp"]
         assert set(np.unique(s.file["masks"][()]).tolist()) == {0, 1}
     assert validate_store(tmp_path / "s.h5") == []
-    assert folder_hash(src) == before
+    assert tree_digest(src, mtimes=True) == before
     r = run("convert", "folder", src, "--out", tmp_path / "s.h5", "--binarize", "127")
     assert r.exit_code == 1 and "--overwrite" in r.output
 
