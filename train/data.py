@@ -30,7 +30,6 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 from datakit.errors import DatakitError
 from datakit.store import Store
 from datakit.store.chunks import ChunkReader
-from datakit.store.contract import IGNORE_INDEX as IGNORE  # noqa: F401  (re-exported for the methods)
 
 # stream name -> store datasets it reads
 STREAM_FIELDS: dict[str, tuple[str, ...]] = {

@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from datakit.constants import IGNORE
 from datakit.errors import DatakitError
 from datakit.store import Store
 from train.augment import augment_masks, augment_pair
-from train.data import IGNORE, Streams, complete_masks, with_scribbles
+from train.data import Streams, complete_masks, with_scribbles
 from train.discriminator import fake_scales, real_scales
 from train.losses import dynamic_weighting, lsgan_d, lsgan_g, partial_ce
 
