@@ -48,6 +48,7 @@ STORE = DEVICE / "acdc_maag_gpu.h5"
 WHEELS = DEVICE / "wheels"
 PEAK = 790e12  # H200 bf16 dense, as measured by the device docs (FLOP/s)
 METHODS = ("maag", "pce", "full")
+SHARE = {"maag": 2.0, "pce": 1.0, "full": 1.0}  # sequential budgets: a maag iteration costs about twice the others
 WHEEL_PINS = ("pydantic==2.14.4", "pydantic_core==2.50.5", "annotated-types==0.8.0", "typing-inspection==0.4.5")
 
 
@@ -150,7 +151,7 @@ def run(a: argparse.Namespace) -> None:
     # the time left for training: the command's limit less what ran so far, evaluation and margin
     left = a.limit_min - (time.perf_counter() - t_start) / 60 - a.reserve_min
     budgets = ({m: left for m in methods} if a.concurrent else
-               {m: left * w / sum(a.share[k] for k in methods) for m, w in ((m, a.share[m]) for m in methods)})
+               {m: left * SHARE.get(m, 1.0) / sum(SHARE.get(k, 1.0) for k in methods) for m in methods})
     procs, logs, walls = {}, {}, {}
     t0 = {}
     for m in methods:
@@ -249,7 +250,6 @@ def main() -> None:
     if a.cmd == "pack":
         pack(a)
     else:
-        a.share = {"maag": 2.0, "pce": 1.0, "full": 1.0}  # sequential budgets: maag costs about twice the others
         run(a)
 
 

@@ -50,6 +50,20 @@ def test_packed_store_is_a_valid_smaller_store(small_store: Path, tmp_path: Path
     assert Store(dst).sample(int(keep[0]))["image"].dtype == np.float32  # readers cast
 
 
+def test_pack_refuses_to_replace_and_leaves_nothing_on_failure(small_store: Path, tmp_path: Path):
+    from datakit.errors import DatakitError
+
+    dst = tmp_path / "packed.h5"
+    dst.write_bytes(b"keep me")
+    with pytest.raises(DatakitError, match="already exists"):
+        pack_store(small_store, dst)
+    with pytest.raises(DatakitError, match="mantissa bits"):
+        pack_store(small_store, tmp_path / "other.h5", mantissa_bits=0)
+    with pytest.raises(OSError):
+        pack_store(tmp_path / "missing.h5", tmp_path / "third.h5")
+    assert dst.read_bytes() == b"keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["packed.h5"]
+
+
 def test_the_gpu_script_runs_end_to_end_without_what_the_device_lacks(small_store: Path, tmp_path: Path):
     """benchmarks/gpu_acdc.py run on CPU: train, eval best + last, table, JSON, half weights; with
     nibabel, SimpleITK and isal made unimportable in every process it starts."""

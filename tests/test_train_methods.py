@@ -98,7 +98,7 @@ def test_resident_batches_equal_the_loaders(small_store: Path, tmp_path: Path):
     from train.loop import Trainer
 
     tr = Trainer(_cfg(small_store, tmp_path / "r", method="maag"), log=lambda m: None)
-    data = ResidentData(small_store, tr.streams, tr.method.streams, torch.device("cpu"))
+    data = ResidentData(tr.store, tr.streams, tr.method.streams, torch.device("cpu"))
     reader = StoreBatches(small_store, tr.method.streams)
     ix = tr.streams.indices
     request = {"scribble": [int(ix["scribble"][k]) for k in (5, 1, 9)],

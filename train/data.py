@@ -72,6 +72,20 @@ def complete_masks(store: Store, idx: np.ndarray, split: str) -> np.ndarray:
     return keep
 
 
+def stack_rows(reader: ChunkReader, idx: list[int] | np.ndarray) -> np.ndarray:
+    """Samples ``idx`` of one per-sample dataset, one chunk read each, stacked (N, ...)."""
+    if not len(idx):
+        return np.zeros((0, *reader.shape), reader.dtype)
+    return np.stack([reader.read(int(i)) for i in idx])
+
+
+def read_rows(store: Store, field: str, idx: list[int] | np.ndarray) -> np.ndarray:
+    """Samples ``idx`` of the store dataset ``field`` from an open store (label_state: one read)."""
+    if field == "label_state":
+        return store.file["label_state"][()][np.asarray(idx, np.int64)]
+    return stack_rows(ChunkReader(store.file[field]), idx)
+
+
 class StoreBatches(Dataset):
     """A map-style dataset whose item is a whole request: {stream: [indices]} -> {stream: {field: array}}."""
 
@@ -99,8 +113,7 @@ class StoreBatches(Dataset):
             if self._label_state is None:
                 self._label_state = self.store.file["label_state"][()]
             return self._label_state[idx]
-        r = self._reader(field)
-        return np.stack([r.read(i) for i in idx])
+        return stack_rows(self._reader(field), idx)
 
     def __getitem__(self, request: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {"state": request["state"]}
@@ -171,12 +184,11 @@ def make_loader(path: str | Path, streams: Streams, kinds: dict[str, str], batch
 
 
 def resident_bytes(store: Store, streams: Streams, kinds: dict[str, str]) -> int:
-    """Bytes that ``ResidentData`` would hold for these streams (images in float32)."""
+    """Bytes that ``ResidentData`` would hold for these streams (each dataset in its stored dtype)."""
     total = 0
     for field, idx in _fields_indices(streams, kinds).items():
         d = store.file[field]
-        item = 4 if field == "images" else d.dtype.itemsize
-        total += len(idx) * int(np.prod(d.shape[1:])) * item
+        total += len(idx) * int(np.prod(d.shape[1:])) * d.dtype.itemsize
     return total
 
 
@@ -190,29 +202,21 @@ def _fields_indices(streams: Streams, kinds: dict[str, str]) -> dict[str, np.nda
 
 
 class ResidentData:
-    """Every sample the streams use, read once into tensors on ``device``; batches by index_select.
+    """Every sample the streams use, read once from an open store into tensors on ``device`` (in the
+    stored dtypes: a float16 store stays half the size there); batches by index_select.
 
     The rows of each field are the sorted unique sample indices its streams use; a batch request
     (sample indices per stream, from ``MultiStreamSampler``) is mapped to rows on the host and
     gathered on the device, so no step reads the store or copies images to the device.
     """
 
-    def __init__(self, path: str | Path, streams: Streams, kinds: dict[str, str], device: torch.device,
-                 image_dtype: torch.dtype = torch.float32, channels_last: bool = False):
-        self.kinds = kinds
-        reader = StoreBatches(path, {})
+    def __init__(self, store: Store, streams: Streams, kinds: dict[str, str], device: torch.device):
+        self.kinds, self.device = kinds, device
         self.rows: dict[str, np.ndarray] = {}
         self.data: dict[str, torch.Tensor] = {}
         for field, idx in _fields_indices(streams, kinds).items():
-            a = torch.from_numpy(reader.read(field, idx.tolist()))
-            if field == "images":
-                a = a.to(image_dtype)
-            a = a.to(device)
-            if field == "images" and channels_last:
-                a = a.contiguous(memory_format=torch.channels_last)
-            self.rows[field], self.data[field] = idx, a
-        reader.store.close()
-        self.device = device
+            self.rows[field] = idx
+            self.data[field] = torch.from_numpy(read_rows(store, field, idx)).to(device)
 
     def batch(self, request: dict[str, list[int]]) -> dict[str, dict[str, torch.Tensor]]:
         out: dict[str, dict[str, torch.Tensor]] = {}

@@ -51,13 +51,19 @@ def predict_volume(model: torch.nn.Module, store: Store, vol: Volume, device: to
     out = []
     for s in range(0, len(vol.indices), batch):
         idx = vol.indices[s:s + batch]
-        x = torch.from_numpy(np.stack([images[int(i)] for i in idx]).astype(np.float32, copy=False)).to(device)
-        if device.type == "cuda" or use_bf16(device):
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device):
-            logits = model(x).logits
-        out.append(logits.argmax(1).to(torch.uint8).cpu().numpy())
+        x = torch.from_numpy(np.stack([images[int(i)] for i in idx])).to(device)
+        out.append(labels(model, x, device, use_bf16(device)).cpu().numpy())
     return np.concatenate(out)
+
+
+def labels(model: torch.nn.Module, x: torch.Tensor, device: torch.device, bf16: bool) -> torch.Tensor:
+    """Label maps (B, H, W) uint8 on ``device``: argmax of the final logits of images ``x`` (any
+    float dtype: float16 stores are cast), channels_last wherever the nets run in that layout."""
+    x = x.float()
+    if bf16 or device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with autocast(device, bf16):
+        return model(x).logits.argmax(1).to(torch.uint8)
 
 
 def iter_predictions(model: torch.nn.Module, store: Store, indices: np.ndarray, device: torch.device,
@@ -107,26 +113,18 @@ class ResidentSplit:
         self.vols = volumes(store, indices)
         order = np.concatenate([v.indices for v in self.vols]) if self.vols else np.zeros(0, np.int64)
         self.order = order
-        from train.data import StoreBatches
+        from train.data import read_rows
 
-        reader = StoreBatches(store.path, {})
-        self.images = (torch.from_numpy(reader.read("images", order.tolist())).to(device).float()
-                       if len(order) else None)
-        self.masks = reader.read("masks", order.tolist()) if len(order) else None
-        reader.store.close()
+        self.images = torch.from_numpy(read_rows(store, "images", order)).to(device)
+        self.masks = read_rows(store, "masks", order)
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, bf16: bool, with_hd: bool = False) -> dict[str, Any]:
         was_training = model.training
         model.eval()
         try:
-            preds = []
-            for s in range(0, len(self.order), self.batch):
-                x = self.images[s:s + self.batch]
-                if bf16 or self.device.type == "cuda":
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with autocast(self.device, bf16):
-                    preds.append(model(x).logits.argmax(1).to(torch.uint8))
+            preds = [labels(model, self.images[s:s + self.batch], self.device, bf16)
+                     for s in range(0, len(self.order), self.batch)]
             pred = torch.cat(preds).cpu().numpy() if preds else np.zeros((0,), np.uint8)  # the one sync
         finally:
             model.train(was_training)

@@ -13,6 +13,7 @@ validation, so ``last.pt`` stays the last good one).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -91,7 +92,7 @@ class Nets:
     raw_disc: torch.nn.Module | None = field(repr=False, default=None)
 
 
-def _adam(params, lr: float, device: torch.device) -> torch.optim.Adam:
+def _adam(params, lr: float) -> torch.optim.Adam:
     """Fused Adam (one kernel for all parameters) where this torch has it for the device."""
     try:
         return torch.optim.Adam(params, lr=lr, fused=True)
@@ -110,8 +111,8 @@ def build_nets(cfg: TrainConfig, channels: int, classes: int, image_size: tuple[
         model = model.to(memory_format=torch.channels_last)
         disc = disc.to(memory_format=torch.channels_last) if disc is not None else None
     factor = lr_factor(cfg.lr_schedule, cfg.max_steps, steps_per_epoch, cfg.lr_half_period)
-    opt_g = _adam(model.parameters(), cfg.lr, device)
-    opt_d = _adam(disc.parameters(), cfg.lr, device) if disc is not None else None
+    opt_g = _adam(model.parameters(), cfg.lr)
+    opt_d = _adam(disc.parameters(), cfg.lr) if disc is not None else None
     sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, factor)
     sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, factor) if opt_d is not None else None
     return Nets(model, disc, opt_g, opt_d, sched_g, sched_d, model, disc)
@@ -234,7 +235,8 @@ class Trainer:
         return {"loss/total": total.detach(), **{k: v.detach() for k, v in parts.items()}}
 
     # -- data -------------------------------------------------------------------------------------
-    def _memory(self) -> bool:
+    @functools.cached_property
+    def resident(self) -> bool:
         """--data auto: resident when the streams' samples take under MEMORY_LIMIT of the device's memory."""
         if self.cfg.data != "auto":
             return self.cfg.data == "memory"
@@ -248,8 +250,8 @@ class Trainer:
     def batches(self) -> Iterator[tuple[dict[str, dict[str, torch.Tensor]], dict[str, list[int]]]]:
         """Endless (batch on the device, sampler state after it) pairs, images in channels_last where used."""
         cfg, kinds = self.cfg, self.method.streams
-        if self._memory():
-            data = ResidentData(cfg.store, self.streams, kinds, self.device)
+        if self.resident:
+            data = ResidentData(self.store, self.streams, kinds, self.device)
             sampler = MultiStreamSampler(self.streams.indices, cfg.batch_size, cfg.seed, self.d.rank, self.d.world,
                                          self.sampler_state)
             for request in sampler:
@@ -325,7 +327,7 @@ class Trainer:
             (self.run_dir / "config.toml").write_text(to_toml(cfg))
             _truncate_metrics(self.run_dir / "metrics.jsonl", self.step)
             self.log(f"train {cfg.method}: {self.streams.how}; device {self.device}, world {self.d.world}, "
-                     f"{'bf16' if self.bf16 else 'fp32'}, data {'memory' if self._memory() else 'stream'}")
+                     f"{'bf16' if self.bf16 else 'fp32'}, data {'memory' if self.resident else 'stream'}")
         t0 = time.perf_counter()
         valid = (ResidentSplit(self.store, self.valid, self.device) if self.valid is not None and self.d.main
                  else None)

@@ -20,7 +20,7 @@ def _human_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def _json_list(text: Any) -> list[Any]:
+def json_list(text: Any) -> list[Any]:
     """A root attr holding a JSON list (``skipped``, ``notes``); [] when absent or unreadable."""
     try:
         value = json.loads(text) if isinstance(text, str) else []
@@ -85,7 +85,7 @@ def store_info(path: str | Path) -> dict[str, Any]:
             "size": _human_bytes(s.path.stat().st_size),
             "created": str(s.attrs.get("created", "")),
             "command": str(s.attrs.get("command", "")),
-            "skipped": _json_list(s.attrs.get("skipped")),
-            "notes": _json_list(s.attrs.get("notes")),
+            "skipped": json_list(s.attrs.get("skipped")),
+            "notes": json_list(s.attrs.get("notes")),
             "provenance": _json_object(s.attrs.get("provenance")),
         }

@@ -18,6 +18,8 @@ import numpy as np
 
 from datakit.errors import DatakitError
 from datakit.store.chunks import ChunkReader
+from datakit.store.info import json_list
+from datakit.store.writer import _create_temporary, check_writable, remove_stale_temporaries
 
 F16_MANTISSA = 10  # stored mantissa bits of IEEE half precision
 
@@ -38,13 +40,13 @@ def pack_store(src: Path, dst: Path, *, mantissa_bits: int = F16_MANTISSA, zero_
     """Write the packed copy of ``src`` to ``dst``; returns sizes in MiB and the largest image change."""
     if not 1 <= mantissa_bits <= F16_MANTISSA:
         raise DatakitError(f"mantissa bits must be 1..{F16_MANTISSA}, not {mantissa_bits}")
-    if dst.exists() and not overwrite:
-        raise DatakitError("exists; pass overwrite to replace it", dst)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    check_writable(dst, overwrite)
+    remove_stale_temporaries(dst)
+    tmp, d = _create_temporary(dst)  # the writers' temporary: unique, PID-named, removed below on failure
     zero = set(int(i) for i in (zero_images if zero_images is not None else []))
     worst = 0.0
     try:
-        with h5py.File(src, "r") as s, h5py.File(tmp, "w") as d:
+        with d, h5py.File(src, "r") as s:
             for k, v in s.attrs.items():
                 d.attrs[k] = v
             for name, obj in s.items():
@@ -73,8 +75,7 @@ def pack_store(src: Path, dst: Path, *, mantissa_bits: int = F16_MANTISSA, zero_
                 h = round_mantissa(x, mantissa_bits)
                 worst = max(worst, float(np.abs(h.astype(np.float32) - x).max()) if x.size else 0.0)
                 out[i] = h
-            notes = json.loads(s.attrs.get("notes", "[]") or "[]") if isinstance(s.attrs.get("notes", "[]"),
-                                                                              str) else []
+            notes = json_list(s.attrs.get("notes"))
             notes.append(f"packed from {src.name}: images float16 with {mantissa_bits} mantissa bits (largest change "
                          f"{worst:.2g}), gzip {level}" + (f"; images of {len(zero)} samples set to 0" if zero else "")
                          + (f" ({why})" if why else ""))
