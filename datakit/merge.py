@@ -26,13 +26,12 @@ import numpy as np
 
 from datakit.errors import DatakitError
 from datakit.store.check import check_label_values
-from datakit.store.chunks import encode_image, encode_labels
+from datakit.store.chunks import ImageFormat, encode_labels
 from datakit.store.contract import IGNORE_INDEX, META_COLUMNS
 from datakit.store.reader import Store
 from datakit.store.writer import (
     EncodedSample,
     StoreWriter,
-    image_compression_of,
     patient_columns,
 )
 
@@ -215,11 +214,14 @@ def merge_stores(paths: Sequence[str | Path], out: str | Path, *, classes: Seque
     c, (h, w) = first.channels, first.image_size
     rows: list[dict[str, Any]] = []
     splits: dict[str, list[np.ndarray]] = {}
-    # keep the inputs' image storage (the first's when they differ): chunks then copy verbatim
-    compression = image_compression_of(first.file["images"]) or "none"
+    # keep the inputs' image storage (the first's when they differ): chunks then copy verbatim; but
+    # float16 only when every input is float16 (a float32 input is never rounded)
+    fmt = ImageFormat.like(first.file["images"])
+    if any(s.file["images"].dtype != np.float16 for s in stores):
+        fmt = ImageFormat("float32", fmt.compression)
     with StoreWriter(out, classes=merged, image_size=(h, w), channels=c, command=command, overwrite=overwrite,
                      normalization=normalization, keypoint_names=kp_names or None,
-                     attrs={"source_dataset": "merged"}, image_compression=compression) as writer:
+                     attrs={"source_dataset": "merged"}, image_format=fmt) as writer:
         for s, m, lab, prefix in zip(stores, maps, labels, prefixes, strict=True):
             offset = writer.n
             lut = np.full(256, IGNORE_INDEX, np.uint8)
@@ -275,16 +277,13 @@ def _copy_samples(s: Store, writer: StoreWriter, lut: np.ndarray, class_map: np.
     c, (h, w) = s.channels, s.image_size
     identity = np.array_equal(class_map, np.arange(len(class_map)))
     raw_img = copy_compressed and f["images"].chunks == (1, c, h, w) \
-        and image_compression_of(f["images"]) == writer.image_compression
+        and ImageFormat.of(f["images"]) == writer.image_format
     raw_lab = copy_compressed and identity and all(_raw_ok(f[d], (1, h, w), False) for d in ("masks", "scribbles"))
     meta = s.meta
     extra = {key: f["meta"][key][()] for key in extra_keys}
     own_kp = s.keypoint_names
 
-    def enc_image(a: np.ndarray) -> bytes:
-        return encode_image(a, writer.image_compression)
-
-    enc_label = encode_labels
+    enc_image, enc_label = writer.image_format.encode, encode_labels
 
     for start in range(0, len(s), chunk):
         stop = min(start + chunk, len(s))

@@ -23,8 +23,8 @@ from datakit.sample import IGNORE, Sample
 from datakit.scribbles import check_params, sample_seed, stored_identity, synthesize
 from datakit.store import Store, StoreWriter
 from datakit.store.check import check_label_values
+from datakit.store.chunks import ImageFormat
 from datakit.store.contract import META_COLUMNS, ROOT_ATTRS
-from datakit.store.writer import image_compression_of
 
 # written afresh by StoreWriter or by this module
 _OWN_ATTRS = {*ROOT_ATTRS, "scribble_synthesis"}
@@ -67,7 +67,7 @@ def rescribble(src: str | Path, out: str | Path, algo: str, *, seed: int = 0, pa
                          command=command, overwrite=overwrite,
                          normalization=str(f["images"].attrs.get("normalization", "")),
                          keypoint_names=s.keypoint_names or None, attrs=attrs,
-                         image_compression=image_compression_of(f["images"]) or "none") as w:
+                         image_format=ImageFormat.like(f["images"])) as w:
             for idx, masks in s.iter_chunks("masks", chunk=chunk):
                 lo, hi = int(idx[0]), int(idx[-1]) + 1
                 images, states = f["images"][lo:hi], f["label_state"][lo:hi]

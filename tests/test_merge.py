@@ -15,6 +15,7 @@ from datakit.merge import merge_stores
 from datakit.pipeline import ConvertOptions, convert
 from datakit.sources.folder import FolderSource
 from datakit.store import Store, validate_store
+from datakit.store.chunks import ImageFormat
 from tests.folder_data import write_pairs
 
 runner = CliRunner()
@@ -116,11 +117,11 @@ def test_merge_refuses_bad_inputs(two_stores: tuple[Path, Path], tmp_path: Path)
 
 def test_compressed_copy_and_re_encoding_give_the_same_store(two_stores: tuple[Path, Path], tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import datakit.merge
+    from datakit.store.chunks import ImageFormat
 
     a, b = two_stores
     with monkeypatch.context() as m:  # the fast path copies image chunks as they are: never re-encodes
-        m.setattr(datakit.merge, "encode_image", lambda *args: pytest.fail("an image chunk was re-encoded"))
+        m.setattr(ImageFormat, "encode", lambda *args: pytest.fail("an image chunk was re-encoded"))
         merge_stores([a, b], tmp_path / "fast.h5", chunk=2)
     merge_stores([a, b], tmp_path / "slow.h5", chunk=3, copy_compressed=False)
     with Store(tmp_path / "fast.h5") as f, Store(tmp_path / "slow.h5") as s:
@@ -149,7 +150,8 @@ def test_merge_of_stores_with_different_image_storage_is_exact(acdc_phantoms, tm
     from datakit.sources.acdc import AcdcSource
 
     a, b, out = tmp_path / "a.h5", tmp_path / "b.h5", tmp_path / "ab.h5"
-    convert(AcdcSource(acdc_phantoms, size=64), ConvertOptions(out=a, workers=1, image_compression="gzip"))
+    gzip = ImageFormat("float32", "gzip")
+    convert(AcdcSource(acdc_phantoms, size=64), ConvertOptions(out=a, workers=1, image_format=gzip))
     convert(AcdcSource(acdc_phantoms, size=64), ConvertOptions(out=b, workers=1))
     r = runner.invoke(app, ["merge", str(a), str(b), "--out", str(out)])
     assert r.exit_code == 0, r.output
@@ -161,6 +163,30 @@ def test_merge_of_stores_with_different_image_storage_is_exact(acdc_phantoms, tm
         np.testing.assert_array_equal(so.file["images"][n:], sb.file["images"][()])
         np.testing.assert_array_equal(so.file["masks"][n:], sb.file["masks"][()])
 
+
+
+def test_merge_keeps_float16_only_when_every_input_is_float16(acdc_phantoms, tmp_path, monkeypatch) -> None:
+    """Two float16 stores merge into float16, chunks copied as they are; with a float32 input the
+    merge is float32 (nothing rounded) and the float16 images are cast exactly."""
+    from datakit.sources.acdc import AcdcSource
+
+    half, whole = ImageFormat("float16", "gzip"), ImageFormat("float32", "gzip")
+    a, b, c = tmp_path / "a.h5", tmp_path / "b.h5", tmp_path / "c.h5"
+    convert(AcdcSource(acdc_phantoms, size=64), ConvertOptions(out=a, workers=1, image_format=half))
+    convert(AcdcSource(acdc_phantoms, size=64), ConvertOptions(out=b, workers=1, image_format=half))
+    convert(AcdcSource(acdc_phantoms, size=64), ConvertOptions(out=c, workers=1, image_format=whole))
+    with monkeypatch.context() as m:
+        m.setattr(ImageFormat, "encode", lambda *args: pytest.fail("an image chunk was re-encoded"))
+        merge_stores([a, b], tmp_path / "ab.h5")
+    merge_stores([a, c], tmp_path / "ac.h5")
+    for name in ("ab.h5", "ac.h5"):
+        assert validate_store(tmp_path / name) == []
+    with Store(a) as sa, Store(c) as sc, Store(tmp_path / "ab.h5") as ab, Store(tmp_path / "ac.h5") as ac:
+        n = len(sa)
+        assert ab.file["images"].dtype == np.float16 and ac.file["images"].dtype == np.float32
+        np.testing.assert_array_equal(ab.file["images"][:n], sa.file["images"][()])
+        np.testing.assert_array_equal(ac.file["images"][:n], sa.file["images"][()].astype(np.float32))
+        np.testing.assert_array_equal(ac.file["images"][n:], sc.file["images"][()])
 
 def test_only_clashing_inputs_are_renamed() -> None:
     from types import SimpleNamespace

@@ -13,7 +13,8 @@ from datakit.cli.convert import convert_command
 from datakit.sources.registry import SCRIBBLE_MODES, SOURCES
 
 SHARED_OPTIONS = ["--out", "--scribbles", "--scribble-thickness", "--scribble-coverage", "--scribble-seed",
-                  "--split", "--ratios", "--seed", "--workers", "--on-error", "--image-compression", "--overwrite"]
+                  "--split", "--ratios", "--seed", "--workers", "--on-error", "--image-dtype",
+                  "--image-compression", "--overwrite"]
 
 
 @pytest.mark.parametrize("name", sorted(SOURCES))
@@ -65,22 +66,35 @@ def test_help_does_not_import_the_sources() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_image_compression_now_reaches_every_source(tmp_path) -> None:
-    """--image-compression is shared: a folder store written with gzip holds the same images."""
+def test_image_storage_options_reach_every_source(tmp_path) -> None:
+    """--image-compression and --image-dtype are shared: a folder store written with gzip holds the
+    same images; one written in float16 holds them rounded to half precision, and reads as float32."""
     import h5py
     import numpy as np
 
-    from datakit.store import validate_store
+    from datakit.store import Store, validate_store
     from tests.folder_data import write_pairs
 
     write_pairs(tmp_path / "src", ["a", "b", "c"])
     outs = {}
-    for comp in ("none", "gzip"):
-        outs[comp] = tmp_path / f"{comp}.h5"
-        res = CliRunner().invoke(app, ["convert", "folder", str(tmp_path / "src"), "--out", str(outs[comp]),
-                                       "--binarize", "127", "--image-compression", comp, "-j", "1"])
+    for dtype, comp in (("float32", "none"), ("float32", "gzip"), ("float16", "none"), ("float16", "gzip")):
+        outs[dtype, comp] = tmp_path / f"{dtype}-{comp}.h5"
+        res = CliRunner().invoke(app, ["convert", "folder", str(tmp_path / "src"), "--out", str(outs[dtype, comp]),
+                                       "--binarize", "127", "--image-compression", comp, "--image-dtype", dtype,
+                                       "-j", "1"])
         assert res.exit_code == 0, res.output
-        assert validate_store(outs[comp]) == []
-    with h5py.File(outs["none"]) as a, h5py.File(outs["gzip"]) as b:
+        assert validate_store(outs[dtype, comp]) == []
+    with h5py.File(outs["float32", "none"]) as a, h5py.File(outs["float32", "gzip"]) as b:
         assert a["images"].compression is None and b["images"].compression == "gzip"
         np.testing.assert_array_equal(a["images"][:], b["images"][:])
+        full = a["images"][:]
+    for comp in ("none", "gzip"):
+        with h5py.File(outs["float16", comp]) as h:
+            assert h["images"].dtype == np.float16 and h["images"].compression == (None if comp == "none" else "gzip")
+            assert "--image-dtype float16" in h.attrs["command"]  # the dtype is the record, and so is the command
+            np.testing.assert_array_equal(h["images"][:], full.astype(np.float16))
+        with Store(outs["float16", comp]) as s:
+            got = s.sample(0)["image"]
+            assert got.dtype == np.float32 and np.array_equal(got, full[0].astype(np.float16).astype(np.float32))
+    half, whole = (outs[d, "none"].stat().st_size for d in ("float16", "float32"))
+    assert half < 0.75 * whole, (half, whole)

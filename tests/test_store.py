@@ -13,6 +13,7 @@ import pytest
 from datakit.errors import DatakitError
 from datakit.sample import Sample, label_state_from_mask
 from datakit.store import Store, StoreWriter, store_info, validate_store
+from datakit.store.chunks import ImageFormat
 
 CLASSES = ["background", "a", "b"]
 
@@ -30,9 +31,9 @@ def _samples(n: int, rng: np.random.Generator, size: int = 16) -> list[Sample]:
     return out
 
 
-def _write(path: Path, samples: list[Sample], *, compression: str = "none", **kw) -> Path:
+def _write(path: Path, samples: list[Sample], *, compression: str = "none", dtype: str = "float32", **kw) -> Path:
     with StoreWriter(path, classes=CLASSES, image_size=(16, 16), normalization="zscore",
-                     image_compression=compression, **kw) as w:
+                     image_format=ImageFormat(dtype, compression), **kw) as w:
         w.append(samples[:3])
         w.append(samples[3:])
         ids = sorted({s.patient for s in samples})
@@ -187,6 +188,7 @@ def test_store_info(store) -> None:
     assert d["splits"] == {"train": {"samples": 2, "patients": 1}, "valid": {"samples": 2, "patients": 1},
                            "test": {"samples": 2, "patients": 1}}
     assert d["spacing_mm"] == [1.5, 1.5] and d["normalization"] == "zscore"
+    assert d["image_dtype"] == "float32" and d["image_compression"] == "none"
 
 
 def test_reader_refuses_non_store(tmp_path: Path) -> None:
@@ -303,3 +305,33 @@ def test_validate_scribble_source_none_with_labelled_pixels(store) -> None:
         f["meta/scribble_source"][2] = "none"  # sample 2 holds scribble pixels (see _samples)
     got = _broken(store, edit)
     assert "meta/scribble_source[2]: 'none' but the scribble holds labelled pixels" in got, got
+
+
+def test_float16_images_round_to_half_precision_and_read_as_float32(tmp_path: Path) -> None:
+    samples = _samples(6, np.random.default_rng(3))
+    for comp in ("none", "gzip"):
+        path = _write(tmp_path / f"{comp}.h5", samples, compression=comp, dtype="float16")
+        assert validate_store(path) == []
+        with h5py.File(path) as f:
+            assert f["images"].dtype == np.float16 and f["images"].chunks == (1, 1, 16, 16)
+        d = store_info(path)
+        assert d["image_dtype"] == "float16" and d["image_compression"] == comp
+        with Store(path) as s:
+            for i, ref in enumerate(samples):
+                got = s[i]["image"]
+                assert got.dtype == np.float32
+                np.testing.assert_array_equal(got, ref.image.astype(np.float16).astype(np.float32))
+                assert np.abs(got - ref.image).max() <= 2**-11 * np.abs(ref.image).max()  # relative precision
+
+
+def test_float16_refuses_values_it_cannot_hold(tmp_path: Path) -> None:
+    samples = _samples(2, np.random.default_rng(4))
+    samples[1].image[0, 3, 3] = 70000.0  # > 65504: would become inf
+    with pytest.raises(DatakitError, match="beyond float16's range"):
+        _write(tmp_path / "s.h5", samples, dtype="float16")
+    assert not list(tmp_path.iterdir())  # no store, no temporary
+    samples[1].image[0, 3, 3] = np.inf  # non-finite values are kept as they are (validate reports them)
+    samples[1].image[0, 3, 4] = -65504.0
+    path = _write(tmp_path / "t.h5", samples, dtype="float16")
+    with h5py.File(path) as f:
+        assert np.isinf(f["images"][1, 0, 3, 3]) and f["images"][1, 0, 3, 4] == -65504.0

@@ -7,12 +7,15 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
 from datakit.constants import default_workers
 from datakit.errors import DatakitError, printable
+
+if TYPE_CHECKING:
+    from datakit.store.chunks import ImageFormat
 
 __all__ = ["default_workers"]  # re-exported for the commands
 
@@ -102,17 +105,21 @@ RatiosOpt = typer.Option("0.7,0.15,0.15", "--ratios", help="train,valid,test fra
 SeedOpt = typer.Option(0, "--seed", help="Seed for splits and synthetic scribbles.")
 ImageCompressionOpt = typer.Option("none", "--image-compression", help="none (fastest to write and read) or "
                                    "gzip (float images shrink to about 70 %; masks are always gzip).")
+ImageDtypeOpt = typer.Option("float32", "--image-dtype", help="float32, or float16 for half-size images (relative "
+                             "precision 2^-11, range +-65504; readers cast to float32).")
 
 
 def run_conversion(ctx: typer.Context, source: Any, synth: Any, *, out: Path, overwrite: bool, workers: int,
-                   on_error: str, split: str | None, ratios: str, seed: int, image_compression: str = "none") -> None:
+                   on_error: str, split: str | None, ratios: str, seed: int,
+                   image_format: ImageFormat | None = None) -> None:
     """The end every ``convert`` command shares: options -> pipeline -> one-line report."""
     from datakit.pipeline import ConvertOptions, convert
     from datakit.splits import parse_ratios
+    from datakit.store.chunks import ImageFormat
 
     opts = ConvertOptions(out=out, overwrite=overwrite, workers=workers or default_workers(), on_error=on_error,
                           split=split, ratios=tuple(parse_ratios(ratios)), seed=seed, synth=synth,
-                          command=command_line(ctx), image_compression=image_compression)
+                          command=command_line(ctx), image_format=image_format or ImageFormat())
     report(convert(source, opts, log=lambda m: typer.echo(m, err=True)))
 
 

@@ -3,7 +3,7 @@ entry of :data:`datakit.sources.registry.SOURCES`, every one built here the same
 
 A convert command's parameters are: SRC, ``--out``, the source's own options (its ``options``
 function), then the options every converter shares, defined once below (scribbles, split, ratios,
-seed, workers, on-error, image compression, overwrite). A synth command's: DIR, the phantom writer's
+seed, workers, on-error, image dtype and compression, overwrite). A synth command's: DIR, the phantom writer's
 own options, ``--seed``, ``--overwrite``.
 """
 
@@ -18,6 +18,7 @@ import typer
 
 from datakit.cli.common import (
     ImageCompressionOpt,
+    ImageDtypeOpt,
     OnErrorOpt,
     OutOpt,
     OverwriteOpt,
@@ -72,6 +73,7 @@ def convert_command(spec: SourceSpec) -> Callable[..., None]:
         _param("seed", int, SeedOpt),
         _param("workers", int, WorkersOpt),
         _param("on_error", str, on_error_opt),
+        _param("image_dtype", str, ImageDtypeOpt),
         _param("image_compression", str, ImageCompressionOpt),
         _param("overwrite", bool, OverwriteOpt),
     ]
@@ -83,6 +85,7 @@ def convert_command(spec: SourceSpec) -> Callable[..., None]:
 
     def command(ctx: typer.Context, src: Path, **values: Any) -> None:
         from datakit.cli.scribble_opts import parse_scribbles
+        from datakit.store.chunks import ImageFormat
 
         s = {k: values[k] for k in shared_names}
         mode, synth = parse_scribbles(s["scribbles"], s["seed"] if s["scribble_seed"] is None else s["scribble_seed"],
@@ -90,6 +93,7 @@ def convert_command(spec: SourceSpec) -> Callable[..., None]:
         check_scribble_mode(spec, s["scribbles"], mode)
         if s["on_error"] not in ("stop", "skip"):  # before the source reads anything
             raise DatakitError(f"--on-error must be stop or skip, not {s['on_error']!r}")
+        image_format = ImageFormat(s["image_dtype"], s["image_compression"])
         kwargs = spec.options(**{k: values[k] for k in own_names}, **{k: s[k] for k in wants})
         kwargs.update({k: s[k] for k in spec.passes})
         if "folder" in spec.scribble_modes:  # the source reads scribble files: auto, none or a folder
@@ -97,7 +101,7 @@ def convert_command(spec: SourceSpec) -> Callable[..., None]:
         source = spec.source_class()(src, **kwargs)
         run_conversion(ctx, source, synth, out=values["out"], overwrite=s["overwrite"], workers=s["workers"],
                        on_error=s["on_error"], split=s["split"], ratios=s["ratios"], seed=s["seed"],
-                       image_compression=s["image_compression"])
+                       image_format=image_format)
 
     command.__name__ = f"convert_{spec.name}"
     return cli_errors(_with_signature(command, head + own + shared, spec.summary))

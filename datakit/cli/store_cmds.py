@@ -36,7 +36,8 @@ def info(store: Path = typer.Argument(..., help="Store file (.h5)."),
     lines = [
         f"{d['path']}  ({d['size']})",
         f"  samples   {d['samples']} from {d['patients']} patients ({', '.join(d['datasets'])})",
-        f"  images    {d['channels']} x {d['image_size'][0]} x {d['image_size'][1]}, spacing {spacing}, "
+        f"  images    {d['channels']} x {d['image_size'][0]} x {d['image_size'][1]} {d['image_dtype']}"
+        f"{'' if d['image_compression'] == 'none' else ' ' + d['image_compression']}, spacing {spacing}, "
         f"normalisation {d['normalization'] or 'unnamed'}",
         f"  classes   {', '.join(f'{i} {c}' for i, c in enumerate(d['classes']))}",
         f"  scribbles {', '.join(d['scribble_sources'])}",

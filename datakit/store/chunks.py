@@ -1,7 +1,8 @@
-"""The store's chunk codec, both ways: one sample per chunk, images raw float32 (or gzip over HDF5's
-shuffle with ``--image-compression gzip``), masks and scribbles gzip.
+"""The store's chunk codec, both ways: one sample per chunk, images raw float32 (or float16 with
+``--image-dtype float16``; gzip over HDF5's shuffle with ``--image-compression gzip``), masks and
+scribbles gzip. :class:`ImageFormat` is the one place that names how images are stored.
 
-Encoding (:func:`encode_image`, :func:`encode_labels`) runs in the converters' workers; the writer
+Encoding (:meth:`ImageFormat.encode`, :func:`encode_labels`) runs in the converters' workers; the writer
 stores the ready chunks with ``write_direct_chunk``, byte for byte what h5py itself would write.
 
 Decoding (:class:`ChunkReader`): a sample is one ``read_direct_chunk`` decoded here (raw, or gzip
@@ -12,11 +13,13 @@ skipped (it does when it would not shrink).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from datakit.deflate import ISAL, zlib
+from datakit.errors import DatakitError
 from datakit.store.contract import IMAGE_GZIP_LEVEL, LABEL_GZIP_LEVEL
 
 if TYPE_CHECKING:
@@ -41,10 +44,58 @@ def _unshuffled(raw: bytes, dtype: np.dtype) -> np.ndarray:
     return np.frombuffer(raw, np.uint8).reshape(dtype.itemsize, -1).T.copy().view(dtype)
 
 
-def encode_image(image: np.ndarray, compression: str = "none") -> bytes:
-    """One image chunk as the store holds it: raw float32, or gzip-1 over HDF5's shuffle."""
-    image = np.ascontiguousarray(image, dtype=np.float32)
-    return _deflate(_shuffled(image), IMAGE_GZIP_LEVEL) if compression == "gzip" else image.tobytes()
+IMAGE_DTYPES = ("float32", "float16")
+IMAGE_COMPRESSIONS = ("none", "gzip")
+FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504
+
+
+@dataclass(frozen=True)
+class ImageFormat:
+    """How a store holds its images: element type and filter. float16 halves the store (a contract
+    extension: readers cast to float32); gzip is level 1 over HDF5's shuffle."""
+
+    dtype: str = "float32"
+    compression: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in IMAGE_DTYPES:
+            raise DatakitError(f"image dtype must be one of {', '.join(IMAGE_DTYPES)}, not {self.dtype!r}")
+        if self.compression not in IMAGE_COMPRESSIONS:
+            raise DatakitError(f"image compression must be one of {', '.join(IMAGE_COMPRESSIONS)}, "
+                               f"not {self.compression!r}")
+
+    @classmethod
+    def of(cls, d: h5py.Dataset) -> ImageFormat | None:
+        """The format of an existing images dataset; None if the writer cannot produce it exactly."""
+        if d.dtype.name not in IMAGE_DTYPES or d.fletcher32 or d.scaleoffset is not None:
+            return None
+        if d.compression is None and not d.shuffle:
+            return cls(d.dtype.name, "none")
+        if d.compression == "gzip" and d.shuffle:
+            return cls(d.dtype.name, "gzip")
+        return None
+
+    @classmethod
+    def like(cls, d: h5py.Dataset) -> ImageFormat:
+        """The format a copy of ``d`` keeps: its own, else float32 (a float16 source stays float16)."""
+        return cls.of(d) or cls("float16" if d.dtype == np.float16 else "float32")
+
+    def dataset_options(self) -> dict[str, object]:
+        """``create_dataset`` keywords (besides shape and chunks) for an images dataset."""
+        gzip = {"compression": "gzip", "compression_opts": IMAGE_GZIP_LEVEL, "shuffle": True} \
+            if self.compression == "gzip" else {}
+        return {"dtype": np.dtype(self.dtype), **gzip}
+
+    def encode(self, image: np.ndarray) -> bytes:
+        """One image chunk as the store holds it. float16 refuses finite values it cannot hold."""
+        a = np.asarray(image)
+        if self.dtype == "float16":
+            peak = float(np.max(np.abs(a), initial=0.0, where=np.isfinite(a)))
+            if peak > FLOAT16_MAX:
+                raise DatakitError(f"image values reach {peak:.6g}, beyond float16's range (+-{FLOAT16_MAX:.0f}); "
+                                   "normalize the images or keep --image-dtype float32")
+        a = np.ascontiguousarray(a, dtype=self.dtype)
+        return _deflate(_shuffled(a), IMAGE_GZIP_LEVEL) if self.compression == "gzip" else a.tobytes()
 
 
 def encode_labels(labels: np.ndarray) -> bytes:

@@ -78,6 +78,8 @@ def store_info(path: str | Path) -> dict[str, Any]:
             "spacing_mm": spacing_mm,
             "spacing_mm_by_dataset": per_dataset,
             "normalization": str(s.file["images"].attrs.get("normalization", "")),
+            "image_dtype": s.file["images"].dtype.name,
+            "image_compression": s.file["images"].compression or "none",
             "splits": splits,
             "split_method": str(s.split_attrs.get("method", "")),
             "scribble_sources": sorted(set(s.meta["scribble_source"])),

@@ -29,10 +29,9 @@ from datakit.errors import DatakitError, printable
 from datakit.provenance import provenance
 from datakit.safe_io import NO_SPACE, is_no_space, os_error
 from datakit.sample import Sample
-from datakit.store.chunks import encode_image, encode_labels
+from datakit.store.chunks import ImageFormat, encode_labels
 from datakit.store.contract import (
     IGNORE_INDEX,
-    IMAGE_GZIP_LEVEL,
     LABEL_GZIP_LEVEL,
     META_COLUMNS,
     SCHEMA,
@@ -41,7 +40,6 @@ from datakit.store.contract import (
 )
 
 META_FLUSH = 4096  # metadata rows buffered between writes (a few hundred KB at most)
-IMAGE_COMPRESSIONS = ("none", "gzip")
 
 @dataclass
 class EncodedSample:
@@ -57,19 +55,8 @@ class EncodedSample:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def image_compression_of(dset: h5py.Dataset) -> str | None:
-    """The writer's name for an images dataset's filter pipeline; None if the writer cannot produce it."""
-    if dset.fletcher32 or dset.scaleoffset is not None:
-        return None
-    if dset.compression is None and not dset.shuffle:
-        return "none"
-    if dset.compression == "gzip" and dset.shuffle:
-        return "gzip"
-    return None
-
-
-def encode_sample(s: Sample, image_compression: str = "none") -> EncodedSample:
-    image = np.ascontiguousarray(s.image, dtype=np.float32)
+def encode_sample(s: Sample, image_format: ImageFormat = ImageFormat()) -> EncodedSample:
+    image = np.asarray(s.image)
     if image.ndim != 3:
         raise ValueError(f"image must be (C, H, W), not {image.shape}")
     meta = {
@@ -78,8 +65,12 @@ def encode_sample(s: Sample, image_compression: str = "none") -> EncodedSample:
         "slice_spacing": float(s.slice_spacing), "source": s.source,
         "scribble_source": s.scribble_source,
     }
+    try:
+        encoded = image_format.encode(image)
+    except DatakitError as e:  # name the source file (relative to the converted root)
+        raise DatakitError(e.reason, s.source or None) from None
     return EncodedSample(
-        image=encode_image(image, image_compression),
+        image=encoded,
         mask=encode_labels(s.mask),
         scribble=encode_labels(s.scribble),
         image_shape=image.shape,
@@ -218,12 +209,9 @@ class StoreWriter:
         normalization: str = "",
         keypoint_names: Sequence[str] | None = None,
         attrs: dict[str, Any] | None = None,
-        image_compression: str = "none",
+        image_format: ImageFormat = ImageFormat(),
     ):
-        if image_compression not in IMAGE_COMPRESSIONS:
-            raise DatakitError(f"image compression must be one of {', '.join(IMAGE_COMPRESSIONS)}, "
-                               f"not {image_compression!r}")
-        self.image_compression = image_compression
+        self.image_format = image_format
         self.path = Path(path)
         check_writable(self.path, overwrite)
         self.classes = list(classes)
@@ -263,10 +251,8 @@ class StoreWriter:
         for key, value in attrs.items():
             self.set_attr(key, value)
         f.attrs["provenance"] = json.dumps(provenance())  # after attrs: a copied store's is replaced
-        gzip = {"compression": "gzip", "compression_opts": IMAGE_GZIP_LEVEL, "shuffle": True} \
-            if self.image_compression == "gzip" else {}
-        img = f.create_dataset("images", (0, c, h, w), np.float32, maxshape=(None, c, h, w),
-                               chunks=(1, c, h, w), **gzip)
+        img = f.create_dataset("images", (0, c, h, w), maxshape=(None, c, h, w), chunks=(1, c, h, w),
+                               **self.image_format.dataset_options())
         img.attrs["normalization"] = normalization
         for name in ("masks", "scribbles"):
             f.create_dataset(name, (0, h, w), np.uint8, maxshape=(None, h, w), chunks=(1, h, w),
@@ -290,7 +276,7 @@ class StoreWriter:
 
     # -- samples ------------------------------------------------------------------------------
     def append(self, samples: Iterable[Sample | EncodedSample]) -> None:
-        batch = [s if isinstance(s, EncodedSample) else encode_sample(s, self.image_compression)
+        batch = [s if isinstance(s, EncodedSample) else encode_sample(s, self.image_format)
                  for s in samples]
         if not batch:
             return

@@ -352,6 +352,7 @@ def test_unknown_option_values_are_refused_before_any_work(acdc_phantoms: Path, 
     monkeypatch.setattr(AcdcSource, "read", no_reading)
     for i, (args, text) in enumerate(((["--on-error", "ignore"], "--on-error must be stop or skip"),
                        (["--image-compression", "zstd"], "image compression must be one of none, gzip"),
+                       (["--image-dtype", "float64"], "image dtype must be one of float32, float16"),
                        (["--norm", "histogram"], "unknown --norm 'histogram'"),
                        (["--split", "bogus"], "unknown --split 'bogus'"),
                        (["--split", "kfold:5/7"], "expected kfold:K/FOLD"),

@@ -324,3 +324,27 @@ def test_binarize_keeps_one_bit_and_palette_masks(tmp_path: Path, mode: str) -> 
     with Store(out) as s:
         for i in range(3):
             assert (s[i]["mask"] == 1).sum() == 200 and s[i]["label_state"].tolist() == [1, 1]
+
+
+def test_float16_refuses_raw_intensities_it_cannot_hold(tmp_path: Path) -> None:
+    """16-bit images kept raw (--norm none) reach 65535 > float16's 65504: exit 1 naming the file, no
+    store; with --on-error skip the other image converts; normalised, the same folder converts."""
+    src = tmp_path / "src"
+    write_pairs(src, ["a", "b"])
+    bright = np.full((40, 48), 1000, np.uint16)
+    bright[8:24, 8:24] = 65535
+    (src / "images" / "b.png").unlink()
+    Image.fromarray(bright).save(src / "images" / "b.png")
+    before = tree_digest(src)
+    r = run("convert", "folder", src, "--out", tmp_path / "s.h5", "--norm", "none", "--image-dtype", "float16",
+            "--binarize", "127", "-j", "1")
+    assert r.exit_code == 1 and "images/b.png: image values reach 65535, beyond float16's range" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "s.h5").exists()
+    r = run("convert", "folder", src, "--out", tmp_path / "s.h5", "--norm", "none", "--image-dtype", "float16",
+            "--binarize", "127", "-j", "1", "--on-error", "skip")
+    assert r.exit_code == 0 and "1 samples" in r.output and "skipped b" in r.output, r.output
+    r = run("convert", "folder", src, "--out", tmp_path / "n.h5", "--image-dtype", "float16", "--binarize", "127",
+            "-j", "1")
+    assert r.exit_code == 0, r.output
+    assert tree_digest(src) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.h5", "s.h5", "src"]
