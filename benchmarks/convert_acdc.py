@@ -7,7 +7,7 @@ timed the same way, as whole processes including interpreter start-up, in 3 inte
 the medians and their ratio are printed, with the peak resident memory of the conversion's whole
 process tree (main process + workers).
 
-    python benchmarks/convert_acdc.py [--src ../shared/data/acdc] [--rounds 3]
+    python benchmarks/convert_acdc.py [--src ../shared/data/acdc] [--rounds 3] [--convert-args "--image-dtype float16"]
 
 Target (issue 2): ratio <= 1.2 on the 2-core development machine, peak memory < 1 GB.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import statistics
 import sys
 import tempfile
@@ -36,6 +37,7 @@ def main() -> None:
     ap.add_argument("--src", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "acdc")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--convert-args", default="", help="more convert options, e.g. '--image-dtype float16'")
     a = ap.parse_args()
     if not a.src.is_dir():
         raise SystemExit(f"{a.src}: not found (the real ACDC data lives in ../shared/data/acdc)")
@@ -44,7 +46,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "acdc.h5"
         convert = [sys.executable, "-m", "datakit", "convert", "acdc", str(a.src), "--out", str(out),
-                   "--overwrite", "--workers", str(a.workers)]
+                   "--overwrite", "--workers", str(a.workers), *shlex.split(a.convert_args)]
         floor = [sys.executable, "-c", FLOOR, str(a.src)]
         run_measured(floor)  # warm the page cache so that neither side pays for the disk
         t_conv, t_floor, peaks, c_conv, c_floor = [], [], [], [], []
@@ -61,7 +63,8 @@ def main() -> None:
                   f"({cpu_c:.2f} CPU s), wall ratio {wall_c / wall_f:.2f}, peak {peak:.0f} MB", flush=True)
         store_mb = out.stat().st_size / 2**20
     med_f, med_c = statistics.median(t_floor), statistics.median(t_conv)
-    print(f"\ninput: {n_files} NIfTI files, {size_mb:.0f} MB gzip; store {store_mb:.0f} MB")
+    print(f"\ninput: {n_files} NIfTI files, {size_mb:.0f} MB gzip; store {store_mb:.0f} MB"
+          + (f" (convert {a.convert_args})" if a.convert_args else ""))
     print(f"decode floor (nibabel, 1 process): {med_f:.2f} s (median of {a.rounds})")
     print(f"datakit convert acdc:              {med_c:.2f} s (median of {a.rounds})")
     print(f"ratio convert / floor:             {med_c / med_f:.2f}  (target <= 1.2)")

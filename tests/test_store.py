@@ -332,6 +332,8 @@ def test_float16_refuses_values_it_cannot_hold(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())  # no store, no temporary
     samples[1].image[0, 3, 3] = np.inf  # non-finite values are kept as they are (validate reports them)
     samples[1].image[0, 3, 4] = -65504.0
+    samples[1].image[0, 3, 5] = np.nan
     path = _write(tmp_path / "t.h5", samples, dtype="float16")
     with h5py.File(path) as f:
         assert np.isinf(f["images"][1, 0, 3, 3]) and f["images"][1, 0, 3, 4] == -65504.0
+        assert np.isnan(f["images"][1, 0, 3, 5])

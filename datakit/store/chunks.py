@@ -89,8 +89,8 @@ class ImageFormat:
     def encode(self, image: np.ndarray) -> bytes:
         """One image chunk as the store holds it. float16 refuses finite values it cannot hold."""
         a = np.asarray(image)
-        if self.dtype == "float16":
-            peak = float(np.max(np.abs(a), initial=0.0, where=np.isfinite(a)))
+        if self.dtype == "float16" and a.size and not max(-a.min(), a.max()) <= FLOAT16_MAX:  # fast: no copy
+            peak = float(np.max(np.abs(a), initial=0.0, where=np.isfinite(a)))  # beyond range, or inf / NaN
             if peak > FLOAT16_MAX:
                 raise DatakitError(f"image values reach {peak:.6g}, beyond float16's range (+-{FLOAT16_MAX:.0f}); "
                                    "normalize the images or keep --image-dtype float32")
