@@ -26,11 +26,12 @@ demo: install
 	$(BIN)/datakit info $(DEMO)/acdc.h5
 	$(BIN)/datakit stats $(DEMO)/acdc.h5 --plots $(DEMO)/stats
 	$(BIN)/datakit preview $(DEMO)/acdc.h5 --out $(DEMO)/preview.png --n 8
-	# a short CPU run of MAAG (narrow UNet, 20 steps), then 3D Dice/HD95 on test and a PNG preview;
+	# a short CPU run of MAAG (narrow UNet, 20 steps), then 3D Dice/HD95 on test, its curves and a PNG preview;
 	# one torch thread: on a shared machine two threads spin-wait on each other
 	OMP_NUM_THREADS=1 $(BIN)/train run --store $(DEMO)/acdc.h5 --out $(DEMO)/run --method maag --max-steps 20 \
 		--batch-size 4 --width 8 --eval-every 10
 	OMP_NUM_THREADS=1 $(BIN)/train eval --run $(DEMO)/run --split test --json $(DEMO)/eval.json
+	$(BIN)/train plot $(DEMO)/run --out $(DEMO)/curves.png
 	OMP_NUM_THREADS=1 $(BIN)/train predict --checkpoint $(DEMO)/run/checkpoints/best.pt --store $(DEMO)/acdc.h5 \
 		--out $(DEMO)/pred --split test --format png --preview $(DEMO)/prediction.png
 

@@ -204,6 +204,10 @@ def run(a: argparse.Namespace) -> None:
     summary = {"environment": env, "store_sha256": got, "concurrent": a.concurrent, "budgets_min": budgets,
                "command_wall_s": time.perf_counter() - t_start, "results": results}
     (out / "results.json").write_text(json.dumps(summary, indent=1))
+    logged = [str(work / m) for m in methods if (work / m / "metrics.jsonl").is_file()]
+    if logged:  # the curves as a PNG: validation Dice per method, losses
+        subprocess.run([sys.executable, "-m", "train", "plot", *logged, "--out", str(out / "curves.png"),
+                        "--overwrite", "--title", f"ACDC validation patients, {env['device']}"], check=False)
     print(table(results, env), flush=True)
 
 

@@ -88,6 +88,7 @@ def test_the_gpu_script_runs_end_to_end_without_what_the_device_lacks(small_stor
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "| maag |" in p.stdout and "| full |" in p.stdout and "MFU" in p.stdout
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # train plot of the three runs
     res = json.loads((out / "results.json").read_text())
     for m in ("maag", "pce", "full"):
         r = res["results"][m]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -310,6 +311,29 @@ def predict_cmd(
 
         write_preview(s.path, preview, split, predictions=kept)
         _err(f"wrote {preview}")
+
+
+@app.command("plot")
+@cli_errors
+def plot_cmd(
+    runs: list[Path] = typer.Argument(..., help="Run directories (each with its metrics.jsonl)."),
+    out: Path = typer.Option(..., "--out", "-o", help="PNG to write.", dir_okay=False),
+    title: str = typer.Option("", help="Figure title (default: the runs' names)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
+) -> None:
+    """Training curves of one or more runs in one PNG: validation Dice (mean, per class), losses."""
+    from datakit.store.writer import check_writable
+    from train.curves import plot_runs, read_run
+
+    check_writable(out, overwrite)
+    curves = [read_run(r) for r in runs]  # every run read before anything is written
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.png")
+    try:
+        plot_runs(curves, tmp, title)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _err(f"wrote {out}: " + ", ".join(f"{c.label} ({len(c.rows)} rows)" for c in curves))
 
 
 def main() -> None:
