@@ -17,8 +17,8 @@ patients. Scaled down from the paper to fit about an hour on 2 cores:
   safety net: a method stopped by it reports fewer steps in the table.
 
 Everything else (losses, augmentation, discriminator design, streams) is the default ``train run``.
-Prints one markdown table and writes OUT/proxy.json. Validation patients both select the
-checkpoint and are scored: the figures are optimistic for that reason too.
+Prints one markdown table and writes OUT/proxy.json and OUT/curves.png (``train plot``). Validation
+patients both select the checkpoint and are scored: the figures are optimistic for that reason too.
 """
 
 from __future__ import annotations
@@ -100,6 +100,8 @@ def main() -> None:
             os.environ.get("OMP_NUM_THREADS", "default"), "size": a.size, "spacing": a.spacing, "width": a.width,
             "batch": a.batch, "max_steps": a.steps, "half_period": a.half_period, "lr": a.lr}
     (a.out / "proxy.json").write_text(json.dumps({"setup": info, "results": results}, indent=1))
+    run([str(bin_ / "train"), "plot", *(str(a.out / m) for m in results), "--out", str(a.out / "curves.png"),
+         "--overwrite"], a.out / "plot.log")  # validation Dice and losses of the methods, one PNG
     print("\n| method | RV Dice | MYO Dice | LV Dice | mean Dice | mean HD95 mm | steps | best step | "
           "samples/s | train wall min |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
