@@ -212,3 +212,15 @@ def test_scribble_options_reach_folder_and_unity_converters(tmp_path: Path) -> N
     for cmd in (["convert", "folder", str(tmp_path / "folder"), "--binarize", "127", "--classes", "background,fg",
                  "--size", "96"], ["splines-to-masks", "unity", str(unity)]):
         assert pixels(cmd, "5") > 1.5 * pixels(cmd, "1"), cmd
+
+
+def test_scribble_keeps_a_float16_store_float16(two_patients: Path, tmp_path: Path) -> None:
+    """The images are copied in their own storage: a half-precision store stays half precision, unchanged."""
+    src = _convert(two_patients, tmp_path / "half.h5", "--image-dtype", "float16", "--image-compression", "gzip")
+    out = tmp_path / "re.h5"
+    r = runner.invoke(app, ["scribble", str(src), "--algo", "skeleton", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert validate_store(out) == []
+    with Store(src) as old, Store(out) as new:
+        assert new.file["images"].dtype == np.float16 and new.file["images"].compression == "gzip"
+        assert np.array_equal(new.file["images"][()], old.file["images"][()])
