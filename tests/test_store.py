@@ -337,3 +337,69 @@ def test_float16_refuses_values_it_cannot_hold(tmp_path: Path) -> None:
     with h5py.File(path) as f:
         assert np.isinf(f["images"][1, 0, 3, 3]) and f["images"][1, 0, 3, 4] == -65504.0
         assert np.isnan(f["images"][1, 0, 3, 5])
+
+
+# -- JSON-text attrs: an empty list is "[]", also when read from a store that holds it as an array -----------
+
+def _legacy_store(path: Path) -> Path:
+    """A store as every conversion wrote it so far: ``notes``/``skipped`` set to [] (StoreWriter.set_attr,
+    as the pipeline calls it), which h5py stores as an empty float64 array."""
+    samples = _samples(6, np.random.default_rng(0))
+    with StoreWriter(path, classes=CLASSES, image_size=(16, 16), normalization="zscore") as w:
+        w.append(samples)
+        w.set_patients({"id": sorted({s.patient for s in samples})})
+        w.set_splits({"train": [0, 1, 2, 3], "valid": [4, 5]}, method="random", seed=0, ratios=[0.7, 0.3])
+        w.set_attr("skipped", [])
+        w.set_attr("notes", [])
+    with h5py.File(path, "r") as f:
+        assert isinstance(f.attrs["notes"], np.ndarray) and f.attrs["notes"].size == 0  # the legacy form
+    return path
+
+
+def test_json_attrs_read_as_json_text_from_stores_holding_an_empty_array(tmp_path: Path) -> None:
+    from datakit.store.contract import json_attr
+
+    path = _legacy_store(tmp_path / "s.h5")
+    with Store(path) as s:
+        assert s.attrs["notes"] == "[]" and s.attrs["skipped"] == "[]"
+        assert json.loads(s.attrs["classes"]) == CLASSES
+    assert store_info(path)["notes"] == [] and store_info(path)["skipped"] == []
+    assert validate_store(path) == []  # accepted: datakit itself wrote them so
+    # the contract's form, for every JSON attr; other attrs untouched
+    assert json_attr("notes", []) == "[]" and json_attr("skipped", np.zeros(0)) == "[]"
+    assert json_attr("notes", '["kept"]') == '["kept"]' and json_attr("scribble_synthesis", {"a": 1}) == '{"a": 1}'
+    assert json_attr("image_size", [1, 2]) == [1, 2]
+
+
+def test_copies_of_a_store_write_json_attrs_as_json_text(tmp_path: Path) -> None:
+    """``datakit scribble`` and ``pack_store`` copy root attrs: a legacy empty array becomes "[]"."""
+    from datakit.rescribble import rescribble
+    from datakit.store.pack import pack_store
+
+    src = _legacy_store(tmp_path / "s.h5")
+    rescribble(src, tmp_path / "r.h5", "skeleton")
+    pack_store(src, tmp_path / "p.h5")
+    for out in ("r.h5", "p.h5"):
+        with h5py.File(tmp_path / out, "r") as f:
+            assert f.attrs["skipped"] == "[]", out
+            assert isinstance(f.attrs["notes"], str) and isinstance(json.loads(f.attrs["notes"]), list), out
+        assert validate_store(tmp_path / out) == [], out
+
+
+def test_validate_names_a_json_attr_that_is_not_json_text(store) -> None:
+    def edit(f):
+        f.attrs["notes"] = "not json"
+        f.attrs["skipped"] = "{}"
+        f.attrs["scribble_synthesis"] = "[]"
+    got = _broken(store, edit)
+    assert "attrs/notes: expected JSON text of a list, found 'not json'" in got
+    assert "attrs/skipped: expected JSON text of a list, found '{}'" in got
+    assert "attrs/scribble_synthesis: expected JSON text of a dict, found '[]'" in got
+
+
+@pytest.mark.xfail(strict=True, reason="StoreWriter.set_attr (writer.py, not ours to edit here) stores [] as an "
+                   "empty float64 array; the one-line fix is `value = json_attr(key, value)` at its top")
+def test_a_conversion_writes_empty_notes_as_json_text(acdc_store: Path) -> None:
+    with h5py.File(acdc_store, "r") as f:
+        assert isinstance(f.attrs["notes"], str) and isinstance(f.attrs["skipped"], str)
+

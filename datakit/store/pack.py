@@ -18,6 +18,7 @@ import numpy as np
 
 from datakit.errors import DatakitError
 from datakit.store.chunks import ChunkReader
+from datakit.store.contract import json_attr
 from datakit.store.info import json_list
 from datakit.store.writer import _create_temporary, check_writable, remove_stale_temporaries
 
@@ -48,7 +49,7 @@ def pack_store(src: Path, dst: Path, *, mantissa_bits: int = F16_MANTISSA, zero_
     try:
         with d, h5py.File(src, "r") as s:
             for k, v in s.attrs.items():
-                d.attrs[k] = v
+                d.attrs[k] = json_attr(k, v)  # an empty list stored as an empty array becomes "[]"
             for name, obj in s.items():
                 if name == "images":
                     continue

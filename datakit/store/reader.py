@@ -19,6 +19,7 @@ import numpy as np
 from datakit.errors import DatakitError
 from datakit.safe_io import regular_file
 from datakit.store.check import check_structure
+from datakit.store.contract import json_attr
 
 
 def _decode(a: np.ndarray) -> np.ndarray:
@@ -72,7 +73,9 @@ class Store:
     # -- attributes -----------------------------------------------------------------------------
     @cached_property
     def attrs(self) -> dict[str, Any]:
-        return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in self.file.attrs.items()}
+        """Root attributes; the JSON ones (``notes``, ``skipped``, ...) always as JSON text, also in
+        stores that hold an empty list as an empty array (:func:`datakit.store.contract.json_attr`)."""
+        return {k: json_attr(k, v.decode() if isinstance(v, bytes) else v) for k, v in self.file.attrs.items()}
 
     @cached_property
     def classes(self) -> list[str]:

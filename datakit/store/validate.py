@@ -16,7 +16,15 @@ import numpy as np
 from datakit.errors import DatakitError
 from datakit.safe_io import regular_file
 from datakit.store.check import schema_version_of
-from datakit.store.contract import IGNORE_INDEX, META_COLUMNS, ROOT_ATTRS, SCHEMA, SCHEMA_VERSION
+from datakit.store.contract import (
+    IGNORE_INDEX,
+    JSON_ATTRS,
+    META_COLUMNS,
+    ROOT_ATTRS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    json_attr,
+)
 
 CHUNK = 256
 MAX_LISTED = 5  # sample indices listed per problem before "... and N more"
@@ -79,7 +87,28 @@ def _check_root(f: h5py.File, out: list[Violation]) -> list[str] | None:
         size = np.asarray(f.attrs["image_size"])
         if size.shape != (2,) or size.dtype.kind not in "iu":
             out.append(Violation("attrs/image_size", f"expected int[2], found {size!r}"))
+    _check_json_attrs(f, out)
     return classes
+
+
+def _check_json_attrs(f: h5py.File, out: list[Violation]) -> None:
+    """datakit's JSON-text attrs (``notes``, ``skipped``, ...), where present, parse as their JSON type. An
+    empty array is accepted as an empty list: datakit wrote ``[]`` that way before the rule was enforced."""
+    for key, kind in JSON_ATTRS.items():
+        if key == "classes" or key not in f.attrs:  # classes: checked above, with its own message
+            continue
+        try:
+            value = json.loads(json_attr(key, f.attrs[key]))
+        except (TypeError, ValueError):
+            value = None
+        if not isinstance(value, kind):
+            out.append(Violation(f"attrs/{key}", f"expected JSON text of a {kind.__name__}, found "
+                                                 f"{_short(f.attrs[key])}"))
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _check_arrays(f: h5py.File, k: int | None, out: list[Violation]) -> int | None:
