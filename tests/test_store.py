@@ -403,3 +403,47 @@ def test_a_conversion_writes_empty_notes_as_json_text(acdc_store: Path) -> None:
     with h5py.File(acdc_store, "r") as f:
         assert isinstance(f.attrs["notes"], str) and isinstance(f.attrs["skipped"], str)
 
+
+# -- Store.sample: one chunk per array through ChunkReader, float32 images --------------------------------
+
+def test_sample_reads_chunks_directly_not_through_h5py_selection(store, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, samples = store
+    s = Store(path)
+    _ = s.meta  # the small tables are read once, with h5py; the sample arrays must not be
+    _ = s[0]
+    real = h5py.Dataset.__getitem__
+
+    def selection(d: h5py.Dataset, key: object) -> object:
+        if d.name in ("/images", "/masks", "/scribbles", "/label_state"):
+            raise AssertionError(f"{d.name}[{key}] read through h5py's selection")
+        return real(d, key)
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", selection)
+    for i in (5, 0, 3, -1):
+        got = s.sample(i)
+        ref = samples[i]
+        assert got["index"] == i % 6 and got["image"].dtype == np.float32
+        np.testing.assert_array_equal(got["image"], ref.image)
+        np.testing.assert_array_equal(got["mask"], ref.mask)
+        np.testing.assert_array_equal(got["scribble"], ref.scribble)
+        np.testing.assert_array_equal(got["label_state"], ref.label_state)
+        assert got["patient"] == ref.patient
+    got["label_state"][:] = 9  # a copy: the store's table is not changed through it
+    assert s.sample(5)["label_state"].tolist() == samples[5].label_state.tolist()
+    with pytest.raises(IndexError, match="out of range"):
+        s.sample(6)
+    s.close()  # the readers belong to the handle: reopened with it
+    np.testing.assert_array_equal(s.sample(2)["mask"], samples[2].mask)
+
+
+def test_sample_of_a_float16_store_is_float32(store, tmp_path: Path) -> None:
+    from datakit.store.pack import pack_store
+
+    path, samples = store
+    pack_store(path, tmp_path / "half.h5")
+    with Store(tmp_path / "half.h5") as s:
+        assert s.file["images"].dtype == np.float16
+        for i, ref in enumerate(samples):
+            got = s.sample(i)["image"]
+            assert got.dtype == np.float32
+            np.testing.assert_array_equal(got, ref.image.astype(np.float16).astype(np.float32))

@@ -19,6 +19,7 @@ import numpy as np
 from datakit.errors import DatakitError
 from datakit.safe_io import regular_file
 from datakit.store.check import check_structure
+from datakit.store.chunks import ChunkReader
 from datakit.store.contract import json_attr
 
 
@@ -36,6 +37,8 @@ class Store:
         regular_file(self.path, "store")  # a FIFO would block HDF5
         self._f: h5py.File | None = None
         self._pid: int | None = None
+        self._readers: dict[str, ChunkReader] = {}
+        self._readers_of: h5py.File | None = None  # the handle the readers read from
         try:
             check_structure(self.file, self.path)  # the one cheap structural check (datakit.store.check)
         except OSError as e:
@@ -57,11 +60,13 @@ class Store:
         if self._f is not None and self._pid == os.getpid():
             self._f.close()
         self._f = None
+        self._readers, self._readers_of = {}, None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_f"] = None
         state["_pid"] = None
+        state["_readers"], state["_readers_of"] = {}, None
         return state
 
     def __enter__(self) -> Store:
@@ -112,6 +117,12 @@ class Store:
         return {k: _decode(d[()]) for k, d in g.items()} if g is not None else {}
 
     @cached_property
+    def _rows(self) -> dict[str, np.ndarray]:
+        """The small per-sample tables (label states, keypoints), read once as ``datakit.torch`` does."""
+        names = ("label_state", "keypoints") if self.has_keypoints else ("label_state",)
+        return {name: self.file[name][()] for name in names}
+
+    @cached_property
     def splits(self) -> dict[str, np.ndarray]:
         g = self.file.get("splits")
         return {k: d[()].astype(np.int64) for k, d in g.items()} if g is not None else {}
@@ -131,18 +142,31 @@ class Store:
         return self.splits[split]
 
     # -- samples --------------------------------------------------------------------------------
-    def sample(self, i: int) -> dict[str, Any]:
-        """One sample: arrays read from one chunk each, plus its metadata row."""
+    def _chunks(self, name: str) -> ChunkReader:
+        """The chunk reader of a sample dataset of the open handle (rebuilt when the handle is reopened)."""
         f = self.file
+        if self._readers_of is not f:
+            self._readers, self._readers_of = {}, f
+        if name not in self._readers:
+            self._readers[name] = ChunkReader(f[name])
+        return self._readers[name]
+
+    def sample(self, i: int) -> dict[str, Any]:
+        """One sample: arrays read from one chunk each (:class:`ChunkReader`), plus its metadata row."""
+        images = self._chunks("images")
+        n = images.d.shape[0]
+        if not -n <= int(i) < n:
+            raise IndexError(f"sample {i} out of range for a store of {n} samples")
+        i = int(i) % n
         out: dict[str, Any] = {
-            "index": int(i),
-            "image": f["images"][i].astype(np.float32, copy=False),  # float16 stores: readers cast
-            "mask": f["masks"][i],
-            "scribble": f["scribbles"][i],
-            "label_state": f["label_state"][i],
+            "index": i,
+            "image": images.read(i).astype(np.float32, copy=False),  # float16 stores: readers cast
+            "mask": self._chunks("masks").read(i),
+            "scribble": self._chunks("scribbles").read(i),
+            "label_state": self._rows["label_state"][i].copy(),
         }
-        if self.has_keypoints:
-            out["keypoints"] = f["keypoints"][i]
+        if "keypoints" in self._rows:
+            out["keypoints"] = self._rows["keypoints"][i].copy()
         for k, v in self.meta.items():
             out[k] = v[i]
         return out
