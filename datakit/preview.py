@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from datakit.errors import DatakitError
-from datakit.safe_io import os_error
+from datakit.safe_io import replace_file
 from datakit.sample import IGNORE
 from datakit.store import Store
 from datakit.store.writer import check_writable
@@ -133,13 +133,9 @@ def write_preview(path: str | Path, out: str | Path, split: str | None = None, n
         legend = [Patch(color=colour(k), label=f"{k} {name}") for k, name in enumerate(s.classes)]
         fig.legend(handles=legend, loc="outside lower center", ncol=min(len(legend), 8), frameon=False, fontsize=9)
         fig.suptitle(title, fontsize=10)
-        tmp = out.with_name(f".{out.name}.tmp.png")
-        try:
-            fig.savefig(tmp, dpi=100)
-            tmp.replace(out)
-        except OSError as e:  # disk full: one line naming the PNG; the temporary goes, a previous PNG stays
-            raise os_error(e, out) from None
+        try:  # a unique temporary, renamed when complete: a failure or a concurrent run never leaves half a PNG
+            with replace_file(out, overwrite) as f:
+                fig.savefig(f, dpi=100, format="png")
         finally:
             plt.close(fig)
-            tmp.unlink(missing_ok=True)
     return out

@@ -4,15 +4,21 @@
 - decoded sizes are capped: a small file whose header promises gigabytes is refused before anything
   is allocated;
 - voxel / pixel spacings outside a sane range and NaN / infinite voxels are refused, named;
-- ``OSError`` from writing becomes a one-line error naming the path (disk full included).
+- ``OSError`` from writing becomes a one-line error naming the path (disk full included);
+- a single-file output (PNG, JSON, checkpoint) is written through :func:`replace_file`: a temporary
+  with a unique name beside it, renamed into place when complete.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import secrets
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -114,3 +120,76 @@ def os_error(e: OSError | RuntimeError, where: str | Path | None) -> DatakitErro
     if is_no_space(e):
         return DatakitError(NO_SPACE, where)
     return DatakitError(f"cannot write ({getattr(e, 'strerror', None) or e})", where)
+
+
+def temporary_name(path: Path) -> str:
+    """``.<name>.<pid>-<random>.tmp``: hidden, unique per call (two runs, or two calls of one run, never
+    share one), and with the writer's PID, by which ``remove_stale_temporaries`` recognises a dead run's."""
+    return f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+
+
+@contextmanager
+def replace_file(path: Path, overwrite: bool = True) -> Iterator[BinaryIO]:
+    """Write the file ``path`` through a temporary beside it, created exclusively under a unique name
+    (:func:`temporary_name`, ordinary permissions), and renamed onto ``path`` once the block ends.
+
+    >>> with replace_file(out) as f:
+    ...     fig.savefig(f, format="png")
+
+    On any exception (disk full, Ctrl-C, a failed render) the temporary is removed and a previous
+    ``path`` is untouched (a run killed outright leaves its temporary, removed by the next call for the
+    same ``path``); an ``OSError`` becomes the one-line error naming ``path``. With
+    ``overwrite=False`` the file is put in place only if ``path`` is still free (a hard link, atomic),
+    so a concurrent run that wrote it meanwhile is refused, not silently replaced.
+    """
+    path = Path(path)
+    # those of runs that died (kill -9): their PID is dead; a live run's are never touched. Imported here:
+    # the store writer, which owns it, imports this module.
+    from datakit.store.writer import remove_stale_temporaries
+
+    remove_stale_temporaries(path)
+    tmp, f = _exclusive_temporary(path)
+    try:
+        with f:
+            yield f
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _put_if_free(tmp, path)
+    except OSError as e:
+        raise os_error(e, path) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_file(path: Path, data: bytes | bytearray | memoryview | str, overwrite: bool = True) -> Path:
+    """``data`` (text as UTF-8) written to ``path`` through :func:`replace_file`."""
+    with replace_file(path, overwrite) as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return path
+
+
+def _exclusive_temporary(path: Path) -> tuple[Path, BinaryIO]:
+    for _ in range(100):
+        tmp = path.parent / temporary_name(path)
+        try:
+            return tmp, open(tmp, "xb")  # noqa: SIM115 - closed by replace_file
+        except FileExistsError:
+            continue
+        except OSError as e:  # no folder, read-only, no permission, full
+            raise os_error(e, path) from None
+    raise DatakitError("cannot create a temporary file (100 names taken)", path.parent)
+
+
+def _put_if_free(tmp: Path, path: Path) -> None:
+    try:
+        os.link(tmp, path)  # fails if path exists, whoever made it
+    except FileExistsError:
+        raise DatakitError("already exists (written meanwhile by another run?); pass --overwrite to "
+                           "replace it", path) from None
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        if os.path.lexists(path):  # a file system without hard links: checked, then renamed
+            raise DatakitError("already exists; pass --overwrite to replace it", path) from None
+        os.replace(tmp, path)

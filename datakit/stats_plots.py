@@ -8,13 +8,15 @@ from typing import Any
 import numpy as np
 
 from datakit.preview import colour
+from datakit.safe_io import replace_file
 from datakit.stats import SampleFigures
 
 PLOT_NAMES = ("coverage.png", "splits.png", "intensity.png")  # the files write_plots makes in its folder
 
 
-def write_plots(stats: dict[str, Any], figs: SampleFigures, out: Path) -> list[Path]:
-    """Coverage distributions per class, samples and patients per split, intensity histogram."""
+def write_plots(stats: dict[str, Any], figs: SampleFigures, out: Path, overwrite: bool = True) -> list[Path]:
+    """Coverage distributions per class, samples and patients per split, intensity histogram; each PNG
+    written through a unique temporary and renamed (an existing one replaced only with ``overwrite``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,7 +42,7 @@ def write_plots(stats: dict[str, Any], figs: SampleFigures, out: Path) -> list[P
                 ax.text(0.5, 0.5, f"no {what}s", transform=ax.transAxes, ha="center", va="center")
     fig.suptitle("Coverage per class (samples that carry the array)")
     fig.tight_layout()
-    written.append(_save(fig, out / "coverage.png"))
+    written.append(_save(fig, out / "coverage.png", overwrite))
 
     # samples and patients per split
     names = [n for n in stats["splits"] if n != "all"] or list(stats["splits"])
@@ -53,7 +55,7 @@ def write_plots(stats: dict[str, Any], figs: SampleFigures, out: Path) -> list[P
         ax.set_title(f"{key} per split")
         ax.set_ylabel(key)
     fig.tight_layout()
-    written.append(_save(fig, out / "splits.png"))
+    written.append(_save(fig, out / "splits.png", overwrite))
 
     # intensity histogram (the subsample the percentiles come from)
     fig, ax = plt.subplots(figsize=(7, 3.8))
@@ -68,13 +70,16 @@ def write_plots(stats: dict[str, Any], figs: SampleFigures, out: Path) -> list[P
     ax.set_xlabel("intensity")
     ax.set_ylabel("pixels (sampled)" if len(values) < figs.sum.size * figs.pixels else "pixels")
     fig.tight_layout()
-    written.append(_save(fig, out / "intensity.png"))
+    written.append(_save(fig, out / "intensity.png", overwrite))
     return written
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _save(fig: Any, path: Path, overwrite: bool) -> Path:
     import matplotlib.pyplot as plt
 
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        with replace_file(path, overwrite) as f:
+            fig.savefig(f, dpi=100, format="png")
+    finally:
+        plt.close(fig)
     return path

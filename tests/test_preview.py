@@ -135,3 +135,34 @@ def test_to_rgb_keeps_colour_images() -> None:
     rgb = to_rgb(img)
     assert rgb.shape == (8, 8, 3) and rgb.min() >= 0 and rgb.max() <= 1
     assert rgb[4, 4, 0] < rgb[4, 4, 1] < rgb[4, 4, 2]  # channel order kept
+
+
+def test_concurrent_runs_never_share_a_temporary(acdc_store: Path, tmp_path: Path) -> None:
+    """Each run writes through its own uniquely named temporary: another run's, here at the fixed name
+    preview once used for every run, is neither overwritten nor renamed away."""
+    out = tmp_path / "p.png"
+    other = tmp_path / ".p.png.tmp.png"
+    other.write_bytes(b"another run's half-written PNG")
+    r = runner.invoke(app, ["preview", str(acdc_store), "--out", str(out), "--n", "1"])
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes()[:4] == b"\x89PNG" and other.read_bytes() == b"another run's half-written PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".p.png.tmp.png", "p.png"]  # none of its own left
+
+
+def test_a_failed_render_keeps_the_previous_png(acdc_store: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.figure import Figure
+
+    def full_disk(fig: Figure, target: object, **kwargs: object) -> None:
+        if isinstance(target, (str, Path)):  # a PNG written in place would now be half a PNG
+            Path(target).write_bytes(b"half")
+        else:
+            target.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    out = tmp_path / "p.png"
+    out.write_bytes(b"previous")
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    r = runner.invoke(app, ["preview", str(acdc_store), "--out", str(out), "--n", "1", "--overwrite"])
+    assert r.exit_code == 1 and f"error: {out}: no space left on device" in r.output
+    assert out.read_bytes() == b"previous" and sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]

@@ -205,3 +205,40 @@ def test_an_empty_split_is_reported_not_a_traceback(mixed_store: Path, tmp_path:
     d = json.loads(r.output)["splits"]["test_heldout"]
     assert d["samples"] == 0 and d["classes"]["LV"]["mask_coverage_pct"] == {"mean": None, "std": None}
     assert runner.invoke(app, ["stats", str(store), "--split", "test_heldout"]).exit_code == 0
+
+
+def test_concurrent_runs_never_share_a_temporary(mixed_store: Path, tmp_path: Path) -> None:
+    """--json goes through a temporary unique to the run: another run's, here at the fixed name stats
+    once used for every run, is left alone."""
+    js = tmp_path / "stats.json"
+    other = tmp_path / ".stats.json.tmp"
+    other.write_text("another run's half-written JSON")
+    r = runner.invoke(app, ["stats", str(mixed_store), "--json", str(js)])
+    assert r.exit_code == 0, r.output
+    assert json.loads(js.read_text())["classes"] == CLASSES
+    assert other.read_text() == "another run's half-written JSON"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".stats.json.tmp", "stats.json"]
+
+
+def test_a_failed_plot_keeps_the_previous_figures(mixed_store: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Figures are written through a temporary too: a full disk mid-figure leaves the previous one whole."""
+    from matplotlib.figure import Figure
+
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    for name in ("coverage.png", "intensity.png", "splits.png"):
+        (plots / name).write_bytes(b"previous")
+
+    def full_disk(fig: Figure, target: object, **kwargs: object) -> None:
+        if isinstance(target, (str, Path)):  # a PNG written in place would now be half a PNG
+            Path(target).write_bytes(b"half")
+        else:
+            target.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    r = runner.invoke(app, ["stats", str(mixed_store), "--plots", str(plots), "--overwrite"])
+    assert r.exit_code == 1 and "no space left on device" in r.output and "Traceback" not in r.output
+    assert {p.name: p.read_bytes() for p in plots.iterdir()} == {
+        "coverage.png": b"previous", "intensity.png": b"previous", "splits.png": b"previous"}

@@ -215,6 +215,19 @@ def test_eval_and_predict_show_progress_on_a_terminal(small_store: Path, tiny_ru
     assert "evaluating" not in invoke("eval", "--run", tiny_run, "--split", "test").output  # not a terminal
 
 
+def test_eval_json_never_shares_a_temporary(tiny_run: Path, tmp_path: Path):
+    """--json goes through a temporary unique to the run: another run's, here at the fixed name eval once
+    used for every run, is left alone, and --overwrite replaces the file."""
+    out = tmp_path / "eval.json"
+    other = tmp_path / ".eval.json.tmp"
+    other.write_text("another run's half-written JSON")
+    out.write_text("previous")
+    r = invoke("eval", "--run", tiny_run, "--split", "test", "--json", out, "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text())["split"] == "test" and other.read_text() == "another run's half-written JSON"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".eval.json.tmp", "eval.json"]
+
+
 def test_predict_checks_the_preview_folder_before_predicting(small_store: Path, tiny_run: Path, tmp_path: Path):
     pred = tmp_path / "pred"
     r = invoke("predict", "--checkpoint", tiny_run / "checkpoints" / "last.pt", "--store", small_store, "--out",

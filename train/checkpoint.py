@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +23,15 @@ def save(path: Path, payload: dict[str, Any]) -> None:
 
     Serialised in memory first, then written as plain bytes: on a full disk torch's own writer fails
     with an opaque RuntimeError, a plain write with ENOSPC ("error: PATH: no space left on device")."""
-    from datakit.safe_io import os_error
+    from datakit.safe_io import os_error, write_file
 
     buf = io.BytesIO()
     torch.save({"format": FORMAT, "version": VERSION, **payload}, buf)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(buf.getbuffer())
-        os.replace(tmp, path)
     except OSError as e:
         raise os_error(e, path) from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_file(path, buf.getbuffer())
 
 
 # Checks on model_config before any model is built: (type, min, max) per known key. A key the model's

@@ -239,10 +239,13 @@ def eval_cmd(
         scores = evaluate(model, s, indices, dev, progress=lambda n: bar.advance(task, n))
     res = {"split": split, "store": str(s.path), "checkpoint": str(ck_path), "step": int(ck["step"]), **scores}
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = json_out.with_name(f".{json_out.name}.tmp")
-        tmp.write_text(json.dumps(res, indent=1) + "\n")
-        tmp.replace(json_out)
+        from datakit.safe_io import os_error, write_file
+
+        try:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise os_error(e, json_out.parent) from None
+        write_file(json_out, json.dumps(res, indent=1) + "\n", overwrite)  # a unique temporary, renamed
     _print_table(res, s.classes)
 
 

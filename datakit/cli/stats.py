@@ -78,20 +78,6 @@ def _check_outputs(json_path: Path | None, plots: Path | None, overwrite: bool =
             raise DatakitError(f"already holds {', '.join(taken)}; pass --overwrite to replace them", plots)
 
 
-def _write_json(path: Path, text: str) -> None:
-    """Written beside ``path`` and renamed: a full disk leaves the previous file, not half a JSON."""
-    from datakit.safe_io import os_error
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)
-    except OSError as e:
-        raise os_error(e, path) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 @cli_errors
 def stats(
     store: Path = typer.Argument(..., help="Store file (.h5)."),
@@ -102,6 +88,7 @@ def stats(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file or --plots figures."),
 ) -> None:
     """Per split and class: coverage of masks and scribbles, label states, intensities, spacing."""
+    from datakit.safe_io import write_file
     from datakit.stats import json_safe, store_stats
 
     _check_outputs(json_path, plots, overwrite)
@@ -112,14 +99,14 @@ def stats(
     else:
         _render(d)
         if json_path is not None:
-            _write_json(json_path, text + "\n")
+            write_file(json_path, text + "\n", overwrite)  # a unique temporary beside it, renamed
             typer.echo(f"wrote {json_path}")
     if plots is not None:
         from datakit.safe_io import os_error
         from datakit.stats_plots import write_plots
 
         try:
-            written = write_plots(d, figs, plots)
+            written = write_plots(d, figs, plots, overwrite)
         except OSError as e:  # disk full: one line naming the folder
             raise os_error(e, plots) from None
         for p in written:
