@@ -63,6 +63,11 @@ def read_text(path: Path, what: str = "file", encoding: str = "utf-8", limit: in
         raise DatakitError(f"{what} is not {encoding.split('-sig')[0].upper()} text ({e})", path) from None
 
 
+def read_lines(path: Path, what: str = "list file") -> list[str]:
+    """The stripped, non-empty lines of a regular UTF-8 text file (a split list: one id or name a line)."""
+    return [line.strip() for line in read_text(path, what, encoding="utf-8-sig").splitlines() if line.strip()]
+
+
 def read_json(path: Path, what: str = "JSON file") -> object:
     """A regular file of UTF-8 JSON; invalid or absurdly nested JSON is a DatakitError naming it."""
     import json

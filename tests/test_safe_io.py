@@ -1,5 +1,5 @@
-"""safe_io's single-file output (replace_file / write_file): the guarantees every command that writes
-one PNG or JSON relies on."""
+"""safe_io's single-file output (replace_file / write_file) and list reading: the guarantees every
+command that writes one PNG or JSON, or reads a split list, relies on."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from datakit.errors import DatakitError
-from datakit.safe_io import replace_file, write_file
+from datakit.safe_io import read_lines, replace_file, write_file
 
 
 def _temporaries(folder: Path) -> list[str]:
@@ -82,6 +82,19 @@ def test_temporaries_of_dead_runs_are_removed_live_ones_kept(tmp_path: Path) -> 
     finally:
         live.kill()
         live.wait()
+
+
+def test_list_that_is_not_a_regular_file_is_named_as_such(tmp_path: Path) -> None:
+    lst = tmp_path / "subGroup1_training.txt"
+    lst.write_text("\ufeffpatient0001\n\n  patient0002 \n")
+    assert read_lines(lst, "split list") == ["patient0001", "patient0002"]
+    lst.unlink()
+    os.mkfifo(lst)  # opening it would block: it must be refused from its stat alone
+    with pytest.raises(DatakitError, match="is a FIFO, not a regular file") as e:
+        read_lines(lst, "split list")
+    assert e.value.where == str(lst)
+    with pytest.raises(DatakitError, match="split list not found"):
+        read_lines(tmp_path / "absent.txt", "split list")
 
 
 def _umask() -> int:

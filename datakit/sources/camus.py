@@ -26,6 +26,7 @@ from datakit.geometry import SliceGrid
 from datakit.io.sitk import read_image
 from datakit.normalize import fit_normalizer, normalizer_name
 from datakit.resources import manifest
+from datakit.safe_io import read_lines
 from datakit.sample import IGNORE, Sample, checked_labels, label_state_from_mask
 from datakit.sources.base import ItemResult, SourceBase, check_size, find_patient_folders, source_path
 from datakit.sources.camus_info import QUALITY_RANK, ViewInfo, parse_info
@@ -73,15 +74,6 @@ def _split_roots(root: Path) -> list[Path]:
     return list(dict.fromkeys(roots))
 
 
-def _read_list(path: Path) -> list[str]:
-    if not path.is_file():
-        raise DatakitError("official split list not found", path)
-    try:
-        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise DatakitError(f"cannot read split list ({e})", path) from None
-
-
 @dataclass(frozen=True)
 class OfficialLists:
     """The split lists a release ships: split name -> patient ids, and the files they came from."""
@@ -96,7 +88,7 @@ class OfficialLists:
 
 
 def _official(name: str, files: dict[str, Path]) -> OfficialLists:
-    lists = {split: _read_list(p) for split, p in files.items()}
+    lists = {split: read_lines(p, "official split list") for split, p in files.items()}  # regular files only
     seen: dict[str, str] = {}
     for split, ids in lists.items():  # checked here, where the file can be named
         for pid in ids:

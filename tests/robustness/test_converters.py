@@ -207,6 +207,15 @@ def _cam_on(name: str, action: Callable[..., Path], *a: object) -> Callable[[Pat
     return mutate
 
 
+def _split_list(relative: str, action: Callable[[Path], Path]) -> Callable[[Path, Path], list[str]]:
+    """An official split list (CAMUS listSubGroups/ or database_split/, Unity's labels-*.txt or .json)
+    that is not a regular file: named as such, never "not found", never opened (a FIFO would block)."""
+    def mutate(src: Path, ws: Path) -> list[str]:
+        action(src / relative)
+        return [relative.rsplit("/", 1)[-1], "not a regular file"]
+    return mutate
+
+
 def _cfg_fifo(src: Path, ws: Path) -> list[str]:
     p = next(src.rglob("Info_2CH.cfg"))
     broken.fifo(p)
@@ -240,6 +249,9 @@ CAMUS_MHD_CASES: list[Case] = [
     ("info-ed-1e300", _cam_cfg("ED", "1e300"), []),
     ("info-age-inf", _cam_cfg("Age", "-inf"), []),
     ("info-fifo", _cfg_fifo, []),
+    ("split-list-fifo", _split_list("listSubGroups/subGroup1_training.txt", broken.fifo), ["FIFO"]),
+    ("split-list-folder", _split_list("listSubGroups/subGroup1_validation.txt", _replace_with_folder),
+     ["is a folder"]),
 ]
 
 
@@ -269,6 +281,7 @@ CAMUS_NIFTI_CASES: list[Case] = [
     ("ed-nan-pixels", _cam_on("2CH_ED.nii.gz", broken.float_voxels, float("nan")), ["NaN or infinite"]),
     ("ed-spacing-1e6", _cam_on("2CH_ED.nii.gz", _nii_spacing), ["spacing"]),
     ("ed-truncated", _cam_on("2CH_ED.nii.gz", broken.truncate, 0.6), ["truncated"]),
+    ("split-list-fifo", _split_list("database_split/subgroup_testing.txt", broken.fifo), ["FIFO"]),
 ]
 
 
@@ -340,13 +353,18 @@ UNITY_CASES: list[Case] = [
     ("labels-a-list", _labels_text(b"[1, 2, 3]"), ["expected a JSON object"]),
     ("png-bomb-header", _png(broken.png_bomb), ["cannot read PNG"]),
     ("png-bomb-moderate", _png(broken.png_bomb, 30_000, 30_000), ["cannot read PNG"]),
-    ("png-fifo", _png(broken.fifo), ["image not found"]),
+    ("png-fifo", _png(broken.fifo), ["is a FIFO, not a regular file"]),
     ("png-truncated", _png(broken.truncate, 0.3), ["cannot read PNG"]),
     ("png-garbage", _png(_write(b"GIF89a not a png")), ["cannot read PNG"]),
     ("key-relative-escape", _key(lambda k, ws: f"../outside/{k}"), ["resolves outside SRC"]),
     ("key-absolute", _key(lambda k, ws: str(ws / "outside" / k)), ["absolute path"]),
     ("key-not-unity-name", _key(lambda k, ws: "passwd"), ["not a Unity image name"]),
     ("png-cache-symlink-outside", _png_cache_link_outside, []),
+    ("split-txt-fifo", _split_list("labels-tune.txt", lambda p: broken.fifo(p.with_suffix(".json").unlink() or p)),
+     ["FIFO"]),
+    ("split-json-fifo", _split_list("labels-ival.json", broken.fifo), ["FIFO"]),
+    ("split-txt-folder", _split_list("labels-train.txt", lambda p: _replace_with_folder(
+        p.with_suffix(".json").unlink() or p)), ["is a folder"]),
 ]
 
 

@@ -41,7 +41,7 @@ from datakit.errors import DatakitError
 from datakit.io.raster import load_png
 from datakit.normalize import normalizer_name
 from datakit.safe_io import read_json as safe_read_json
-from datakit.safe_io import read_text
+from datakit.safe_io import read_lines, regular_file
 from datakit.sample import Sample, unknown_labels
 from datakit.sources.base import ItemResult, SourceBase, check_size
 from datakit.sources.unity.classes import ClassMap, load_class_map
@@ -132,7 +132,8 @@ class UnitySource(SourceBase):
         if self.labels is None:
             in_folder = self.root / "labels" / "labels-all.json"
             top = self.root / "labels-all.json"
-            return in_folder if in_folder.is_file() and not top.exists() else top
+            # exists(), not is_file(): a FIFO or folder there is reported as such when read, not as missing
+            return in_folder if in_folder.exists() and not top.exists() else top
         given = Path(self.labels)
         if given.is_absolute():
             return given
@@ -173,8 +174,11 @@ class UnitySource(SourceBase):
                 self._problem("resolves outside SRC through a symbolic link; refused (only files under "
                               "SRC are read)", where, notes)
                 continue
-            if not (self.root / rel).is_file():
-                self._problem(f"image not found: {rel}", where, notes)
+            try:  # the one check (a FIFO or a folder is named as such, not "not found"); never opened here
+                regular_file(self.root / rel, "image")
+            except DatakitError as e:
+                self._problem(f"{e.reason}: {rel}" if e.reason == "image not found" else f"{rel}: {e.reason}",
+                              where, notes)
                 continue
             if isinstance(entry, dict) and isinstance(entry.get("labels"), dict):
                 names.update(entry["labels"])
@@ -238,8 +242,10 @@ class UnitySource(SourceBase):
             found = {}
             for split, stem in SPLIT_FILES.items():
                 for name in (stem, *SPLIT_ALIASES.get(split, ())):
+                    # exists(), not is_file(): a FIFO or a folder is found, then refused by name when
+                    # read (safe_io.regular_file), instead of passing for an absent split file
                     hit = next((folder / f"{name}{ext}" for ext in (".json", ".txt")
-                                if (folder / f"{name}{ext}").is_file()), None)
+                                if (folder / f"{name}{ext}").exists()), None)
                     if hit is not None:
                         found[split] = hit
                         break
@@ -289,8 +295,7 @@ class UnitySource(SourceBase):
                     raise DatakitError("expected a JSON object mapping image name -> labels", path)
                 names = list(data)
             else:
-                text = read_text(path, "split list")
-                names = [line.strip() for line in text.splitlines() if line.strip()]
+                names = read_lines(path, "split list")
             for name in names:
                 m = IMAGE_NAME.match(posixpath.basename(str(name).replace("\\", "/")))
                 if m:
