@@ -228,13 +228,13 @@ def eval_cmd(
     if json_out is not None and json_out.exists() and not overwrite:
         raise DatakitError("exists; pass --overwrite to replace it", json_out)
     ck, ck_path, s, model, dev = _load(checkpoint, run, store, device)
-    from datakit.pipeline import _progress
+    from datakit.progress import progress_bar
     from datakit.store.check import check_label_values
     from train.inference import evaluate
 
     indices = _indices(s, split)
     check_label_values(s, ("masks",), indices)  # the ground truth scored against
-    with _progress(None) as bar:  # on a terminal only, as convert's
+    with progress_bar() as bar:  # on a terminal only, as convert's
         task = bar.add_task(f"evaluating {split}", total=len(indices))
         scores = evaluate(model, s, indices, dev, progress=lambda n: bar.advance(task, n))
     res = {"split": split, "store": str(s.path), "checkpoint": str(ck_path), "step": int(ck["step"]), **scores}
@@ -302,9 +302,9 @@ def predict_cmd(
         from datakit.preview import pick  # the montage is datakit's preview, with a prediction panel
 
         keep = {int(i) for i in pick(s, split, 8, 0)}
-    from datakit.pipeline import _progress
+    from datakit.progress import progress_bar
 
-    with _progress(None) as bar:
+    with progress_bar() as bar:
         task = bar.add_task(f"predicting {split}", total=len(indices))
         n, kept = write_predictions(model, s, indices, dev, out, fmt, grid, keep=keep,
                                     progress=lambda k: bar.advance(task, k), log=_err)

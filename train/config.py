@@ -59,7 +59,7 @@ class TrainConfig(BaseModel):
     time_budget: float = Field(0.0, ge=0, description="Minutes: stop cleanly before this wall time, "
                                "validating and saving as at the last step (0: no limit).")
     seed: int = Field(0, description="Seed of weights, sampling and augmentation.")
-    progress: bool = Field(True, description="Show a progress bar.")
+    progress: bool = Field(True, description="Show a progress bar (on stderr, when it is a terminal).")
     tensorboard: bool = Field(False, description="Also write TensorBoard events to RUN_DIR/tb.")
 
 

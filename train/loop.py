@@ -30,6 +30,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from datakit.errors import DatakitError
+from datakit.progress import progress_bar
 from datakit.store import Store
 from train import checkpoint as ckpt
 from train import methods
@@ -341,7 +342,7 @@ class Trainer:
         tb = _tensorboard(self.run_dir) if (cfg.tensorboard and self.d.main) else None
         sums: dict[str, torch.Tensor] = {}
         t_log, steps_log, since = time.perf_counter(), 0, self.step
-        progress = _progress(cfg.progress and self.d.main)
+        progress = progress_bar(None if cfg.progress and self.d.main else False, transient=False)
         stopped_early = False
         batches = self.batches()
         try:
@@ -427,29 +428,6 @@ def _tensorboard(run_dir: Path):
     except ImportError:
         raise DatakitError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
     return SummaryWriter(str(run_dir / "tb"))
-
-
-class _NoProgress:
-    def __enter__(self) -> _NoProgress:
-        return self
-
-    def __exit__(self, *a: object) -> None:
-        return None
-
-    def add_task(self, *a: Any, **k: Any) -> int:
-        return 0
-
-    def update(self, *a: Any, **k: Any) -> None:
-        return None
-
-
-def _progress(enabled: bool):
-    if not enabled:
-        return _NoProgress()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    transient=False)
 
 
 def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:

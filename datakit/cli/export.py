@@ -30,10 +30,10 @@ def export_nnunet(
 ) -> None:
     """nnU-Net v2 raw dataset: imagesTr/labelsTr (+Ts for the test split), dataset.json, splits_final.json."""
     from datakit.export.nnunet import export_nnunet as run
-    from datakit.pipeline import _progress
+    from datakit.progress import progress_bar
 
     names = [c.strip() for c in channel_names.split(",")] if channel_names else None
-    with _progress(None) as bar:  # on a terminal only, as convert's
+    with progress_bar() as bar:  # on a terminal only, as convert's
         task = bar.add_task("exporting cases", total=None)
         rep = run(store, out_dir, dataset_id, name, labels=labels, fmt=fmt, channel_names=names, overwrite=overwrite,
                   preprocessed=preprocessed, progress=lambda done, total: bar.update(task, completed=done, total=total))

@@ -26,14 +26,14 @@ def scribble(
 
     meta/scribble_source becomes synthetic:ALGO. The same seed gives the same scribbles as
     `convert ... --scribbles synth:ALGO`."""
-    from datakit.pipeline import _progress
+    from datakit.progress import progress_bar
     from datakit.rescribble import rescribble
     from datakit.store import Store
 
     params = {k: v for k, v in {"thickness": thickness, "coverage": coverage}.items() if v is not None}
     with Store(store) as s:
         total = len(s)
-    with _progress(None) as bar:
+    with progress_bar() as bar:
         task = bar.add_task(f"scribbling ({algo})", total=total)
         rep = rescribble(store, out, algo, seed=seed, params=params, overwrite=overwrite, command=command_line(ctx),
                          workers=workers or default_workers(),

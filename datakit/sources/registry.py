@@ -126,10 +126,10 @@ def _camus_synth(
                                       "about 800 x 550 pixel images; larger values give smaller, faster files.",
                                       min=0.01),
 ) -> str:
-    from datakit.pipeline import _progress
+    from datakit.progress import progress_bar
     from datakit.synth.camus import write_camus_phantoms
 
-    with _progress(None) as bar:  # on a terminal only, as convert's
+    with progress_bar() as bar:  # on a terminal only, as convert's
         task = bar.add_task("writing CAMUS phantoms", total=patients)
         paths = write_camus_phantoms(out, patients=patients, release=release, seed=seed, overwrite=overwrite,
                                      row_spacing=row_spacing, progress=lambda n: bar.advance(task, n))
