@@ -279,3 +279,72 @@ def test_splits_final_goes_where_nnunet_reads_it(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     placed = json.loads((pre / "Dataset014_Sp" / "splits_final.json").read_text())
     assert placed == [{"train": ["p0", "p1"], "val": ["p2"]}]
+
+
+@pytest.fixture(scope="module")
+def maag_store(acdc_phantoms: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The phantoms with MAAG's kind of split (docs/acdc.md: --split file:manifests/acdc_maag_split.json):
+    train_scribble, train_masks, valid, test, and one split nnU-Net has no role for."""
+    from datakit.sources.acdc import AcdcSource
+
+    tmp = tmp_path_factory.mktemp("maag")
+    split = tmp / "maag.json"
+    split.write_text(json.dumps({"train_scribble": ["patient001"], "train_masks": ["patient002"],
+                                 "valid": ["patient003"], "extra": ["patient004"]}))
+    out = tmp / "maag.h5"
+    convert(AcdcSource(acdc_phantoms), ConvertOptions(out=out, workers=1, progress=False, split=f"file:{split}"),
+            log=lambda m: None)
+    return out
+
+
+def test_maag_split_gives_splits_final_from_its_training_streams(maag_store: Path, tmp_path: Path) -> None:
+    """MAAG's training splits (train_scribble + train_masks) are nnU-Net's train, valid its val: one
+    patient-level fold, and the output says which store splits made it."""
+    r = run("export", "nnunet", maag_store, tmp_path, "--dataset-id", "15", "--name", "Maag")
+    assert r.exit_code == 0, r.output
+    folder = tmp_path / "Dataset015_Maag"
+    check_nnunet_rules(folder)
+    cases = json.loads((folder / "datakit_cases.json").read_text())
+    (fold,) = json.loads((folder / "splits_final.json").read_text())
+    assert {cases[c]["patient"] for c in fold["train"]} == {"patient001", "patient002"}
+    assert {cases[c]["patient"] for c in fold["val"]} == {"patient003"}
+    assert {c: i["split"] for c, i in cases.items()}["patient001_SAX_ED"] == "train_scribble"  # the store's name
+    assert "splits_final.json: train = store split(s) train_masks + train_scribble (4 cases), val = valid (2 cases)" \
+        in r.output
+    assert "2 training case(s) in no store split or in split(s) nnU-Net has no role for: extra" in r.output
+    assert not (folder / "imagesTs").exists()  # no test split: nothing held out
+
+
+def test_no_splits_final_says_which_split_is_missing(maag_store: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import h5py
+
+    store = tmp_path / "no_valid.h5"
+    shutil.copy(maag_store, store)
+    with h5py.File(store, "r+") as f:
+        del f["splits/valid"]
+    r = run("export", "nnunet", store, tmp_path, "--dataset-id", "16", "--name", "NoVal")
+    assert r.exit_code == 0, r.output
+    assert not (tmp_path / "Dataset016_NoVal" / "splits_final.json").exists()
+    assert "the store has no validation split (valid) with exported cases: no splits_final.json" in r.output
+
+
+def test_preprocessed_splits_file_is_replaced_only_with_overwrite(tmp_path: Path) -> None:
+    masks = [np.zeros((8, 8), np.uint8) for _ in range(4)]
+    for m in masks:
+        m[2:5, 2:5] = 1
+    store = _store_with_states(tmp_path / "s.h5", ["background", "lesion"], masks, [[1, 1]] * 4)
+    (tmp_path / "raw").mkdir()
+    placed = tmp_path / "pre" / "Dataset017_Pre" / "splits_final.json"
+    placed.parent.mkdir(parents=True)
+    placed.write_text("nnU-Net's own folds")
+    args = ["export", "nnunet", store, tmp_path / "raw", "--dataset-id", "17", "--name", "Pre", "--preprocessed",
+            tmp_path / "pre"]
+    r = run(*args)
+    assert r.exit_code == 1 and f"error: {placed}: already exists; pass --overwrite" in r.output
+    assert placed.read_text() == "nnU-Net's own folds" and list((tmp_path / "raw").iterdir()) == []  # before any work
+    r = run(*args, "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert json.loads(placed.read_text()) == [{"train": ["p0", "p1"], "val": ["p2"]}]
+    assert sorted(p.name for p in placed.parent.iterdir()) == ["splits_final.json"]  # no temporary left

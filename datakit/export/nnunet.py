@@ -2,8 +2,10 @@
 
 ``OUT/DatasetNNN_NAME/``: ``imagesTr/<case>_0000.<ending>`` (one file per channel, or one RGB PNG),
 ``labelsTr/<case>.<ending>``, ``imagesTs/`` + ``labelsTs/`` for the store's ``test`` split,
-``dataset.json``, ``splits_final.json`` (the store's train/valid split, patient-grouped by
-construction) and ``datakit_cases.json`` (case -> store sample indices, patient, split).
+``dataset.json``, ``splits_final.json`` (one fold from the store's patient-level splits: ``train``
+and the other training splits such as MAAG's ``train_scribble`` / ``train_masks`` are nnU-Net's
+train, ``valid`` its val; :func:`nnunet_role`) and ``datakit_cases.json`` (case -> store sample
+indices, patient, split).
 
 Cases: NIfTI (``.nii.gz``) when the store has pixel spacing; slices of one source volume
 (same dataset, patient, frame and view, with ``meta/slice`` >= 0 and a slice spacing) are stacked
@@ -27,6 +29,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +38,7 @@ import numpy as np
 
 from datakit.errors import DatakitError
 from datakit.geometry import stored_affine
-from datakit.safe_io import os_error
+from datakit.safe_io import os_error, write_file
 from datakit.store.check import check_label_values
 from datakit.store.contract import IGNORE_INDEX
 from datakit.store.reader import Store
@@ -49,8 +52,12 @@ FLAT_SPACING = 999.0  # nnU-Net's marker for "no third dimension" in 2D data sto
 class Case:
     name: str
     indices: list[int]  # store samples, in slice order
-    split: str  # train / valid / test / "" (in no split)
+    split: str  # the store's split name (train, valid, test, train_scribble, ...), "" in none
     spacing: tuple[float, float, float]  # row, col, slice
+
+    @property
+    def role(self) -> str:
+        return nnunet_role(self.split)
 
 
 @dataclass
@@ -71,11 +78,22 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", str(text)).strip("-_") or "x"
 
 
+def nnunet_role(split: str) -> str:
+    """What a store split is to nnU-Net: ``train`` for ``train`` and the other training splits (named
+    ``train*``, as :func:`datakit.splits.split_order` reads them: MAAG's ``train_scribble`` and
+    ``train_masks``), ``val`` for ``valid`` (or ``val``, ``validation``), ``test`` (imagesTs) for
+    ``test``, and "" for any other name and for samples in no split (imagesTr, in no fold)."""
+    if split.startswith("train"):
+        return "train"
+    if split in ("valid", "val", "validation"):
+        return "val"
+    return "test" if split == "test" else ""
+
+
 def _split_of(store: Store) -> np.ndarray:
     out = np.full(len(store), "", object)
-    for name in ("train", "valid", "test"):
-        if name in store.splits:
-            out[store.splits[name]] = name
+    for name, idx in store.splits.items():
+        out[idx] = name
     return out
 
 
@@ -156,6 +174,9 @@ def export_nnunet(store_path: str | Path, out_dir: str | Path, dataset_id: int, 
     if labels not in ("masks", "scribbles"):
         raise DatakitError(f"--labels must be masks or scribbles, not {labels!r}")
     target = _target(Path(out_dir), dataset_id, name, overwrite)
+    placed = None if preprocessed is None else Path(preprocessed) / target.name / "splits_final.json"
+    if placed is not None and placed.exists() and not overwrite:  # refused before any work, as the dataset is
+        raise DatakitError("already exists; pass --overwrite to replace it", placed)
     with Store(store_path) as store:
         fmt = _format(store, fmt)
         channels = store.channels
@@ -177,7 +198,7 @@ def export_nnunet(store_path: str | Path, out_dir: str | Path, dataset_id: int, 
             if target.exists():
                 shutil.rmtree(target)
             tmp.rename(target)
-            _place_splits(target, preprocessed, report.notes)
+            _place_splits(target, placed, report.notes, overwrite)
         except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
             if isinstance(e, OSError):  # disk full, I/O error: one line naming the dataset folder
@@ -186,19 +207,21 @@ def export_nnunet(store_path: str | Path, out_dir: str | Path, dataset_id: int, 
     return report
 
 
-def _place_splits(target: Path, preprocessed: str | Path | None, notes: list[str]) -> None:
-    """Put splits_final.json where nnUNetTrainer looks for it, or say where it must go."""
+def _place_splits(target: Path, placed: Path | None, notes: list[str], overwrite: bool) -> None:
+    """Put splits_final.json where nnUNetTrainer looks for it (``placed``), or say where it must go."""
     split_file = target / "splits_final.json"
     if not split_file.exists():
+        if placed is not None and placed.exists():
+            notes.append(f"{placed} (an earlier one) is left as it is, and nnU-Net will use it: remove it "
+                         "for nnU-Net's own folds")
         return
-    if preprocessed is None:
+    if placed is None:
         notes.append(f"nnU-Net reads splits_final.json from $nnUNet_preprocessed/{target.name}/: copy it there "
                      f"(after nnUNetv2_plan_and_preprocess) or pass --preprocessed DIR")
         return
-    dest = Path(preprocessed) / target.name
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(split_file, dest / "splits_final.json")
-    notes.append(f"splits_final.json also written to {dest}/ (where nnU-Net reads it)")
+    placed.parent.mkdir(parents=True, exist_ok=True)
+    write_file(placed, split_file.read_bytes(), overwrite)  # a unique temporary beside it, renamed
+    notes.append(f"splits_final.json also written to {placed.parent}/ (where nnU-Net reads it)")
 
 
 def _format(store: Store, fmt: str) -> str:
@@ -227,7 +250,8 @@ def _write(store: Store, cases: Iterable[Case], root: Path, title: str, fmt: str
     ending = ".png" if fmt == "png" else ".nii.gz"
     source = "scribbles" if labels == "scribbles" else "masks"
     used_ignore = False
-    written: dict[str, list[str]] = {"train": [], "valid": [], "test": [], "": []}
+    written: dict[str, list[str]] = {"train": [], "val": [], "test": [], "": []}  # by nnU-Net role
+    from_split: dict[str, Counter[str]] = {}  # role -> store split -> cases
     case_map: dict[str, dict] = {}
     skipped = 0
     hidden = 0
@@ -235,7 +259,7 @@ def _write(store: Store, cases: Iterable[Case], root: Path, title: str, fmt: str
     for case in cases:
         idx = case.indices
         # test cases are for evaluation: always their dense masks, whatever --labels says
-        lab = _read(store.file["masks" if case.split == "test" else source], idx)
+        lab = _read(store.file["masks" if case.role == "test" else source], idx)
         if (lab == IGNORE_INDEX).all():
             skipped += 1
             continue
@@ -251,18 +275,19 @@ def _write(store: Store, cases: Iterable[Case], root: Path, title: str, fmt: str
         lab = lab.copy()
         lab[unknown] = k
         img = _read(store.file["images"], idx)
-        part = "Ts" if case.split == "test" else "Tr"
+        part = "Ts" if case.role == "test" else "Tr"
         (root / f"images{part}").mkdir(exist_ok=True)
         (root / f"labels{part}").mkdir(exist_ok=True)
         if fmt == "png":
             _write_png(img[0], lab[0], root, part, case.name)
         else:
             _write_nifti(img, lab, case.spacing, root, part, case.name, _case_affine(store, case))
-        written[case.split].append(case.name)
+        written[case.role].append(case.name)
+        from_split.setdefault(case.role, Counter())[case.split] += 1
         case_map[case.name] = {"split": case.split or None, "samples": [int(i) for i in idx],
                                "patient": str(store.meta["patient"][idx[0]]),
                                "dataset": str(store.meta["dataset"][idx[0]])}
-    training = len(written["train"]) + len(written["valid"]) + len(written[""])
+    training = len(written["train"]) + len(written["val"]) + len(written[""])
     if training == 0:
         raise DatakitError(f"no training case has any {source} label to export", store.path)
     if skipped:
@@ -286,16 +311,34 @@ def _write(store: Store, cases: Iterable[Case], root: Path, title: str, fmt: str
     if fmt == "png":
         dataset["overwrite_image_reader_writer"] = "NaturalImage2DIO"
     (root / "dataset.json").write_text(json.dumps(dataset, indent=2))
-    if written["train"] and written["valid"]:
-        splits = [{"train": sorted(written["train"]), "val": sorted(written["valid"])}]
-        (root / "splits_final.json").write_text(json.dumps(splits, indent=2))
-    else:
-        notes.append("the store has no train and valid split: no splits_final.json (nnU-Net will make "
-                     "its own folds, by case, not by patient)")
-    if written[""]:
-        notes.append(f"{len(written[''])} training case(s) in no store split: in imagesTr, not in splits_final")
+    notes += _write_splits(root, written, from_split)
     (root / "datakit_cases.json").write_text(json.dumps(case_map, indent=1))
     return ExportReport(root, training, len(written["test"]), ending, label_map, notes)
+
+
+def _write_splits(root: Path, written: dict[str, list[str]], from_split: dict[str, Counter[str]]) -> list[str]:
+    """splits_final.json (one fold: the store's training splits as train, its validation split as val),
+    and notes saying which store splits made it, or why there is none."""
+    def made_of(role: str) -> str:
+        return f"{' + '.join(sorted(from_split[role]))} ({len(written[role])} cases)"
+
+    notes = []
+    if written["train"] and written["val"]:
+        splits = [{"train": sorted(written["train"]), "val": sorted(written["val"])}]
+        (root / "splits_final.json").write_text(json.dumps(splits, indent=2))
+        if set(from_split["train"]) != {"train"} or set(from_split["val"]) != {"valid"}:
+            notes.append(f"splits_final.json: train = store split(s) {made_of('train')}, val = {made_of('val')}")
+    else:
+        missing = " and ".join(what for role, what in (("train", "no training split (train or train_*)"),
+                                                       ("val", "no validation split (valid)")) if not written[role])
+        notes.append(f"the store has {missing} with exported cases: no splits_final.json (nnU-Net will make "
+                     "its own folds, by case, not by patient)")
+    if written[""]:
+        others = sorted(set(from_split[""]) - {""})
+        where = "in no store split" + (f" or in split(s) nnU-Net has no role for: {', '.join(others)}"
+                                       if others else "")
+        notes.append(f"{len(written[''])} training case(s) {where}: in imagesTr, not in splits_final.json")
+    return notes
 
 
 def _read(d, idx: list[int]) -> np.ndarray:
