@@ -460,6 +460,18 @@ def test_plot_draws_the_runs_curves(tiny_run: Path, tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporaries left
 
 
+def test_plot_never_shares_a_temporary(tiny_run: Path, tmp_path: Path) -> None:
+    """The PNG goes through a temporary unique to the call: one at the name plot once used for every call
+    of a process (another thread's, or a run that reused the PID) is left alone."""
+    out = tmp_path / "curves.png"
+    other = tmp_path / f".curves.png.{os.getpid()}.tmp.png"
+    other.write_bytes(b"another call's half-written PNG")
+    r = invoke("plot", tiny_run, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes()[:4] == b"\x89PNG" and other.read_bytes() == b"another call's half-written PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "curves.png"]
+
+
 def test_plot_refuses_what_is_not_a_run(tiny_run: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     bad.mkdir()

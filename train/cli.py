@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -325,17 +324,14 @@ def plot_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
 ) -> None:
     """Training curves of one or more runs in one PNG: validation Dice (mean, per class), losses."""
+    from datakit.safe_io import replace_file
     from datakit.store.writer import check_writable
     from train.curves import plot_runs, read_run
 
     check_writable(out, overwrite)
     curves = [read_run(r) for r in runs]  # every run read before anything is written
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.png")
-    try:
-        plot_runs(curves, tmp, title)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replace_file(out, overwrite) as f:  # a temporary unique to this call, renamed when complete
+        plot_runs(curves, f, title)
     _err(f"wrote {out}: " + ", ".join(f"{c.label} ({len(c.rows)} rows)" for c in curves))
 
 

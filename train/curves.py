@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from datakit.errors import DatakitError
 
@@ -70,13 +70,16 @@ def read_run(run: Path) -> RunCurves:
     return RunCurves(f"{name} ({method})" if method and method != name else name, rows)
 
 
-def plot_runs(runs: list[RunCurves], out: Path, title: str = "") -> None:
-    """Write the four-panel PNG to ``out`` (the caller chooses temporary and rename)."""
+def plot_runs(runs: list[RunCurves], out: Path | BinaryIO, title: str = "") -> None:
+    """Write the four-panel PNG to ``out``, a path or an open binary file (the caller chooses temporary and
+    rename: ``datakit.safe_io.replace_file``)."""
     import matplotlib.pyplot as plt
 
     fig = curves_figure(runs, title)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(out, dpi=100, format="png")
+    finally:
+        plt.close(fig)
 
 
 def curves_figure(runs: list[RunCurves], title: str = "") -> Any:
