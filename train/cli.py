@@ -124,8 +124,9 @@ def _write_provenance(out: Path) -> None:
     """RUN_DIR/provenance.json: versions of datakit, numpy, h5py, torch, ..., the git commit of a
     checkout, and the command line (a resumed run replaces it with its own)."""
     from datakit.provenance import provenance
+    from datakit.safe_io import write_file
 
-    (out / "provenance.json").write_text(json.dumps({**provenance(), "argv": sys.argv}, indent=1) + "\n")
+    write_file(out / "provenance.json", json.dumps({**provenance(), "argv": sys.argv}, indent=1) + "\n")
 
 
 def _check_store(path: Path, indices: Any = None) -> Any:
