@@ -6,6 +6,7 @@ device", exit 1, temporary removed, the previous output intact."""
 from __future__ import annotations
 
 import errno
+import io
 import os
 import shutil
 import signal
@@ -27,6 +28,14 @@ NO_SPACE = "no space left on device"
 
 def _no_space(*a: object, **k: object) -> None:
     raise OSError(errno.ENOSPC, "No space left on device")
+
+
+class _FullDisk(io.FileIO):
+    """A file on a full disk: every write fails with ENOSPC."""
+
+    def write(self, b: object) -> int:
+        _no_space()
+        return 0
 
 
 @pytest.fixture(scope="session")
@@ -216,12 +225,21 @@ def test_convert_disk_full_keeps_the_previous_store(acdc_src: Path, tmp_path: Pa
 def test_consumers_disk_full(command: str, good_store: Path, tmp_path: Path, monkeypatch) -> None:
     from pathlib import Path as P
 
+    from datakit import safe_io
+
     monkeypatch.setattr("datakit.store.writer.StoreWriter.append", _no_space)
     monkeypatch.setattr("matplotlib.figure.Figure.savefig", _no_space)
     monkeypatch.setattr("datakit.export.nnunet._write", _no_space)
-    write_text = P.write_text
-    monkeypatch.setattr(P, "write_text", lambda self, *a, **k: _no_space() if self.name.startswith(".s.json")
-                        else write_text(self, *a, **k))
+    temporary = safe_io._exclusive_temporary  # single-file outputs are written through this temporary
+
+    def full_disk_for_the_json(path: P) -> tuple[P, io.FileIO]:
+        tmp, f = temporary(path)
+        if path.name != "s.json":
+            return tmp, f
+        f.close()
+        return tmp, _FullDisk(tmp, "w")
+
+    monkeypatch.setattr(safe_io, "_exclusive_temporary", full_disk_for_the_json)
     out = tmp_path / "out"
     out.mkdir()
     previous = {"merge": "m.h5", "scribble": "s.h5", "preview": "p.png", "stats-json": "s.json"}
@@ -234,7 +252,7 @@ def test_consumers_disk_full(command: str, good_store: Path, tmp_path: Path, mon
         "preview": (["preview", good_store, "--out", out / "p.png", "--overwrite"], out / "p.png"),
         "export": (["export", "nnunet", good_store, out, "--dataset-id", "7", "--name", "x"], out / "Dataset007_x"),
         "stats-json": (["stats", good_store, "--json", out / "s.json", "--overwrite"], out / "s.json"),
-        "stats-plots": (["stats", good_store, "--plots", out / "plots"], out / "plots"),
+        "stats-plots": (["stats", good_store, "--plots", out / "plots"], out / "plots" / "coverage.png"),
     }[command]
     allowed = ["out/plots"] if command == "stats-plots" else []  # the folder is made before the figures
     run_case(datakit_app(), args, tmp_path, names=[f"{named}: {NO_SPACE}"], outputs=allowed)
