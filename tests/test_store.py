@@ -342,16 +342,17 @@ def test_float16_refuses_values_it_cannot_hold(tmp_path: Path) -> None:
 # -- JSON-text attrs: an empty list is "[]", also when read from a store that holds it as an array -----------
 
 def _legacy_store(path: Path) -> Path:
-    """A store as every conversion wrote it so far: ``notes``/``skipped`` set to [] (StoreWriter.set_attr,
-    as the pipeline calls it), which h5py stores as an empty float64 array."""
+    """A store as conversions have written it so far: ``notes``/``skipped`` set to [] through
+    StoreWriter.set_attr, which h5py stores as an empty float64 array (written here with h5py itself, so
+    the store stays legacy once the writer is fixed)."""
     samples = _samples(6, np.random.default_rng(0))
     with StoreWriter(path, classes=CLASSES, image_size=(16, 16), normalization="zscore") as w:
         w.append(samples)
         w.set_patients({"id": sorted({s.patient for s in samples})})
         w.set_splits({"train": [0, 1, 2, 3], "valid": [4, 5]}, method="random", seed=0, ratios=[0.7, 0.3])
-        w.set_attr("skipped", [])
-        w.set_attr("notes", [])
-    with h5py.File(path, "r") as f:
+    with h5py.File(path, "r+") as f:
+        f.attrs["skipped"] = []
+        f.attrs["notes"] = []
         assert isinstance(f.attrs["notes"], np.ndarray) and f.attrs["notes"].size == 0  # the legacy form
     return path
 
