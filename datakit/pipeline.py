@@ -24,6 +24,7 @@ from typing import Any
 
 from datakit.constants import default_workers
 from datakit.errors import DatakitError
+from datakit.progress import progress_bar
 from datakit.scribbles import check_params, sample_seed, synthesize
 from datakit.sources.base import ItemResult, Source
 from datakit.splits import SplitResult, check_split_spec, make_splits
@@ -195,16 +196,6 @@ def _stop(pool: Executor) -> None:
         p.join(timeout=5)
 
 
-def _progress(enabled: bool | None):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    console = Console(stderr=True)
-    on = console.is_terminal if enabled is None else enabled
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), console=console, disable=not on, transient=True)
-
-
 def convert(source: Source, opts: ConvertOptions, log=print) -> ConversionReport:
     """Run a conversion end to end; returns a report, raises DatakitError on bad input."""
     t0 = time.perf_counter()
@@ -226,7 +217,7 @@ def convert(source: Source, opts: ConvertOptions, log=print) -> ConversionReport
                      channels=source.channels, command=opts.command, overwrite=opts.overwrite,
                      normalization=source.normalization, keypoint_names=source.keypoint_names,
                      attrs={"source_dataset": source.name},
-                     image_format=opts.image_format) as writer, _progress(opts.progress) as bar:
+                     image_format=opts.image_format) as writer, progress_bar(opts.progress) as bar:
         task = bar.add_task(f"converting {source.name}", total=len(items))
         for item, res, err in results:
             bar.advance(task)

@@ -133,6 +133,42 @@ def temporary_name(path: Path) -> str:
     return f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
 
 
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporaries of ``path`` left by runs that died (killed, power cut): their writer's
+    PID is in the name and no longer alive. A live run's temporary is never touched."""
+    removed = []
+    prefix = f".{path.name}."
+    try:
+        candidates = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tmp")]
+    except OSError:
+        return removed
+    for p in candidates:
+        pid_text = p.name[len(prefix):-len(".tmp")].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
+            continue
+        try:
+            if p.is_dir() and not p.is_symlink():  # an export's temporary folder
+                import shutil
+
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            removed.append(p)
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's live process (or an absurd number): leave it
+    return True
+
+
 @contextmanager
 def replace_file(path: Path, overwrite: bool = True) -> Iterator[BinaryIO]:
     """Write the file ``path`` through a temporary beside it, created exclusively under a unique name
@@ -148,11 +184,7 @@ def replace_file(path: Path, overwrite: bool = True) -> Iterator[BinaryIO]:
     so a concurrent run that wrote it meanwhile is refused, not silently replaced.
     """
     path = Path(path)
-    # those of runs that died (kill -9): their PID is dead; a live run's are never touched. Imported here:
-    # the store writer, which owns it, imports this module.
-    from datakit.store.writer import remove_stale_temporaries
-
-    remove_stale_temporaries(path)
+    remove_stale_temporaries(path)  # those of runs that died (kill -9): their PID is dead
     tmp, f = _exclusive_temporary(path)
     try:
         with f:

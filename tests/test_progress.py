@@ -53,6 +53,9 @@ def test_one_public_helper_draws_every_bar(monkeypatch) -> None:
     monkeypatch.setenv("FORCE_COLOR", "1")
     assert not progress_bar().disable
     assert train.loop.progress_bar is progress_bar and not hasattr(train.loop, "_NoProgress")
+    import datakit.pipeline
+
+    assert datakit.pipeline.progress_bar is progress_bar and not hasattr(datakit.pipeline, "_progress")
     root = Path(__file__).resolve().parents[1]
     private = [str(p.relative_to(root)) for folder in ("datakit", "train") for p in (root / folder).rglob("*.py")
                if "import _progress" in p.read_text()]

@@ -141,10 +141,10 @@ def test_store_gets_ordinary_file_permissions(store) -> None:
 
 def test_temporary_never_reuses_an_existing_file(tmp_path, monkeypatch) -> None:
     """The temporary is created exclusively: a name already taken (another writer's) is skipped."""
-    from datakit.store import writer as writer_mod
+    from datakit import safe_io
 
     names = iter(["aaaa", "aaaa", "bbbb"])
-    monkeypatch.setattr(writer_mod.secrets, "token_hex", lambda n: next(names))
+    monkeypatch.setattr(safe_io.secrets, "token_hex", lambda n: next(names))
     pid = os.getpid()
     taken = tmp_path / f".out.h5.{pid}-aaaa.tmp"
     taken.write_bytes(b"another writer's data")
@@ -398,8 +398,6 @@ def test_validate_names_a_json_attr_that_is_not_json_text(store) -> None:
     assert "attrs/scribble_synthesis: expected JSON text of a dict, found '[]'" in got
 
 
-@pytest.mark.xfail(strict=True, reason="StoreWriter.set_attr (writer.py, not ours to edit here) stores [] as an "
-                   "empty float64 array; the one-line fix is `value = json_attr(key, value)` at its top")
 def test_a_conversion_writes_empty_notes_as_json_text(acdc_store: Path) -> None:
     with h5py.File(acdc_store, "r") as f:
         assert isinstance(f.attrs["notes"], str) and isinstance(f.attrs["skipped"], str)

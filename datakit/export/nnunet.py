@@ -38,11 +38,10 @@ import numpy as np
 
 from datakit.errors import DatakitError
 from datakit.geometry import stored_affine
-from datakit.safe_io import os_error, write_file
+from datakit.safe_io import os_error, remove_stale_temporaries, write_file
 from datakit.store.check import check_label_values
 from datakit.store.contract import IGNORE_INDEX
 from datakit.store.reader import Store
-from datakit.store.writer import remove_stale_temporaries
 
 PNG_NORMALIZATION = "scale:1/255"
 FLAT_SPACING = 999.0  # nnU-Net's marker for "no third dimension" in 2D data stored as 3D

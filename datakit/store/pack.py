@@ -17,10 +17,11 @@ import h5py
 import numpy as np
 
 from datakit.errors import DatakitError
+from datakit.safe_io import remove_stale_temporaries
 from datakit.store.chunks import ChunkReader
 from datakit.store.contract import json_attr
 from datakit.store.info import json_list
-from datakit.store.writer import _create_temporary, check_writable, remove_stale_temporaries
+from datakit.store.writer import _create_temporary, check_writable
 
 F16_MANTISSA = 10  # stored mantissa bits of IEEE half precision
 

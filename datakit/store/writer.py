@@ -15,7 +15,6 @@ import datetime as _dt
 import json
 import math
 import os
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 from datakit import __version__
 from datakit.errors import DatakitError, printable
 from datakit.provenance import provenance
-from datakit.safe_io import NO_SPACE, is_no_space, os_error
+from datakit.safe_io import NO_SPACE, is_no_space, os_error, remove_stale_temporaries, temporary_name
 from datakit.sample import Sample
 from datakit.store.chunks import ImageFormat, encode_labels
 from datakit.store.contract import (
@@ -37,6 +36,7 @@ from datakit.store.contract import (
     SCHEMA,
     SCHEMA_VERSION,
     STR,
+    json_attr,
 )
 
 META_FLUSH = 4096  # metadata rows buffered between writes (a few hundred KB at most)
@@ -108,46 +108,6 @@ def utf8(text: str) -> str:
     return printable(text)
 
 
-def _temporary_name(path: Path) -> str:
-    return f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
-
-
-def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Remove the temporaries of ``path`` left by runs that died (killed, power cut): their writer's
-    PID is in the name and no longer alive. A live run's temporary is never touched."""
-    removed = []
-    prefix = f".{path.name}."
-    try:
-        candidates = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tmp")]
-    except OSError:
-        return removed
-    for p in candidates:
-        pid_text = p.name[len(prefix):-len(".tmp")].split("-", 1)[0]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
-            continue
-        try:
-            if p.is_dir() and not p.is_symlink():  # an export's temporary folder
-                import shutil
-
-                shutil.rmtree(p)
-            else:
-                p.unlink()
-            removed.append(p)
-        except OSError:
-            pass
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True  # another user's live process (or an absurd number): leave it
-    return True
-
-
 def _create_temporary(path: Path) -> tuple[Path, h5py.File]:
     """A new HDF5 file beside ``path`` under a unique hidden name, created exclusively (mode "x")
     with the usual permissions (0666 less the umask), so that the renamed store is an ordinary file.
@@ -157,7 +117,7 @@ def _create_temporary(path: Path) -> tuple[Path, h5py.File]:
     critical path of a conversion.
     """
     for _ in range(100):
-        tmp = path.parent / _temporary_name(path)
+        tmp = path.parent / temporary_name(path)
         try:
             f = h5py.File(tmp, "x")
         except FileExistsError:
@@ -268,7 +228,9 @@ class StoreWriter:
             meta.create_dataset(name, (0, *tail), dtype, maxshape=(None, *tail), chunks=(4096, *tail))
 
     def set_attr(self, key: str, value: Any) -> None:
-        """Root attribute; dicts and lists of non-numbers are stored as JSON text."""
+        """Root attribute; the contract's JSON attrs (``notes``, ``skipped``, ...; empty lists included),
+        dicts and lists of non-numbers are stored as JSON text."""
+        value = json_attr(key, value)
         if isinstance(value, dict) or (isinstance(value, (list, tuple)) and value
                                       and not all(isinstance(v, (int, float)) for v in value)):
             value = json.dumps(value)
