@@ -88,3 +88,18 @@ def tree_digest(root: Path, mtimes: bool = False) -> str:
             if mtimes:
                 h.update(str(p.stat().st_mtime_ns).encode())
     return h.hexdigest()
+
+
+@pytest.fixture
+def savefig_full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """matplotlib's savefig writes half a PNG, then fails as on a full disk (ENOSPC)."""
+    from matplotlib.figure import Figure
+
+    def full_disk(fig: Figure, target: object, **kwargs: object) -> None:
+        if isinstance(target, (str, Path)):  # a PNG written in place would now be half a PNG
+            Path(target).write_bytes(b"half")
+        else:
+            target.write(b"half")  # type: ignore[attr-defined]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)

@@ -149,20 +149,9 @@ def test_concurrent_runs_never_share_a_temporary(acdc_store: Path, tmp_path: Pat
     assert sorted(p.name for p in tmp_path.iterdir()) == [".p.png.tmp.png", "p.png"]  # none of its own left
 
 
-def test_a_failed_render_keeps_the_previous_png(acdc_store: Path, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from matplotlib.figure import Figure
-
-    def full_disk(fig: Figure, target: object, **kwargs: object) -> None:
-        if isinstance(target, (str, Path)):  # a PNG written in place would now be half a PNG
-            Path(target).write_bytes(b"half")
-        else:
-            target.write(b"half")
-        raise OSError(28, "No space left on device")
-
+def test_a_failed_render_keeps_the_previous_png(acdc_store: Path, tmp_path: Path, savefig_full_disk: None) -> None:
     out = tmp_path / "p.png"
     out.write_bytes(b"previous")
-    monkeypatch.setattr(Figure, "savefig", full_disk)
     r = runner.invoke(app, ["preview", str(acdc_store), "--out", str(out), "--n", "1", "--overwrite"])
     assert r.exit_code == 1 and f"error: {out}: no space left on device" in r.output
     assert out.read_bytes() == b"previous" and sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]

@@ -220,24 +220,12 @@ def test_concurrent_runs_never_share_a_temporary(mixed_store: Path, tmp_path: Pa
     assert sorted(p.name for p in tmp_path.iterdir()) == [".stats.json.tmp", "stats.json"]
 
 
-def test_a_failed_plot_keeps_the_previous_figures(mixed_store: Path, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_plot_keeps_the_previous_figures(mixed_store: Path, tmp_path: Path, savefig_full_disk: None) -> None:
     """Figures are written through a temporary too: a full disk mid-figure leaves the previous one whole."""
-    from matplotlib.figure import Figure
-
     plots = tmp_path / "plots"
     plots.mkdir()
     for name in ("coverage.png", "intensity.png", "splits.png"):
         (plots / name).write_bytes(b"previous")
-
-    def full_disk(fig: Figure, target: object, **kwargs: object) -> None:
-        if isinstance(target, (str, Path)):  # a PNG written in place would now be half a PNG
-            Path(target).write_bytes(b"half")
-        else:
-            target.write(b"half")
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(Figure, "savefig", full_disk)
     r = runner.invoke(app, ["stats", str(mixed_store), "--plots", str(plots), "--overwrite"])
     assert r.exit_code == 1 and "no space left on device" in r.output and "Traceback" not in r.output
     assert {p.name: p.read_bytes() for p in plots.iterdir()} == {
