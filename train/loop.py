@@ -254,8 +254,8 @@ class Trainer:
             data = ResidentData(self.store, self.streams, kinds, self.device)
             sampler = MultiStreamSampler(self.streams.indices, cfg.batch_size, cfg.seed, self.d.rank, self.d.world,
                                          self.sampler_state)
-            for request in sampler:
-                yield self._layout(data.batch(request["batches"])), request["state"]
+            for batch, state in data.batches(sampler):
+                yield self._layout(batch), state
             return
         loader, _ = make_loader(cfg.store, self.streams, kinds, cfg.batch_size, cfg.seed, cfg.workers,
                                 self.d.rank, self.d.world, self.sampler_state, pin_memory=self.device.type == "cuda")
