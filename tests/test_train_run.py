@@ -293,6 +293,51 @@ def test_cli_refuses_bad_input_and_leaves_nothing(small_store: Path, tmp_path: P
     assert r.exit_code == 1 and "bad.pt" in r.output
 
 
+
+def _set_label(store: Path, name: str, i: int, value: int) -> None:
+    import h5py
+
+    with h5py.File(store, "r+") as f:
+        a = f[name][i]
+        a[0, 0] = value
+        f[name][i] = a
+
+
+def test_run_refuses_bad_labels_it_reads_and_only_those(small_store: Path, tmp_path: Path):
+    """A label value outside the classes (and 255) in a sample the run reads (its streams' scribbles or
+    masks, the validation masks): exit 1 with the store, the sample and the values named, no
+    traceback, RUN_DIR untouched (even with --overwrite). Samples the run does not read are not
+    scanned: a bad test mask lets training run, and train eval on the test split refuses it."""
+    import shutil
+
+    from train.methods import resolve_streams
+
+    s = Store(small_store)
+    scribble = int(resolve_streams(s, "pce").indices["scribble"][1])
+    valid, test = int(s.splits["valid"][2]), int(s.splits["test"][0])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("an earlier run\n")
+    for name, i, method in (("scribbles", scribble, "pce"), ("masks", valid, "full")):
+        bad = tmp_path / f"bad_{name}.h5"
+        shutil.copy(small_store, bad)
+        _set_label(bad, name, i, 9)
+        r = invoke("run", "--store", bad, "--out", run, "--method", method, "--overwrite", *FAST)
+        assert r.exit_code == 1, r.output
+        assert f"{bad}: {name}[{i}]: values [9] outside classes 0-3 and 255" in r.output, r.output
+        assert "Traceback" not in r.output
+        assert [p.name for p in run.iterdir()] == ["metrics.jsonl"]
+    assert invoke("run", "--store", tmp_path / "bad_scribbles.h5", "--out", tmp_path / "full", "--method", "full",
+                  "--max-steps", 1, "--valid-split", "", *FAST).exit_code == 0  # full reads no scribble
+    bad = tmp_path / "bad_test.h5"
+    shutil.copy(small_store, bad)
+    _set_label(bad, "masks", test, 7)
+    r = invoke("run", "--store", bad, "--out", tmp_path / "t", "--method", "maag", "--max-steps", 1, *FAST,
+               "--eval-every", 1)
+    assert r.exit_code == 0, r.output
+    r = invoke("eval", "--run", tmp_path / "t", "--split", "test")
+    assert r.exit_code == 1 and f"masks[{test}]: values [7] outside classes 0-3 and 255" in r.output, r.output
+
 def test_nan_loss_stops_with_clear_message_keeping_checkpoint(small_store: Path, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch):
     import train.methods

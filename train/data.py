@@ -208,6 +208,15 @@ def _fields_indices(streams: Streams, kinds: dict[str, str]) -> dict[str, np.nda
     return {f: np.array(sorted(v), np.int64) for f, v in out.items()}
 
 
+def label_indices(streams: Streams, kinds: dict[str, str], valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Label dataset (masks, scribbles) -> the sorted sample indices a run reads from it: its streams'
+    labels, and the masks of the validation samples ``valid``."""
+    out = {f: idx for f, idx in _fields_indices(streams, kinds).items() if f in ("masks", "scribbles")}
+    if valid is not None and len(valid):
+        out["masks"] = np.union1d(out.get("masks", np.zeros(0, np.int64)), np.asarray(valid, np.int64))
+    return out
+
+
 class ResidentData:
     """Every sample the streams use, read once from an open store into tensors on ``device`` (in the
     stored dtypes: a float16 store stays half the size there); batches by index_select.

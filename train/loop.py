@@ -34,7 +34,7 @@ from datakit.store import Store
 from train import checkpoint as ckpt
 from train import methods
 from train.config import TrainConfig, to_toml
-from train.data import MultiStreamSampler, ResidentData, Streams, make_loader, resident_bytes
+from train.data import MultiStreamSampler, ResidentData, make_loader, resident_bytes
 from train.discriminator import MultiScaleDiscriminator
 from train.inference import ResidentSplit, autocast, use_bf16
 from train.model import AttentionUNet
@@ -132,12 +132,7 @@ class Trainer:
                                "convert with --size a multiple of 16 (e.g. 224)", self.store.path)
         self.classes = self.store.classes
         self.num_classes = len(self.classes)
-        picked = self.method.pick(self.store)
-        missing = [k for k in self.method.streams if k not in picked.indices]
-        if missing:  # a method's pick must feed every stream it declares
-            raise DatakitError(f"method {self.method.name!r} declares stream {missing[0]!r} that its pick "
-                               f"function does not fill (it fills {', '.join(picked.indices)})")
-        self.streams = Streams({k: picked.indices[k] for k in self.method.streams}, picked.how)
+        self.streams = methods.method_streams(self.store, self.method)
         self.valid = self._valid_indices()
         self.step, self.best, self.best_step = 0, -1.0, 0
         self.sampler_state: dict[str, list[int]] | None = None

@@ -71,6 +71,16 @@ def resolve_streams(store: Store, method: str) -> Streams:
     return get(method).pick(store)
 
 
+def method_streams(store: Store, method: Method) -> Streams:
+    """The sample indices of each stream ``method`` declares, from its pick (which must fill them all)."""
+    picked = method.pick(store)
+    missing = [k for k in method.streams if k not in picked.indices]
+    if missing:
+        raise DatakitError(f"method {method.name!r} declares stream {missing[0]!r} that its pick "
+                           f"function does not fill (it fills {', '.join(picked.indices)})")
+    return Streams({k: picked.indices[k] for k in method.streams}, picked.how)
+
+
 # -- which samples feed the streams ---------------------------------------------------------------------
 def _maag_split(store: Store) -> tuple[np.ndarray, np.ndarray, str] | None:
     splits = store.splits
