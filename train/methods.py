@@ -186,7 +186,7 @@ def step_maag(tr: Trainer, batch: Batch) -> dict[str, torch.Tensor]:
     loss_d = lsgan_d(scores[:len(m)], scores[len(m):], cfg.label_flip)
     tr.step_d(loss_d)
     with tr.frozen_disc(), tr.autocast():  # no D weight gradients in the G step: only the fake path
-        g = lsgan_g(n.raw_disc(fake))
+        g = lsgan_g(n.disc_g(fake))
     ce = partial_ce(out.logits[:b], y, label_state=s["label_state"])
     total, w = dynamic_weighting(ce, g, cfg.adv_weight)
     return tr.step_g(total, {"loss/ce": ce, "loss/adv": cfg.adv_weight * g.detach(), "loss/disc": loss_d.detach(),
