@@ -432,8 +432,8 @@ def test_a_short_run_learns_from_scribbles(small_store: Path, tmp_path: Path):
 def test_a_compiled_run_trains_and_its_checkpoint_loads_in_eval(small_store: Path, tmp_path: Path):
     """--compile: a few pce steps through torch.compile (inductor, gcc on this CPU) train; checkpoints
     hold the raw module's keys (no ``_orig_mod.``), validation and train eval run eager. The smallest
-    run (pce: the UNet alone; 64 x 64, width 4, batch 2): still about 2.5 min on the 2-core machine
-    with a cold inductor cache (~60 C++ kernels for the forward and backward, whatever the size)."""
+    run (pce: the UNet alone; 64 x 64, width 4, batch 2): still 1.5-3 min on the 2-core machine with
+    a cold inductor cache (~60 C++ kernels for the forward and backward, whatever the size)."""
     import torch._inductor.config as inductor
 
     torch._dynamo.reset()  # nothing cached from another test
