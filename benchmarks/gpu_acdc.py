@@ -8,6 +8,7 @@ Here (a CPU machine with ../shared/data), once, to prepare what travels (only th
 On the GPU machine (the ``device`` tool's ``run``, with ``carry: [".device"]``), one command:
 
     bash benchmarks/gpu_acdc.sh                           # = python3 benchmarks/gpu_acdc.py run --out $OUT
+    COMPILE=1 bash benchmarks/gpu_acdc.sh                 # the same with train run --compile (CPU-measured only)
 
 ``pack`` converts ../shared/data/acdc with the MAAG split (35 scribble, 35 unpaired-mask, 15
 validation patients) and writes a transport copy (``datakit.store.pack``): images float16 rounded to
@@ -123,7 +124,8 @@ def train_cmd(store: Path, rd: Path, method: str, a: argparse.Namespace, budget_
     return [sys.executable, "-m", "train", "run", "--store", str(store), "--out", str(rd), "--method", method,
             "--max-steps", str(a.max_steps), "--batch-size", str(a.batch), "--width", str(a.width), "--device",
             a.device, "--time-budget", f"{budget_min:.2f}", "--no-progress", "--log-every", str(a.log_every),
-            "--overwrite", *(["--eval-every", str(a.eval_every)] if a.eval_every else [])]
+            "--overwrite", *(["--eval-every", str(a.eval_every)] if a.eval_every else []),
+            *(["--compile"] if a.compile else [])]
 
 
 def run(a: argparse.Namespace) -> None:
@@ -201,18 +203,20 @@ def run(a: argparse.Namespace) -> None:
         if (work / m / "metrics.jsonl").is_file():
             shutil.copy(work / m / "metrics.jsonl", out / f"{m}_metrics.jsonl")
         results[m] = r
-    summary = {"environment": env, "store_sha256": got, "concurrent": a.concurrent, "budgets_min": budgets,
+    summary = {"environment": env, "store_sha256": got, "concurrent": a.concurrent, "compile": a.compile,
+               "budgets_min": budgets,
                "command_wall_s": time.perf_counter() - t_start, "results": results}
     (out / "results.json").write_text(json.dumps(summary, indent=1))
     logged = [str(work / m) for m in methods if (work / m / "metrics.jsonl").is_file()]
     if logged:  # the curves as a PNG: validation Dice per method, losses
         subprocess.run([sys.executable, "-m", "train", "plot", *logged, "--out", str(out / "curves.png"),
                         "--overwrite", "--title", f"ACDC validation patients, {env['device']}"], check=False)
-    print(table(results, env), flush=True)
+    print(table(results, env, a.compile), flush=True)
 
 
-def table(results: dict, env: dict) -> str:
-    lines = [f"validation patients (15; ED and ES volumes), {env['device']}, torch {env['torch']}",
+def table(results: dict, env: dict, compiled: bool = False) -> str:
+    lines = [f"validation patients (15; ED and ES volumes), {env['device']}, torch {env['torch']}, "
+             f"{'train run --compile' if compiled else 'eager'}",
              "| method | RV Dice | MYO Dice | LV Dice | mean Dice | mean HD95 mm | last mean Dice | iterations | "
              "wall s | it/s | MFU |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 
@@ -248,6 +252,8 @@ def main() -> None:
     r.add_argument("--log-every", type=int, default=500)
     r.add_argument("--device", default="cuda")
     r.add_argument("--sequential", dest="concurrent", action="store_false", help="one method after the other")
+    r.add_argument("--compile", action="store_true", help="train run --compile (gpu_acdc.sh: COMPILE=1); "
+                   "off by default: measured on CPU only")
     r.add_argument("--limit-min", type=float, default=9.0, help="the whole command's wall-time target")
     r.add_argument("--reserve-min", type=float, default=1.5, help="kept free for evaluation and writing")
     a = ap.parse_args()

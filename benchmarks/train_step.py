@@ -86,7 +86,7 @@ def step_rate(store: Path, method: str, out: Path, steps: int, device: str, prec
     cfg = TrainConfig(store=store, out=out / method, method=method, max_steps=10**6, batch_size=12,
                       workers=0, valid_split="", progress=False, device=device, precision=precision, data="memory")
     tr = Trainer(cfg, log=lambda m: None)
-    tr.nets.model.train()
+    tr.prepare_nets()
     batches = tr.batches()
     tr.method.step(tr, next(batches)[0])  # warm-up (allocations, cudnn autotune)
     sync = torch.cuda.synchronize if tr.device.type == "cuda" else (lambda: None)

@@ -108,3 +108,24 @@ def test_the_gpu_script_runs_end_to_end_without_what_the_device_lacks(small_stor
                                  "--split", "valid"])
     assert r.exit_code == 0, r.output
     assert "valid:" in r.output
+
+
+@pytest.mark.parametrize("compile_env,want", [(None, False), ("0", False), ("1", True)])
+def test_gpu_script_takes_compile_from_the_environment(tmp_path: Path, compile_env: str | None, want: bool):
+    """gpu_acdc.sh passes --compile to gpu_acdc.py run only with COMPILE=1 (a python3 that prints its
+    arguments stands in for the device's); another value is refused."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "python3").write_text('#!/bin/sh\necho "python3 $*"\n')
+    (bin_ / "python3").chmod(0o755)
+    env = {"PATH": f"{bin_}:/usr/bin:/bin", "OUT": str(tmp_path / "out")}
+    if compile_env is not None:
+        env["COMPILE"] = compile_env
+    p = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_acdc.sh"), "--methods", "maag"], capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    run = [line for line in p.stdout.splitlines() if "gpu_acdc.py run" in line]
+    assert len(run) == 1 and run[0].endswith("--methods maag") and ("--compile" in run[0].split()) == want, p.stdout
+    p = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_acdc.sh")], capture_output=True, text=True,
+                       env={**env, "COMPILE": "yes"}, timeout=60)
+    assert p.returncode == 2 and "COMPILE must be 0 or 1" in p.stderr

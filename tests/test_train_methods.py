@@ -93,23 +93,70 @@ def test_every_method_follows_the_cycle_by_default(small_store: Path, tmp_path: 
 
 
 # -- data, precision, budget ------------------------------------------------------------------------
-def test_resident_batches_equal_the_loaders(small_store: Path, tmp_path: Path):
-    from train.data import ResidentData, StoreBatches
+@pytest.mark.parametrize("rank,world", [(0, 1), (1, 2)])
+def test_resident_batches_equal_the_loaders_for_epochs_and_resume(small_store: Path, tmp_path: Path, rank: int,
+                                                                  world: int, monkeypatch: pytest.MonkeyPatch):
+    """--data memory and --data stream deliver the same batches (each sorted by sample index) with the
+    same sampler states, over several epochs of every stream and from a state taken mid-epoch; the
+    resident path puts each stream's epoch of rows on the device once, not a copy per step."""
+    from train.data import MultiStreamSampler, ResidentData, make_loader
     from train.loop import Trainer
 
     tr = Trainer(_cfg(small_store, tmp_path / "r", method="maag"), log=lambda m: None)
-    data = ResidentData(tr.store, tr.streams, tr.method.streams, torch.device("cpu"))
-    reader = StoreBatches(small_store, tr.method.streams)
-    ix = tr.streams.indices
-    request = {"scribble": [int(ix["scribble"][k]) for k in (5, 1, 9)],
-               "unlabelled": [int(ix["unlabelled"][k]) for k in (2, 2, 0)],
-               "masks": [int(i) for i in ix["masks"][:3][::-1]]}
-    got = data.batch(request)
-    for name, idx in request.items():
-        for f, t in got[name].items():
-            want = np.stack([reader.read(f, [i])[0] for i in idx])
-            assert np.array_equal(t.numpy(), want), (name, f)
+    batch, kinds = 3, tr.method.streams
+    data = ResidentData(tr.store, tr.streams, kinds, torch.device("cpu"))
+    copies: list[str] = []
+    epoch_rows = data.epoch_rows
+    monkeypatch.setattr(data, "epoch_rows", lambda name, b: copies.append(name) or epoch_rows(name, b))
 
+    def streamed(state=None):
+        loader, _ = make_loader(small_store, tr.streams, kinds, batch, seed=0, workers=0, rank=rank, world=world,
+                                state=state)
+        for b in loader:
+            yield b, b.pop("state")
+
+    def resident(state=None):
+        return data.batches(MultiStreamSampler(tr.streams.indices, batch, 0, rank, world, state))
+
+    epoch_len = {k: MultiStreamSampler(tr.streams.indices, batch, 0, rank, world).epoch_batches(k) for k in kinds}
+    steps = 3 * max(epoch_len.values()) + 1  # three epochs of the longest stream, more of the others
+    assert len(set(epoch_len.values())) > 1  # streams of different lengths: epochs start at different steps
+
+    def same(a: dict, b: dict) -> bool:
+        return a.keys() == b.keys() and all(
+            a[k].keys() == b[k].keys() and all(t.dtype == b[k][f].dtype and torch.equal(t, b[k][f])
+                                               for f, t in a[k].items()) for k in a)
+
+    def check(got, want, n: int) -> list[tuple[dict, dict]]:
+        out = []
+        for step in range(n):
+            (a, sa), (b, sb) = next(got), next(want)
+            assert sa == sb and same(a, b), step
+            out.append((a, sa))
+        return out
+
+    run = check(resident(), streamed(), steps)
+    last = run[-1][1]
+    assert {k: v[0] for k, v in last.items()} == {k: (steps - 1) // epoch_len[k] for k in kinds}
+    # one copy of rows per stream per epoch started
+    assert sorted(copies) == sorted(k for k in kinds for _ in range(last[k][0] + 1))
+    # resumed from the state after a step in the middle of the longest stream's second epoch: the
+    # batches that followed it, in both modes
+    k = max(epoch_len.values()) + 1
+    resumed = check(resident(run[k][1]), streamed(run[k][1]), 5)
+    assert all(sa == sb and same(a, b) for (a, sa), (b, sb) in zip(resumed, run[k + 1:k + 6], strict=True))
+
+
+
+def test_memory_and_stream_train_identically(small_store: Path, tmp_path: Path):
+    """The same batches in both --data modes: the same losses at every step and the same weights."""
+    for data in ("memory", "stream"):
+        r = invoke("run", "--store", small_store, "--out", tmp_path / data, "--method", "maag", "--max-steps", 3,
+                   *FAST, "--valid-split", "", "--data", data)
+        assert r.exit_code == 0 and f"data {data}" in r.output, r.output
+    assert [x["loss/total"] for x in rows(tmp_path / "memory")] == [x["loss/total"] for x in rows(tmp_path / "stream")]
+    a, b = (torch.load(tmp_path / d / "checkpoints" / "last.pt", weights_only=True) for d in ("memory", "stream"))
+    assert all(torch.equal(v, b["model"][k]) for k, v in a["model"].items())
 
 def test_bf16_on_cpu_is_a_choice(small_store: Path, tmp_path: Path):
     from train.inference import autocast, use_bf16

@@ -306,6 +306,51 @@ def test_cli_refuses_bad_input_and_leaves_nothing(small_store: Path, tmp_path: P
     assert r.exit_code == 1 and "bad.pt" in r.output
 
 
+
+def _set_label(store: Path, name: str, i: int, value: int) -> None:
+    import h5py
+
+    with h5py.File(store, "r+") as f:
+        a = f[name][i]
+        a[0, 0] = value
+        f[name][i] = a
+
+
+def test_run_refuses_bad_labels_it_reads_and_only_those(small_store: Path, tmp_path: Path):
+    """A label value outside the classes (and 255) in a sample the run reads (its streams' scribbles or
+    masks, the validation masks): exit 1 with the store, the sample and the values named, no
+    traceback, RUN_DIR untouched (even with --overwrite). Samples the run does not read are not
+    scanned: a bad test mask lets training run, and train eval on the test split refuses it."""
+    import shutil
+
+    from train.methods import resolve_streams
+
+    s = Store(small_store)
+    scribble = int(resolve_streams(s, "pce").indices["scribble"][1])
+    valid, test = int(s.splits["valid"][2]), int(s.splits["test"][0])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("an earlier run\n")
+    for name, i, method in (("scribbles", scribble, "pce"), ("masks", valid, "full")):
+        bad = tmp_path / f"bad_{name}.h5"
+        shutil.copy(small_store, bad)
+        _set_label(bad, name, i, 9)
+        r = invoke("run", "--store", bad, "--out", run, "--method", method, "--overwrite", *FAST)
+        assert r.exit_code == 1, r.output
+        assert f"{bad}: {name}[{i}]: values [9] outside classes 0-3 and 255" in r.output, r.output
+        assert "Traceback" not in r.output
+        assert [p.name for p in run.iterdir()] == ["metrics.jsonl"]
+    assert invoke("run", "--store", tmp_path / "bad_scribbles.h5", "--out", tmp_path / "full", "--method", "full",
+                  "--max-steps", 1, "--valid-split", "", *FAST).exit_code == 0  # full reads no scribble
+    bad = tmp_path / "bad_test.h5"
+    shutil.copy(small_store, bad)
+    _set_label(bad, "masks", test, 7)
+    r = invoke("run", "--store", bad, "--out", tmp_path / "t", "--method", "maag", "--max-steps", 1, *FAST,
+               "--eval-every", 1)
+    assert r.exit_code == 0, r.output
+    r = invoke("eval", "--run", tmp_path / "t", "--split", "test")
+    assert r.exit_code == 1 and f"masks[{test}]: values [7] outside classes 0-3 and 255" in r.output, r.output
+
 def test_nan_loss_stops_with_clear_message_keeping_checkpoint(small_store: Path, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch):
     import train.methods
@@ -395,6 +440,46 @@ def test_a_short_run_learns_from_scribbles(small_store: Path, tmp_path: Path):
     dice = json.loads(out.read_text())["dice"]
     assert dice["mean"] > 0.15, dice
 
+
+
+def test_a_compiled_run_trains_and_its_checkpoint_loads_in_eval(small_store: Path, tmp_path: Path):
+    """--compile: a few pce steps through torch.compile (inductor, gcc on this CPU) train; checkpoints
+    hold the raw module's keys (no ``_orig_mod.``), validation and train eval run eager. The smallest
+    run (pce: the UNet alone; 64 x 64, width 4, batch 2): still 1.5-3 min on the 2-core machine with
+    a cold inductor cache (~60 C++ kernels for the forward and backward, whatever the size)."""
+    import torch._inductor.config as inductor
+
+    torch._dynamo.reset()  # nothing cached from another test
+    run = tmp_path / "run"
+    with inductor.patch(compile_threads=1):  # no pool of compile workers to start on 2 cores
+        r = invoke("run", "--store", small_store, "--out", run, "--method", "pce", "--max-steps", 3, "--compile",
+                   "--width", "4", "--batch-size", "2", "--workers", "0", "--no-progress", "--log-every", "1",
+                   "--eval-every", "3")
+    assert r.exit_code == 0, r.output
+    assert "compiled" in r.output and "torch.compile failed" not in r.output, r.output
+    assert all(np.isfinite(x["loss/total"]) for x in rows(run) if "loss/total" in x)
+    ck = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert ck["step"] == 3 and not any(k.startswith("_orig_mod") for k in ck["model"])
+    assert "compile = true" in (run / "config.toml").read_text()
+    r = invoke("eval", "--run", run, "--split", "valid")
+    assert r.exit_code == 0 and "valid:" in r.output, r.output
+
+
+def test_compile_falls_back_to_eager_with_one_line(small_store: Path, tmp_path: Path):
+    """No working C compiler: one log line names the failure, maag (segmentor and discriminator) trains
+    eager, and the losses are those of an eager run (the failed compile changed nothing)."""
+    import torch._inductor.config as inductor
+
+    torch._dynamo.reset()  # a graph cached by another test would not be compiled again, nor fail
+    common = ["--store", small_store, "--method", "maag", "--max-steps", 2, *FAST, "--valid-split", ""]
+    with inductor.patch({"cpp.cxx": ("/nonexistent/g++",), "compile_threads": 1}):
+        r = invoke("run", *common, "--out", tmp_path / "c", "--compile")
+    assert r.exit_code == 0, r.output
+    assert r.output.count("torch.compile failed") == 1 and "training continues eager" in r.output, r.output
+    assert "C++ compiler" in r.output and "Traceback" not in r.output
+    assert invoke("run", *common, "--out", tmp_path / "e").exit_code == 0
+    assert rows(tmp_path / "c") == [{**x, "samples_per_s": y["samples_per_s"]}
+                                    for x, y in zip(rows(tmp_path / "e"), rows(tmp_path / "c"), strict=True)]
 
 def test_two_rank_ddp_on_cpu(small_store: Path, tmp_path: Path):
     run = tmp_path / "ddp"

@@ -89,7 +89,7 @@ def _run(config: Path | None = None, resume: bool = False, overwrite: bool = Fal
     if missing:
         raise DatakitError(f"missing --{missing[0]} (give it as an option or in --config)")
     cfg = resolve(file_values, values, where)
-    _check_store(cfg.store)
+    _check_labels(cfg)
     if not resume:  # --resume: checked above (cfg.out is --out: options win over the saved config)
         check_run_dir(cfg.out, False, overwrite)
         if overwrite and cfg.out.is_dir():
@@ -129,15 +129,21 @@ def _write_provenance(out: Path) -> None:
     write_file(out / "provenance.json", json.dumps({**provenance(), "argv": sys.argv}, indent=1) + "\n")
 
 
-def _check_store(path: Path, indices: Any = None) -> Any:
-    """datakit's structural check (attrs, shapes, lengths, split indices; newer schema refused), then the
-    label values (masks and scribbles within the classes, or 255), before any model is built."""
+def _check_labels(cfg: Any) -> None:
+    """datakit's structural check (every Store open runs it: attrs, shapes, lengths, split indices; a
+    newer schema refused), then the label values of the samples this run reads: its streams' masks and
+    scribbles and the validation masks, within the classes or 255. Before any model is built and
+    before RUN_DIR is touched; samples the run does not read (e.g. the test split) are not scanned."""
     from datakit.store import Store
     from datakit.store.check import check_label_values
+    from train import methods
+    from train.data import label_indices
 
-    s = Store(path)
-    check_label_values(s, indices=indices)
-    return s
+    s = Store(cfg.store)
+    method = methods.get(cfg.method)
+    valid = s.splits.get(cfg.valid_split) if cfg.valid_split else None
+    for name, idx in label_indices(methods.method_streams(s, method), method.streams, valid).items():
+        check_label_values(s, (name,), idx)
 
 
 def _clear_run_dir(out: Path) -> None:

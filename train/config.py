@@ -56,6 +56,9 @@ class TrainConfig(BaseModel):
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="bf16 autocast or fp32; auto: bf16 on CUDA and on CPUs with native bf16 "
         "(AMX / AVX-512 BF16), fp32 elsewhere.")
+    compile: bool = Field(False, description="torch.compile (inductor) the segmentor's and discriminator's "
+                          "training forwards; eager, with one log line, if compiling fails. Validation, eval and "
+                          "predict stay eager.")
     time_budget: float = Field(0.0, ge=0, description="Minutes: stop cleanly before this wall time, "
                                "validating and saving as at the last step (0: no limit).")
     seed: int = Field(0, description="Seed of weights, sampling and augmentation.")

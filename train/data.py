@@ -154,18 +154,25 @@ class MultiStreamSampler(Sampler):
                        for i, (k, v) in enumerate(sorted(streams.items()))}
         self.state = {k: list(state[k]) if state and k in state else [0, 0] for k in self.orders}
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def steps(self) -> Iterator[tuple[dict[str, tuple[list[list[int]], int]], dict[str, list[int]]]]:
+        """Endless steps: per stream (its current epoch's batches, the number of this step's batch in
+        them), and the state after the step. A stream starts an epoch where its number is 0 (or at the
+        first step, which may resume in the middle of one)."""
         state = {k: list(v) for k, v in self.state.items()}
         cache = {k: self.orders[k].batches(state[k][0]) for k in self.orders}
         while True:
-            batches = {}
+            at = {}
             for k, order in self.orders.items():
                 if state[k][1] >= len(cache[k]):
                     state[k] = [state[k][0] + 1, 0]
                     cache[k] = order.batches(state[k][0])
-                batches[k] = cache[k][state[k][1]]
+                at[k] = (cache[k], state[k][1])
                 state[k][1] += 1
-            yield {"batches": batches, "state": {k: list(v) for k, v in state.items()}}
+            yield at, {k: list(v) for k, v in state.items()}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for at, state in self.steps():
+            yield {"batches": {k: epoch[i] for k, (epoch, i) in at.items()}, "state": state}
 
     def epoch_batches(self, stream: str) -> int:
         return len(self.orders[stream].batches(0))
@@ -201,13 +208,24 @@ def _fields_indices(streams: Streams, kinds: dict[str, str]) -> dict[str, np.nda
     return {f: np.array(sorted(v), np.int64) for f, v in out.items()}
 
 
+def label_indices(streams: Streams, kinds: dict[str, str], valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Label dataset (masks, scribbles) -> the sorted sample indices a run reads from it: its streams'
+    labels, and the masks of the validation samples ``valid``."""
+    out = {f: idx for f, idx in _fields_indices(streams, kinds).items() if f in ("masks", "scribbles")}
+    if valid is not None and len(valid):
+        out["masks"] = np.union1d(out.get("masks", np.zeros(0, np.int64)), np.asarray(valid, np.int64))
+    return out
+
+
 class ResidentData:
     """Every sample the streams use, read once from an open store into tensors on ``device`` (in the
     stored dtypes: a float16 store stays half the size there); batches by index_select.
 
-    The rows of each field are the sorted unique sample indices its streams use; a batch request
-    (sample indices per stream, from ``MultiStreamSampler``) is mapped to rows on the host and
-    gathered on the device, so no step reads the store or copies images to the device.
+    The rows of each field are the sorted unique sample indices its streams use. When a stream starts
+    an epoch, the rows of that whole epoch (every field it reads, in ``MultiStreamSampler``'s order,
+    each batch sorted by sample index as the loader reads it) go to the device in one copy; a step's
+    batch is a slice of them and an index_select per field there. So no step reads the store or copies
+    anything to the device, and both ``--data`` modes deliver the same batches.
     """
 
     def __init__(self, store: Store, streams: Streams, kinds: dict[str, str], device: torch.device):
@@ -218,12 +236,26 @@ class ResidentData:
             self.rows[field] = idx
             self.data[field] = torch.from_numpy(read_rows(store, field, idx)).to(device)
 
-    def batch(self, request: dict[str, list[int]]) -> dict[str, dict[str, torch.Tensor]]:
-        out: dict[str, dict[str, torch.Tensor]] = {}
-        for name, idx in request.items():
-            fields = {}
-            for f in STREAM_FIELDS[self.kinds[name]]:
-                rows = torch.from_numpy(np.searchsorted(self.rows[f], np.asarray(idx, np.int64)))
-                fields[f] = self.data[f].index_select(0, rows.to(self.device, non_blocking=True))
-            out[name] = fields
-        return out
+    def epoch_rows(self, stream: str, batches: list[list[int]]) -> torch.Tensor:
+        """(fields of the stream, batches x batch size) rows of one epoch on the device: one copy."""
+        order = np.sort(np.asarray(batches, np.int64), axis=1).ravel()  # each batch sorted, as StoreBatches
+        rows = torch.from_numpy(np.stack([np.searchsorted(self.rows[f], order)
+                                          for f in STREAM_FIELDS[self.kinds[stream]]]))
+        if self.device.type == "cuda":  # pinned: the copy is asynchronous, the step does not wait for it
+            return rows.pin_memory().to(self.device, non_blocking=True)
+        return rows.to(self.device)
+
+    def batches(self, sampler: MultiStreamSampler) -> Iterator[tuple[dict[str, dict[str, torch.Tensor]],
+                                                                     dict[str, list[int]]]]:
+        """Endless (batch on the device, sampler state after it) pairs, in ``sampler``'s order from its state."""
+        epochs: dict[str, torch.Tensor] = {}
+        for at, state in sampler.steps():
+            out: dict[str, dict[str, torch.Tensor]] = {}
+            for name, (batches, i) in at.items():
+                if i == 0 or name not in epochs:
+                    epochs[name] = self.epoch_rows(name, batches)
+                b = len(batches[i])
+                rows = epochs[name][:, i * b:(i + 1) * b]  # a view: nothing is copied
+                out[name] = {f: self.data[f].index_select(0, rows[j])
+                             for j, f in enumerate(STREAM_FIELDS[self.kinds[name]])}
+            yield out, state

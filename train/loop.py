@@ -18,7 +18,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +35,7 @@ from datakit.store import Store
 from train import checkpoint as ckpt
 from train import methods
 from train.config import TrainConfig, to_toml
-from train.data import MultiStreamSampler, ResidentData, Streams, make_loader, resident_bytes
+from train.data import MultiStreamSampler, ResidentData, make_loader, resident_bytes
 from train.discriminator import MultiScaleDiscriminator
 from train.inference import ResidentSplit, autocast, use_bf16
 from train.model import AttentionUNet
@@ -83,14 +83,52 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
 
 @dataclass
 class Nets:
-    model: torch.nn.Module
-    disc: torch.nn.Module | None
+    """The networks and their optimisers. ``model`` and ``disc`` are what a training step calls (DDP
+    under torchrun, compiled with --compile); ``raw_*`` are the modules themselves, whose state dicts
+    the checkpoints hold and which validation runs; ``disc_g`` is the discriminator as the segmentor's
+    step calls it (never DDP: its weights take no gradient there; compiled with --compile)."""
+
+    model: Callable[..., Any]
+    disc: Callable[..., Any] | None
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer | None
     sched_g: torch.optim.lr_scheduler.LambdaLR
     sched_d: torch.optim.lr_scheduler.LambdaLR | None
     raw_model: AttentionUNet = field(repr=False, default=None)  # type: ignore[assignment]
     raw_disc: torch.nn.Module | None = field(repr=False, default=None)
+    disc_g: Callable[..., Any] | None = field(repr=False, default=None)
+
+
+class Compiled:
+    """``torch.compile`` (inductor, static shapes: every training batch has the same) of several
+    modules' forwards, with one fallback: the first compile error (no C compiler, an op inductor
+    cannot lower, ...) is logged once and every wrapped module runs eager from then on, starting with
+    the call that failed. The backward graph is compiled with the forward (not lazily at the first
+    ``backward()``), so its errors surface here too, before any weight has changed. The wrappers are
+    not modules: state dicts, DDP and validation keep using the modules themselves."""
+
+    def __init__(self, log: Callable[[str], None]):
+        self.log, self.failed = log, False
+
+    def wrap(self, module: Callable[..., Any]) -> Callable[..., Any]:
+        import torch._dynamo.exc
+        import torch._functorch.config
+
+        compiled = torch.compile(module, dynamic=False)
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            if not self.failed:
+                try:
+                    with torch._functorch.config.patch(force_non_lazy_backward_lowering=True):
+                        return compiled(*args, **kwargs)
+                except torch._dynamo.exc.TorchDynamoException as e:
+                    self.failed = True
+                    reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+                    self.log(f"--compile: torch.compile failed ({type(e).__name__}: {reason}); training "
+                             "continues eager")
+            return module(*args, **kwargs)
+
+        return forward
 
 
 def _adam(params, lr: float) -> torch.optim.Adam:
@@ -116,7 +154,7 @@ def build_nets(cfg: TrainConfig, channels: int, classes: int, image_size: tuple[
     opt_d = _adam(disc.parameters(), cfg.lr) if disc is not None else None
     sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, factor)
     sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, factor) if opt_d is not None else None
-    return Nets(model, disc, opt_g, opt_d, sched_g, sched_d, model, disc)
+    return Nets(model, disc, opt_g, opt_d, sched_g, sched_d, model, disc, disc)
 
 
 class Trainer:
@@ -133,12 +171,7 @@ class Trainer:
                                "convert with --size a multiple of 16 (e.g. 224)", self.store.path)
         self.classes = self.store.classes
         self.num_classes = len(self.classes)
-        picked = self.method.pick(self.store)
-        missing = [k for k in self.method.streams if k not in picked.indices]
-        if missing:  # a method's pick must feed every stream it declares
-            raise DatakitError(f"method {self.method.name!r} declares stream {missing[0]!r} that its pick "
-                               f"function does not fill (it fills {', '.join(picked.indices)})")
-        self.streams = Streams({k: picked.indices[k] for k in self.method.streams}, picked.how)
+        self.streams = methods.method_streams(self.store, self.method)
         self.valid = self._valid_indices()
         self.step, self.best, self.best_step = 0, -1.0, 0
         self.sampler_state: dict[str, list[int]] | None = None
@@ -161,7 +194,26 @@ class Trainer:
             return None
         return self.store.splits[name]
 
-    # -- state ------------------------------------------------------------------------------------
+    # -- networks and state -----------------------------------------------------------------------
+    def prepare_nets(self) -> None:
+        """Ready the networks for training steps: DDP under torchrun, train mode, --compile."""
+        n = self.nets
+        if self.d.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            n.model = DDP(n.raw_model, device_ids=ids)
+            if n.raw_disc is not None:
+                n.disc = DDP(n.raw_disc, device_ids=ids)
+        n.raw_model.train()
+        if n.raw_disc is not None:
+            n.raw_disc.train()
+        n.disc_g = n.raw_disc
+        if self.cfg.compile:
+            c = Compiled(self.log if self.d.main else lambda m: None)
+            n.model = c.wrap(n.model)
+            if n.raw_disc is not None:
+                n.disc = c.wrap(n.disc)
+                n.disc_g = n.disc if self.d.world == 1 else c.wrap(n.raw_disc)  # DDP(D) is not D
+
     def _restore(self, ck: dict[str, Any]) -> None:
         n = self.nets
         n.raw_model.load_state_dict(ck["model"])
@@ -255,8 +307,8 @@ class Trainer:
             data = ResidentData(self.store, self.streams, kinds, self.device)
             sampler = MultiStreamSampler(self.streams.indices, cfg.batch_size, cfg.seed, self.d.rank, self.d.world,
                                          self.sampler_state)
-            for request in sampler:
-                yield self._layout(data.batch(request["batches"])), request["state"]
+            for batch, state in data.batches(sampler):
+                yield self._layout(batch), state
             return
         loader, _ = make_loader(cfg.store, self.streams, kinds, cfg.batch_size, cfg.seed, cfg.workers,
                                 self.d.rank, self.d.world, self.sampler_state, pin_memory=self.device.type == "cuda")
@@ -316,19 +368,14 @@ class Trainer:
         if self.resume_ck is not None:
             self._restore(self.resume_ck)
             self.resume_ck = None
-        if self.d.world > 1:
-            n.model = DDP(n.raw_model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-            if n.raw_disc is not None:
-                n.disc = DDP(n.raw_disc, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        n.model.train()
-        if n.disc is not None:
-            n.disc.train()
+        self.prepare_nets()
         if self.d.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.toml").write_text(to_toml(cfg))
             _truncate_metrics(self.run_dir / "metrics.jsonl", self.step)
             self.log(f"train {cfg.method}: {self.streams.how}; device {self.device}, world {self.d.world}, "
-                     f"{'bf16' if self.bf16 else 'fp32'}, data {'memory' if self.resident else 'stream'}")
+                     f"{'bf16' if self.bf16 else 'fp32'}, data {'memory' if self.resident else 'stream'}, "
+                     f"{'compiled' if cfg.compile else 'eager'}")
         t0 = time.perf_counter()
         valid = (ResidentSplit(self.store, self.valid, self.device) if self.valid is not None and self.d.main
                  else None)

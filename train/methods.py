@@ -71,6 +71,16 @@ def resolve_streams(store: Store, method: str) -> Streams:
     return get(method).pick(store)
 
 
+def method_streams(store: Store, method: Method) -> Streams:
+    """The sample indices of each stream ``method`` declares, from its pick (which must fill them all)."""
+    picked = method.pick(store)
+    missing = [k for k in method.streams if k not in picked.indices]
+    if missing:
+        raise DatakitError(f"method {method.name!r} declares stream {missing[0]!r} that its pick "
+                           f"function does not fill (it fills {', '.join(picked.indices)})")
+    return Streams({k: picked.indices[k] for k in method.streams}, picked.how)
+
+
 # -- which samples feed the streams ---------------------------------------------------------------------
 def _maag_split(store: Store) -> tuple[np.ndarray, np.ndarray, str] | None:
     splits = store.splits
@@ -176,7 +186,7 @@ def step_maag(tr: Trainer, batch: Batch) -> dict[str, torch.Tensor]:
     loss_d = lsgan_d(scores[:len(m)], scores[len(m):], cfg.label_flip)
     tr.step_d(loss_d)
     with tr.frozen_disc(), tr.autocast():  # no D weight gradients in the G step: only the fake path
-        g = lsgan_g(n.raw_disc(fake))
+        g = lsgan_g(n.disc_g(fake))
     ce = partial_ce(out.logits[:b], y, label_state=s["label_state"])
     total, w = dynamic_weighting(ce, g, cfg.adv_weight)
     return tr.step_g(total, {"loss/ce": ce, "loss/adv": cfg.adv_weight * g.detach(), "loss/disc": loss_d.detach(),

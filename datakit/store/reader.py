@@ -175,12 +175,20 @@ class Store:
 
     def iter_chunks(self, name: str, indices: np.ndarray | None = None,
                     chunk: int = 256) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(indices, array)`` blocks of a sample dataset, in order; memory bounded by ``chunk``."""
+        """Yield ``(indices, array)`` blocks of a sample dataset, in order; memory bounded by ``chunk``.
+
+        A contiguous block is one slice read; any other block is read sample by sample with
+        :class:`ChunkReader` (one ``read_direct_chunk`` each), several times faster than h5py's
+        point selection ``d[part]`` for a split's scattered samples.
+        """
         d = self.file[name]
         idx = np.arange(d.shape[0]) if indices is None else np.sort(np.asarray(indices))
+        reader = ChunkReader(d)
         for start in range(0, len(idx), chunk):
             part = idx[start:start + chunk]
             if len(part) and part[-1] - part[0] + 1 == len(part):  # contiguous: one slice read
                 yield part, d[part[0]:part[-1] + 1]
+            elif reader.direct:
+                yield part, np.stack([reader.read(int(i)) for i in part])
             else:
                 yield part, d[part]
