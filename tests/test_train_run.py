@@ -200,6 +200,28 @@ def test_run_directory_records_provenance(tiny_run: Path):
     assert "git_commit" in p and p["argv"]
 
 
+
+def test_provenance_is_the_checkout_as_the_run_started(small_store: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkout that moves during a long run (a pull, a commit) must not be recorded as what ran."""
+    import datakit.provenance
+    import train.loop
+    from train.loop import train as real_train
+
+    monkeypatch.setattr(datakit.provenance, "git_state", lambda: ("a" * 40, False))
+
+    def checkout_moves(*a, **k):
+        summary = real_train(*a, **k)
+        monkeypatch.setattr(datakit.provenance, "git_state", lambda: ("b" * 40, True))
+        return summary
+
+    monkeypatch.setattr(train.loop, "train", checkout_moves)  # train.cli imports it when the command runs
+    r = invoke("run", "--store", small_store, "--out", tmp_path / "run", "--method", "pce", "--max-steps", 1, *FAST,
+               "--valid-split", "")
+    assert r.exit_code == 0, r.output
+    p = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert p["git_commit"] == "a" * 40 and p["git_dirty"] is False
+
 def test_eval_and_predict_show_progress_on_a_terminal(small_store: Path, tiny_run: Path, tmp_path: Path):
     import re
 

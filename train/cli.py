@@ -96,14 +96,18 @@ def _run(config: Path | None = None, resume: bool = False, overwrite: bool = Fal
             _clear_run_dir(cfg.out)
     import os
 
+    from datakit.provenance import provenance
+
     main_rank = int(os.environ.get("RANK", 0)) == 0
     started = lambda: main_rank and (cfg.out / "config.toml").is_file()  # noqa: E731 - RUN_DIR being written
+    # what runs is what was there at the start: a checkout that moves during a long run must not be recorded
+    prov = {**provenance(), "argv": sys.argv}
     try:
         summary = train(cfg, resume=resume, log=_err)
     except BaseException as e:  # also for a run stopped by a NaN loss, Ctrl-C or a full disk
         if started():
             try:
-                _write_provenance(cfg.out)
+                _write_provenance(cfg.out, prov)
             except OSError:  # best effort here: the run's own error is the one to report
                 pass
         from datakit.safe_io import is_no_space, os_error
@@ -112,7 +116,7 @@ def _run(config: Path | None = None, resume: bool = False, overwrite: bool = Fal
             raise os_error(e, e.filename or cfg.out) from None
         raise
     if started():
-        _write_provenance(cfg.out)
+        _write_provenance(cfg.out, prov)
     if main_rank:
         best = (f"best valid Dice {summary['best_dice']:.4f} at step {summary['best_step']}"
                 if summary["best_dice"] >= 0 else "no validation")
@@ -120,13 +124,12 @@ def _run(config: Path | None = None, resume: bool = False, overwrite: bool = Fal
              f"{best}; run in {summary['run_dir']}")
 
 
-def _write_provenance(out: Path) -> None:
+def _write_provenance(out: Path, prov: dict[str, Any]) -> None:
     """RUN_DIR/provenance.json: versions of datakit, numpy, h5py, torch, ..., the git commit of a
-    checkout, and the command line (a resumed run replaces it with its own)."""
-    from datakit.provenance import provenance
+    checkout as the run started, and the command line (a resumed run replaces it with its own)."""
     from datakit.safe_io import write_file
 
-    write_file(out / "provenance.json", json.dumps({**provenance(), "argv": sys.argv}, indent=1) + "\n")
+    write_file(out / "provenance.json", json.dumps(prov, indent=1) + "\n")
 
 
 def _check_labels(cfg: Any) -> None:
