@@ -96,5 +96,9 @@ def test_image_storage_options_reach_every_source(tmp_path) -> None:
         with Store(outs["float16", comp]) as s:
             got = s.sample(0)["image"]
             assert got.dtype == np.float32 and np.array_equal(got, full[0].astype(np.float16).astype(np.float32))
+    info = CliRunner().invoke(app, ["info", str(outs["float16", "gzip"])])
+    assert info.exit_code == 0 and "1 x 256 x 256 float16 gzip, spacing" in info.output, info.output
+    info = CliRunner().invoke(app, ["info", str(outs["float32", "none"])])
+    assert " float32, spacing" in info.output, info.output
     half, whole = (outs[d, "none"].stat().st_size for d in ("float16", "float32"))
     assert half < 0.75 * whole, (half, whole)

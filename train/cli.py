@@ -145,7 +145,7 @@ def _check_labels(cfg: Any) -> None:
     s = Store(cfg.store)
     method = methods.get(cfg.method)
     valid = s.splits.get(cfg.valid_split) if cfg.valid_split else None
-    for name, idx in label_indices(methods.method_streams(s, method), method.streams, valid).items():
+    for name, idx in label_indices(methods.resolve_streams(s, method), method.streams, valid).items():
         check_label_values(s, (name,), idx)
 
 

@@ -171,7 +171,7 @@ class Trainer:
                                "convert with --size a multiple of 16 (e.g. 224)", self.store.path)
         self.classes = self.store.classes
         self.num_classes = len(self.classes)
-        self.streams = methods.method_streams(self.store, self.method)
+        self.streams = methods.resolve_streams(self.store, self.method)
         self.valid = self._valid_indices()
         self.step, self.best, self.best_step = 0, -1.0, 0
         self.sampler_state: dict[str, list[int]] | None = None

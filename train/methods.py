@@ -67,12 +67,11 @@ def names() -> list[str]:
     return list(METHODS)
 
 
-def resolve_streams(store: Store, method: str) -> Streams:
-    return get(method).pick(store)
-
-
-def method_streams(store: Store, method: Method) -> Streams:
-    """The sample indices of each stream ``method`` declares, from its pick (which must fill them all)."""
+def resolve_streams(store: Store, method: str | Method) -> Streams:
+    """The sample indices of each stream ``method`` (a name or a Method) declares, from its pick (which
+    must fill them all)."""
+    if isinstance(method, str):
+        method = get(method)
     picked = method.pick(store)
     missing = [k for k in method.streams if k not in picked.indices]
     if missing:

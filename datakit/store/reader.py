@@ -181,9 +181,9 @@ class Store:
         :class:`ChunkReader` (one ``read_direct_chunk`` each), several times faster than h5py's
         point selection ``d[part]`` for a split's scattered samples.
         """
-        d = self.file[name]
+        reader = self._chunks(name)
+        d = reader.d
         idx = np.arange(d.shape[0]) if indices is None else np.sort(np.asarray(indices))
-        reader = ChunkReader(d)
         for start in range(0, len(idx), chunk):
             part = idx[start:start + chunk]
             if len(part) and part[-1] - part[0] + 1 == len(part):  # contiguous: one slice read
