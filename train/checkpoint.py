@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from datakit.errors import DatakitError
-from train.model import AttentionUNet
+from train.model import AttentionUNet, build_network, network_kwargs
 
 FORMAT = "datakit-train-checkpoint"
 # 2: the authors' MAAG (gates in all four decoder blocks from conv2; their discriminator's 13-channel
@@ -36,7 +36,7 @@ def save(path: Path, payload: dict[str, Any]) -> None:
 
 # Checks on model_config before any model is built: (type, min, max) per known key. A key the model's
 # constructor takes but this table lacks must still be a plain number, string or bool.
-MODEL_CONFIG_RANGES: dict[str, tuple[type, int, int]] = {
+MODEL_CONFIG_RANGES: dict[str, tuple[type, int, int]] = {  # the network's name and flags: see check_model_config
     "in_channels": (int, 1, 16),
     "classes": (int, 2, 255),
     "width": (int, 1, 1024),
@@ -85,31 +85,41 @@ def weights_only(ck: dict[str, Any], half: bool = True) -> dict[str, Any]:
 
 
 def check_model_config(cfg: object, path: Path) -> dict[str, Any]:
-    """``model_config`` -> the model constructor's keyword arguments, or a DatakitError naming the key.
+    """``model_config`` -> the network constructor's keyword arguments, or a DatakitError naming the key.
 
-    Checked before any model is built (a width of 1e9 would otherwise allocate terabytes): presence of
-    every argument the constructor requires, types and ranges (:data:`MODEL_CONFIG_RANGES`)."""
+    Checked before any model is built (a width of 1e9 would otherwise allocate terabytes): the network
+    name (``train.model.NETWORKS``; absent in checkpoints that predate the registry: attention_unet),
+    presence of every argument the constructor requires, types and ranges (:data:`MODEL_CONFIG_RANGES`)."""
     import inspect
 
     if not isinstance(cfg, dict):
         raise DatakitError(f"model_config is missing or not a mapping ({type(cfg).__name__})", path)
+    try:
+        full = network_kwargs(cfg)
+    except ValueError as e:
+        raise DatakitError(f"model_config network: {e}", path) from None
     params = inspect.signature(AttentionUNet.__init__).parameters
     kwargs: dict[str, Any] = {}
     for name, p in params.items():
         if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        if name not in cfg:  # required: no default, or a key the table checks (a default would hide a loss)
+        if name not in full:  # required: no default, or a key the table checks (a default would hide a loss)
             if p.default is p.empty or name in MODEL_CONFIG_RANGES:
                 raise DatakitError(f"model_config has no {name!r}", path)
             continue
-        value = cfg[name]
+        value = full[name]
         if name in MODEL_CONFIG_RANGES:
             kind, lo, hi = MODEL_CONFIG_RANGES[name]
             if isinstance(value, bool) or not isinstance(value, kind) or not lo <= value <= hi:
                 raise DatakitError(f"model_config {name} = {value!r}: expected an integer {lo}-{hi}", path)
+        elif isinstance(p.default, bool) and not isinstance(value, bool):
+            raise DatakitError(f"model_config {name} = {value!r}: expected true or false", path)
         elif not isinstance(value, (int, float, str, bool)) and value is not None:
             raise DatakitError(f"model_config {name} = {value!r}: expected a number, string or bool", path)
         kwargs[name] = value
+    unknown = sorted(set(full) - set(kwargs))
+    if unknown:
+        raise DatakitError(f"model_config has an unknown key {unknown[0]!r}", path)
     return kwargs
 
 
@@ -146,7 +156,8 @@ def check(ck: dict[str, Any], path: Path) -> None:
 def build_model(ck: dict[str, Any], path: Path | None = None) -> AttentionUNet:
     """The model of a checkpoint that :func:`load` returned (config and weights already checked)."""
     where = path or Path("checkpoint")
-    model = AttentionUNet(**check_model_config(ck.get("model_config"), where))
+    check_model_config(ck.get("model_config"), where)
+    model = build_network(ck["model_config"])
     try:
         model.load_state_dict(ck["model"])
     except (RuntimeError, KeyError) as e:

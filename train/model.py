@@ -8,6 +8,16 @@ attention gate: a 1x1 conv of conv2 to K classes + softmax is that scale's segme
 foreground probability (sum of the non-background channels) multiplies conv3. The segmentations of
 the first three blocks (1/8, 1/4, 1/2) are the multi-scale outputs the discriminator sees; the
 full-resolution block's gate only gates. A 1x1 conv to K classes gives the logits.
+
+Networks are chosen by name (``NETWORKS``, the ``--network`` option) and rebuilt from a checkpoint's
+``model_config`` (:func:`build_network`):
+- ``attention_unet``: the above (MAAG's segmentor; every method's default);
+- ``unet``: the same UNet without the gates (each decoder block outputs conv3), the plain UNet most
+  scribble papers use as their backbone.
+Either takes ``aux_decoder=True`` for methods with two decoders on one encoder (DMPLS, DMSPS): a
+second decoder and head of the same shape, fed the encoder features through ``dropout2d(0.5)``
+(the authors' feature perturbation), run only when ``forward(x, aux=True)`` asks for it. Inference
+always uses the main decoder.
 """
 
 from __future__ import annotations
@@ -50,17 +60,19 @@ class AttentionGate(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    def __init__(self, cin: int, skip: int, cout: int, classes: int):
+    def __init__(self, cin: int, skip: int, cout: int, classes: int, gate: bool = True):
         super().__init__()
         self.up_conv = nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout))
         self.conv2 = conv_bn_relu(cout + skip, cout)
         self.conv3 = conv_bn_relu(cout, cout)
-        self.gate = AttentionGate(cout, classes)
+        self.gate = AttentionGate(cout, classes) if gate else None
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(gated output, this scale's softmax segmentation)."""
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(output, this scale's softmax segmentation: None without a gate)."""
         x = self.up_conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         c2 = self.conv2(torch.cat([x, skip], dim=1))
+        if self.gate is None:
+            return self.conv3(c2), None
         gate, seg = self.gate(c2)  # from conv2, as the authors: the gate sees the block's first features
         return self.conv3(c2) * gate, seg
 
@@ -68,6 +80,7 @@ class DecoderBlock(nn.Module):
 class SegOutput(NamedTuple):
     logits: torch.Tensor  # (B, K, H, W)
     gates: list[torch.Tensor]  # the four blocks' softmax segmentations, 1/8, 1/4, 1/2, full: coarse first
+    aux_logits: torch.Tensor | None = None  # the auxiliary decoder's (B, K, H, W), when asked for
 
     @property
     def multiscale(self) -> list[torch.Tensor]:
@@ -76,20 +89,38 @@ class SegOutput(NamedTuple):
 
 
 class AttentionUNet(nn.Module):
-    def __init__(self, in_channels: int = 1, classes: int = 4, width: int = 32):
+    """The segmentor. Args: ``in_channels``, ``classes`` (K, background included), ``width`` (first
+    level; MAAG: 32), ``gates`` (False: the plain UNet), ``aux_decoder`` (a second decoder).
+
+    Example::
+
+        >>> net = AttentionUNet(in_channels=1, classes=4, width=8)
+        >>> out = net(torch.zeros(2, 1, 64, 64))
+        >>> tuple(out.logits.shape), [tuple(g.shape[-2:]) for g in out.gates]
+        ((2, 4, 64, 64), [(8, 8), (16, 16), (32, 32), (64, 64)])
+    """
+
+    def __init__(self, in_channels: int = 1, classes: int = 4, width: int = 32, gates: bool = True,
+                 aux_decoder: bool = False):
         super().__init__()
         w = [width, 2 * width, 4 * width, 8 * width]
-        self.config = {"in_channels": in_channels, "classes": classes, "width": width}
+        self.config = {"network": "attention_unet" if gates else "unet", "in_channels": in_channels,
+                       "classes": classes, "width": width, "aux_decoder": aux_decoder}
         self.encoder = nn.ModuleList([EncoderBlock(c, o) for c, o in zip([in_channels, *w[:3]], w, strict=True)])
         self.bottleneck = nn.Sequential(conv_bn_relu(w[3], 16 * width, 1), conv_bn_relu(16 * width, 16 * width, 1))
         ins = [16 * width, *w[::-1][:3]]
-        self.decoder = nn.ModuleList([
-            DecoderBlock(cin, skip, cout, classes) for cin, skip, cout in zip(ins, w[::-1], w[::-1], strict=True)
-        ])
+
+        def decoder() -> nn.ModuleList:
+            return nn.ModuleList([DecoderBlock(cin, skip, cout, classes, gates)
+                                  for cin, skip, cout in zip(ins, w[::-1], w[::-1], strict=True)])
+
+        self.decoder = decoder()
         self.head = nn.Conv2d(width, classes, 1)
+        self.aux_decoder = decoder() if aux_decoder else None
+        self.aux_head = nn.Conv2d(width, classes, 1) if aux_decoder else None
         he_init(self)
 
-    def forward(self, x: torch.Tensor) -> SegOutput:
+    def forward(self, x: torch.Tensor, aux: bool = False) -> SegOutput:
         if x.shape[-1] % 16 or x.shape[-2] % 16:
             raise ValueError(f"image size {tuple(x.shape[-2:])} must be a multiple of 16 (four 2x2 poolings)")
         skips = []
@@ -97,11 +128,43 @@ class AttentionUNet(nn.Module):
             skip, x = block(x)
             skips.append(skip)
         x = self.bottleneck(x)
-        gates = []
-        for block, skip in zip(self.decoder, skips[::-1], strict=True):
-            x, seg = block(x, skip)
+        logits, gates = _decode(self.decoder, self.head, x, skips)
+        aux_logits = None
+        if aux:
+            if self.aux_decoder is None:
+                raise ValueError("this network has no auxiliary decoder (build it with aux_decoder=True)")
+            drop = lambda t: F.dropout2d(t, 0.5, self.training)  # noqa: E731 - the authors' feature perturbation
+            aux_logits, _ = _decode(self.aux_decoder, self.aux_head, drop(x), [drop(s) for s in skips])
+        return SegOutput(logits, gates, aux_logits)
+
+
+def _decode(blocks: nn.ModuleList, head: nn.Module, x: torch.Tensor,
+            skips: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    gates = []
+    for block, skip in zip(blocks, skips[::-1], strict=True):
+        x, seg = block(x, skip)
+        if seg is not None:
             gates.append(seg)
-        return SegOutput(self.head(x), gates)
+    return head(x), gates
+
+
+# name -> (class, fixed constructor arguments); ``--network`` and a checkpoint's model_config["network"]
+NETWORKS: dict[str, dict[str, bool]] = {"attention_unet": {"gates": True}, "unet": {"gates": False}}
+
+
+def network_kwargs(model_config: dict) -> dict:
+    """A model_config (as checkpoints hold it) -> AttentionUNet's keyword arguments. Checkpoints that
+    predate the registry have no "network" (they are attention_unet) nor "aux_decoder" (False)."""
+    cfg = dict(model_config)
+    name = cfg.pop("network", "attention_unet")
+    if name not in NETWORKS:
+        raise ValueError(f"unknown network {name!r}; known networks: {', '.join(NETWORKS)}")
+    return {**cfg, **NETWORKS[name]}
+
+
+def build_network(model_config: dict) -> AttentionUNet:
+    """The network a model_config describes (see :func:`network_kwargs`)."""
+    return AttentionUNet(**network_kwargs(model_config))
 
 
 def he_init(module: nn.Module) -> None:
