@@ -79,7 +79,7 @@ def main() -> None:
                 first[mode] = []
                 for _ in range(2):  # the compiled one's first step compiles
                     t = time.perf_counter()
-                    tr.method.step(tr, next(its[mode])[0])
+                    tr.step_fn(tr.ctx, next(its[mode])[0])
                     sync()
                     first[mode].append(time.perf_counter() - t)
             rates: dict[str, list[float]] = {"eager": [], "compiled": []}
@@ -88,7 +88,7 @@ def main() -> None:
                     sync()
                     t = time.perf_counter()
                     for _ in range(a.steps):
-                        tr.method.step(tr, next(its[mode])[0])
+                        tr.step_fn(tr.ctx, next(its[mode])[0])
                     sync()
                     rates[mode].append(a.steps / (time.perf_counter() - t))
             med = {m: statistics.median(r) for m, r in rates.items()}

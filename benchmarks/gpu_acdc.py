@@ -114,7 +114,7 @@ def iteration_flops(store: Path, method: str, width: int, batch: int, device: st
     tr = Trainer(cfg, log=lambda m: None)
     batch_ = next(tr.batches())[0]
     with FlopCounterMode(display=False) as fc:
-        tr.method.step(tr, batch_)
+        tr.step_fn(tr.ctx, batch_)
     if tr.device.type == "cuda":
         torch.cuda.synchronize()
     return float(fc.get_total_flops())

@@ -25,9 +25,10 @@ import torch
 
 from datakit.store import Store
 from train.config import TrainConfig
-from train.data import Streams, make_loader
+from train.data import make_loader
 from train.loop import Trainer
 from train.methods import get, resolve_streams
+from train.methods.streams import Streams
 
 
 def make_store(tmp: Path, patients: int) -> Path:

@@ -27,10 +27,17 @@ def _cfg(store: Path, out: Path, **kw) -> TrainConfig:
 
 # -- registry ---------------------------------------------------------------------------------------
 def test_unknown_method_names_the_known_ones(small_store: Path, tmp_path: Path):
-    with pytest.raises(DatakitError, match="unknown method 'gan'; known methods: maag, pce, full"):
+    with pytest.raises(DatakitError, match="unknown method 'gan'; known methods: maag, pce, full, em"):
         methods.get("gan")
     r = invoke("run", "--store", small_store, "--out", tmp_path / "r", "--method", "gan", *FAST)
-    assert r.exit_code == 1 and "known methods: maag, pce, full" in r.output and "Traceback" not in r.output
+    # a choice of the option (listed by --help): Click's usage error, exit 2, naming every choice
+    flat = " ".join(r.output.replace("│", " ").split())  # rich wraps the message in a box
+    assert r.exit_code == 2 and "'gan' is not one of 'maag', 'pce', 'full', 'em'" in flat, r.output
+    assert "Traceback" not in r.output and not (tmp_path / "r").exists()
+    config = tmp_path / "c.toml"  # in a config file: the key and the file named, exit 1
+    config.write_text(f'store = "{small_store}"\nout = "{tmp_path / "r"}"\nmethod = "gan"\n')
+    r = invoke("run", "--config", config, *FAST)
+    assert r.exit_code == 1 and f"error: {config}: method: unknown method 'gan'; known methods: maag" in r.output
     assert not (tmp_path / "r").exists()
 
 
@@ -38,21 +45,38 @@ def test_a_registered_method_is_all_the_loop_needs(small_store: Path, tmp_path: 
     """One register() call: its streams are read, its step is run, it has no discriminator."""
     calls: list[set[str]] = []
 
-    def step(tr, batch):
-        calls.append(set(batch))
-        return methods.step_pce(tr, {"scribble": batch["scribble"]})
+    from pydantic import BaseModel, Field
 
-    methods.register(methods.Method("pce-twice", "test method", {"scribble": "scribble", "masks": "masks"}, False,
-                                    methods.pick_maag, step))
+    from train.cli import _build_run
+    from train.methods.supervised import step_pce
+
+    seen: list[float] = []
+
+    class TwiceOptions(BaseModel):
+        twice_factor: float = Field(1.0, ge=0, description="A test option.")
+
+    def step(ctx, batch):
+        calls.append(set(batch))
+        seen.append(ctx.opts.twice_factor)
+        return step_pce(ctx, {"scribble": batch["scribble"]})
+
+    methods.register(methods.Method("pce-twice", "test method", {"scribble": "scribble", "masks": "masks"},
+                                    "train.methods.streams:pick_maag", step, options=TwiceOptions))
+    _build_run()  # the CLI lists the methods registered when it is built
     try:
         r = invoke("run", "--store", small_store, "--out", tmp_path / "r", "--method", "pce-twice",
-                   "--max-steps", 2, *FAST, "--valid-split", "")
+                   "--max-steps", 2, *FAST, "--valid-split", "", "--twice-factor", 3)
         assert r.exit_code == 0, r.output
-        assert calls == [{"scribble", "masks"}] * 2
+        assert calls == [{"scribble", "masks"}] * 2 and seen == [3.0, 3.0]
         ck = torch.load(tmp_path / "r" / "checkpoints" / "last.pt", weights_only=True)
-        assert ck["method"] == "pce-twice" and ck["disc"] is None
+        assert ck["method"] == "pce-twice" and ck["disc"] is None and ck["config"]["twice_factor"] == 3.0
+        assert "twice_factor = 3.0" in (tmp_path / "r" / "config.toml").read_text()
+        r = invoke("run", "--store", small_store, "--out", tmp_path / "r2", "--method", "pce",
+                   "--max-steps", 2, *FAST, "--twice-factor", 3)  # another method's option: refused
+        assert r.exit_code == 1 and "--twice-factor: is an option of method 'pce-twice'" in r.output, r.output
     finally:
         methods.METHODS.pop("pce-twice")
+        _build_run()
 
 
 # -- learning rate ----------------------------------------------------------------------------------
@@ -194,15 +218,15 @@ def test_the_segmentor_step_leaves_the_discriminator_gradients_alone(small_store
 
     tr = Trainer(_cfg(small_store, tmp_path / "r", method="maag", precision="fp32"), log=lambda m: None)
     snap = {}
-    step_d = tr.step_d
+    step_d = tr.ctx.step_d
 
     def spy(loss):
         step_d(loss)
         snap.update({k: p.grad.clone() for k, p in tr.nets.raw_disc.named_parameters()})
 
-    tr.step_d = spy
+    tr.ctx.step_d = spy
     batch, _ = next(tr.batches())
-    tr.method.step(tr, batch)
+    tr.step_fn(tr.ctx, batch)
     assert snap
     for k, p in tr.nets.raw_disc.named_parameters():
         assert torch.equal(p.grad, snap[k]), k

@@ -303,7 +303,7 @@ def test_cli_refuses_bad_input_and_leaves_nothing(small_store: Path, tmp_path: P
     assert r.exit_code == 1 and "no such store file" in r.output and "missing.h5" in r.output
     assert not run.exists()
     r = invoke("run", "--store", small_store, "--out", run, "--method", "gan")
-    assert r.exit_code == 1 and "method" in r.output and not run.exists()
+    assert r.exit_code == 2 and "--method" in r.output and not run.exists()  # not one of the listed choices
     cfg = tmp_path / "c.toml"
     cfg.write_text("max_step = 3\n")
     r = invoke("run", "--store", small_store, "--out", run, "--config", cfg)
@@ -375,14 +375,14 @@ def test_run_refuses_bad_labels_it_reads_and_only_those(small_store: Path, tmp_p
 
 def test_nan_loss_stops_with_clear_message_keeping_checkpoint(small_store: Path, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch):
-    import train.methods
+    import train.methods.supervised as supervised
 
     run = tmp_path / "run"
     common = ["--store", small_store, "--method", "pce", "--valid-split", "", *FAST]
     assert invoke("run", *common, "--out", run, "--max-steps", 2).exit_code == 0
     before = (run / "checkpoints" / "last.pt").read_bytes()
-    real = train.methods.partial_ce
-    monkeypatch.setattr(train.methods, "partial_ce", lambda *a, **k: real(*a, **k) * float("nan"))
+    real = supervised.partial_ce
+    monkeypatch.setattr(supervised, "partial_ce", lambda *a, **k: real(*a, **k) * float("nan"))
     r = invoke("run", "--out", run, "--resume", "--max-steps", 4)
     assert r.exit_code == 1
     assert "loss/total is nan at step 3" in r.output and "last good checkpoint" in r.output
@@ -401,7 +401,7 @@ def _maag_step_grads(store: Path, out: Path, adv_weight: float) -> tuple[dict, t
                       precision="fp32")
     tr = Trainer(cfg, log=lambda m: None)
     batch, _ = next(tr.batches())
-    losses = tr.method.step(tr, batch)
+    losses = tr.step_fn(tr.ctx, batch)
     grad = torch.cat([p.grad.flatten() for p in tr.nets.raw_model.parameters() if p.grad is not None])
     return losses, grad
 

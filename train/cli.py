@@ -11,7 +11,7 @@ import inspect
 import json
 import sys
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
 import typer
 
@@ -44,18 +44,25 @@ def _err(msg: str) -> None:
 
 # -- run: every TrainConfig field becomes an option ------------------------------------------------
 def _config_options() -> list[inspect.Parameter]:
+    """One option per TrainConfig field, then one per option of each registered method ("[em] ..."):
+    choices listed, defaults shown, required ones marked."""
+    from train import methods
     from train.config import TrainConfig
 
+    fields = [(name, f, "") for name, f in TrainConfig.model_fields.items()]
+    for m in methods.METHODS.values():
+        if m.options is not None:
+            fields += [(name, f, m.name) for name, f in m.options.model_fields.items()]
     params = []
-    for name, f in TrainConfig.model_fields.items():
+    for name, f, owner in fields:
         flag = "--" + name.replace("_", "-")
         ann: Any = f.annotation
-        help_ = f.description or ""
-        if get_origin(ann) is Literal:
-            help_ += f" [{'|'.join(map(str, get_args(ann)))}]"
-            ann = str
+        help_ = (f"({owner}) " if owner else "") + (f.description or "")
+        if name == "method":  # the methods registered when the command is built (train.methods)
+            ann = Literal[tuple(methods.names())]
         if name in ("store", "out"):
             decls = [flag] + (["-o"] if name == "out" else [])
+            help_ += " Required, unless given by --config or --resume."
         elif ann is bool:
             decls = [f"{flag}/--no-{flag[2:]}"]
         else:
@@ -89,11 +96,13 @@ def _run(config: Path | None = None, resume: bool = False, overwrite: bool = Fal
     if missing:
         raise DatakitError(f"missing --{missing[0]} (give it as an option or in --config)")
     cfg = resolve(file_values, values, where)
-    _check_labels(cfg)
     if not resume:  # --resume: checked above (cfg.out is --out: options win over the saved config)
         check_run_dir(cfg.out, False, overwrite)
-        if overwrite and cfg.out.is_dir():
+
+    def before_run(trainer: Any) -> None:  # every input checked (store, streams, labels, device): now clear
+        if overwrite and not resume and cfg.out.is_dir():
             _clear_run_dir(cfg.out)
+
     import os
 
     from datakit.provenance import provenance
@@ -103,7 +112,7 @@ def _run(config: Path | None = None, resume: bool = False, overwrite: bool = Fal
     # what runs is what was there at the start: a checkout that moves during a long run must not be recorded
     prov = {**provenance(), "argv": sys.argv}
     try:
-        summary = train(cfg, resume=resume, log=_err)
+        summary = train(cfg, resume=resume, log=_err, before_run=before_run)
     except BaseException as e:  # also for a run stopped by a NaN loss, Ctrl-C or a full disk
         if started():
             try:
@@ -132,23 +141,6 @@ def _write_provenance(out: Path, prov: dict[str, Any]) -> None:
     write_file(out / "provenance.json", json.dumps(prov, indent=1) + "\n")
 
 
-def _check_labels(cfg: Any) -> None:
-    """datakit's structural check (every Store open runs it: attrs, shapes, lengths, split indices; a
-    newer schema refused), then the label values of the samples this run reads: its streams' masks and
-    scribbles and the validation masks, within the classes or 255. Before any model is built and
-    before RUN_DIR is touched; samples the run does not read (e.g. the test split) are not scanned."""
-    from datakit.store import Store
-    from datakit.store.check import check_label_values
-    from train import methods
-    from train.data import label_indices
-
-    s = Store(cfg.store)
-    method = methods.get(cfg.method)
-    valid = s.splits.get(cfg.valid_split) if cfg.valid_split else None
-    for name, idx in label_indices(methods.resolve_streams(s, method), method.streams, valid).items():
-        check_label_values(s, (name,), idx)
-
-
 def _clear_run_dir(out: Path) -> None:
     """--overwrite: remove only what a run writes, never unrelated files."""
     import shutil
@@ -160,6 +152,10 @@ def _clear_run_dir(out: Path) -> None:
 
 
 def _build_run() -> None:
+    """(Re)build ``train run`` from TrainConfig and the registered methods (a method registered later
+    needs this called again to appear among the choices)."""
+    app.registered_commands[:] = [c for c in app.registered_commands if c.name != "run"]
+
     def run(**kwargs: Any) -> None:
         _run(**kwargs)
 
@@ -175,7 +171,7 @@ def _build_run() -> None:
                                                "in RUN_DIR.")),
     ]
     run.__signature__ = inspect.Signature(_config_options() + extra)  # type: ignore[attr-defined]
-    run.__doc__ = ("Train maag | pce | full from a store. Outputs RUN_DIR/config.toml, metrics.jsonl, "
+    run.__doc__ = ("Train a method (--method) from a store. Outputs RUN_DIR/config.toml, metrics.jsonl, "
                    "checkpoints/last.pt and best.pt (best validation Dice).")
     app.command("run")(cli_errors(run))
 

@@ -1,9 +1,10 @@
 """Training configuration: one pydantic model; TOML file < CLI options; saved as RUN_DIR/config.toml.
 
-Every field is a ``train run`` option (``max_steps`` -> ``--max-steps``; booleans ``--x/--no-x``).
-Defaults follow MAAG (Adam, lr cycling between 1e-5 and 1e-4, batch 12, ~24k iterations, adversarial
-weight 0.2, instance noise 0.2, label flipping 0.1; validation every epoch in the second half of
-training).
+Every field is a ``train run`` option (``max_steps`` -> ``--max-steps``; booleans ``--x/--no-x``), and
+so is every hyper-parameter a method declares (``train.methods``: e.g. ``--em-weight``). A run's
+config holds the core fields and its own method's options; an option of another method is refused
+when given a value other than its default. Defaults follow MAAG (Adam, lr cycling between 1e-5 and
+1e-4, batch 12, ~24k iterations; validation every epoch in the second half of training).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from datakit.errors import DatakitError
 
@@ -22,13 +23,15 @@ except ImportError:  # Python 3.10
 
 
 class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True)  # extras: the method's options, checked below
 
     store: Path = Field(description="The datakit store (HDF5) to train from.")
     out: Path = Field(description="Run directory: config.toml, metrics.jsonl, checkpoints/.")
-    method: str = Field(
-        "maag", description="A method of train.methods: maag (scribbles + adversarial attention gates), "
-        "pce (partial CE on scribbles only), full (full masks: upper bound).")
+    method: str = Field("maag", description="The training method (train.methods); the options marked with "
+                        "a method's name are its own.")
+    network: Literal["attention_unet", "unet"] = Field(
+        "attention_unet", description="The segmentor: attention_unet (MAAG's UNet with attention gates) or unet "
+        "(the same without gates; not for maag).")
     max_steps: int = Field(24000, ge=1, description="Training iterations (MAAG: 450 epochs of 54).")
     batch_size: int = Field(12, ge=1, description="Samples per stream per iteration (per rank under DDP).")
     lr: float = Field(1e-4, gt=0, description="Adam learning rate (segmentor and discriminator); the upper "
@@ -37,9 +40,6 @@ class TrainConfig(BaseModel):
         "cyclic", description="cyclic (MAAG: triangular between lr/10 and lr per epoch, decayed by "
         "1 / (1 + 1e-4 epoch)), constant, or cosine decay to 0.")
     lr_half_period: int = Field(20, ge=1, description="Half-period of the cyclic schedule, in scribble epochs.")
-    adv_weight: float = Field(0.2, ge=0, description="Weight of the adversarial term (maag).")
-    instance_noise: float = Field(0.2, ge=0, description="Sigma of Gaussian noise on discriminator inputs.")
-    label_flip: float = Field(0.1, ge=0, le=1, description="Probability of flipping discriminator targets.")
     width: int = Field(32, ge=1, description="Width of the first UNet level (MAAG: 32; smaller is for tests).")
     augment: bool = Field(True, description="Rotation, translation, brightness/contrast, noise on the device.")
     valid_split: str = Field("valid", description="Split for model selection ('' to skip validation).")
@@ -65,25 +65,86 @@ class TrainConfig(BaseModel):
     progress: bool = Field(True, description="Show a progress bar (on stderr, when it is a terminal).")
     tensorboard: bool = Field(False, description="Also write TensorBoard events to RUN_DIR/tb.")
 
-
-    @field_validator("method")
+    @model_validator(mode="before")
     @classmethod
-    def _known_method(cls, v: str) -> str:
+    def _method_and_its_options(cls, data: Any) -> Any:
+        """A known method; its options validated by its own model (defaults filled in); another
+        method's options dropped when at their default, refused otherwise."""
+        if not isinstance(data, dict):
+            return data
         from train import methods
 
-        if v not in methods.names():
-            raise ValueError(f"unknown method {v!r}; known methods: {', '.join(methods.names())}")
-        return v
+        name = data.get("method", cls.model_fields["method"].default)
+        if name not in methods.METHODS:
+            raise OptionError("method", f"unknown method {name!r}; known methods: {', '.join(methods.names())}")
+        method = methods.get(name)
+        owners = methods.option_owners()
+        core, mine, out = set(cls.model_fields), {}, {}
+        for key, value in data.items():
+            owner = owners.get(key)
+            if key in core:
+                out[key] = value
+            elif owner == name:
+                mine[key] = value
+            elif owner is None:
+                raise OptionError(key, f"unknown option; known: {', '.join(field_names())}")
+            elif value != methods.get(owner).option_defaults()[key]:
+                raise OptionError(key, f"is an option of method {owner!r}; this run's method is {name!r}")
+        if method.options is not None:
+            try:
+                out.update(method.options(**mine).model_dump())
+            except ValidationError as e:
+                first = e.errors()[0]
+                raise OptionError(str(first["loc"][0]) if first["loc"] else name, _plain(first)) from None
+        if method.needs_gates and out.get("network", cls.model_fields["network"].default) != "attention_unet":
+            raise OptionError("network", f"method {name!r} reads the attention gates' segmentations; "
+                                         f"{out['network']!r} has none (use attention_unet)")
+        return out
+
+    def method_options(self) -> BaseModel | None:
+        """This run's method's options (its pydantic model), or None for a method without any."""
+        from train import methods
+
+        model = methods.get(self.method).options
+        return None if model is None else model(**{k: getattr(self, k) for k in model.model_fields})
+
+
+class OptionError(ValueError):
+    """A bad option value, with the option's name (the key of a config file, or a --flag)."""
+
+    def __init__(self, key: str, msg: str):
+        super().__init__(f"{key}: {msg}")
+        self.key, self.msg = key, msg
 
 
 def field_names() -> list[str]:
-    return list(TrainConfig.model_fields)
+    """Every key a config may hold: the core fields and every registered method's options."""
+    from train import methods
+
+    return list(TrainConfig.model_fields) + list(methods.option_owners())
 
 
-def _wrap(e: ValidationError, where: str) -> DatakitError:
+def _plain(error: dict[str, Any]) -> str:
+    """pydantic's message, as a sentence about the value: "must be >= 1 (got 0)"."""
+    if error["type"] == "missing":
+        return "missing"
+    msg = error["msg"]
+    msg = msg.removeprefix("Value error, ").removeprefix("Input should be ").removeprefix("input should be ")
+    return f"must be {msg} (got {error['input']!r})" if "input" in error and error["type"] != "value_error" else msg
+
+
+def _wrap(e: ValidationError, where: str, flags: set[str] = frozenset()) -> DatakitError:
+    """A ValidationError as one line: ``--max-steps: must be greater than or equal to 1 (got 0)`` for an
+    option given on the command line (in ``flags``), ``KEY: ...`` naming the file for a config key."""
     first = e.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "?"
-    return DatakitError(f"{key}: {first['msg']}", where)
+    err = first.get("ctx", {}).get("error")
+    if isinstance(err, OptionError):
+        key, msg = err.key, err.msg
+    else:
+        key, msg = ".".join(str(p) for p in first["loc"]) or "?", _plain(first)
+    if key in flags or where == "options":
+        return DatakitError(f"--{key.replace('_', '-')}: {msg}")
+    return DatakitError(f"{key}: {msg}", where)
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -102,12 +163,12 @@ def load_toml(path: Path) -> dict[str, Any]:
 
 
 def resolve(file_values: dict[str, Any], overrides: dict[str, Any], where: str = "options") -> TrainConfig:
-    """TOML values, then CLI overrides (those not None)."""
-    values = {**file_values, **{k: v for k, v in overrides.items() if v is not None}}
+    """TOML values, then CLI overrides (those not None). Errors name the --flag, or the key and file."""
+    given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return TrainConfig(**values)
+        return TrainConfig(**{**file_values, **given})
     except ValidationError as e:
-        raise _wrap(e, where) from None
+        raise _wrap(e, where, set(given)) from None
 
 
 def to_toml(cfg: TrainConfig) -> str:

@@ -19,7 +19,6 @@ chunk codec); label_state (small) is loaded once per worker. Every worker opens 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
-from datakit.errors import DatakitError
 from datakit.store import Store
 from datakit.store.chunks import ChunkReader
+from train.methods.streams import Streams
 
 # stream name -> store datasets it reads
 STREAM_FIELDS: dict[str, tuple[str, ...]] = {
@@ -38,38 +37,6 @@ STREAM_FIELDS: dict[str, tuple[str, ...]] = {
     "unlabelled": ("images",),
     "masks": ("masks",),
 }
-
-
-@dataclass
-class Streams:
-    """Sample indices of each stream a method needs, and how they were chosen (for the log)."""
-
-    indices: dict[str, np.ndarray]
-    how: str
-
-
-def with_scribbles(store: Store, idx: np.ndarray, split: str) -> np.ndarray:
-    """The samples of ``idx`` that have a scribble; none at all is an error naming the split."""
-    keep = idx[store.meta["scribble_source"][idx] != "none"]
-    if not len(keep):
-        raise DatakitError(f"split {split!r} has no scribbles (meta/scribble_source is 'none' for all its "
-                           "samples); convert with --scribbles auto (manual files) or synth:ALGO", store.path)
-    return keep
-
-
-def complete_masks(store: Store, idx: np.ndarray, split: str) -> np.ndarray:
-    """Samples whose mask is complete: label_state >= 0 for every class.
-
-    The discriminator takes these masks as real shapes; a mask with an unknown class (CAMUS
-    sequence frames are all 255; merged and Unity stores leave unannotated classes in the
-    background) would teach it wrong shapes.
-    """
-    ls = store.file["label_state"][()]
-    keep = idx[(ls[idx] >= 0).all(axis=1)]
-    if not len(keep):
-        raise DatakitError(f"split {split!r} has no sample with a complete mask (label_state >= 0 for every "
-                           f"class, {len(idx)} samples checked): maag needs unpaired full masks", store.path)
-    return keep
 
 
 def stack_rows(reader: ChunkReader, idx: list[int] | np.ndarray) -> np.ndarray:

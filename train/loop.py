@@ -18,9 +18,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +31,14 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from datakit.errors import DatakitError
 from datakit.progress import progress_bar
 from datakit.store import Store
+from datakit.store.check import check_label_values
 from train import checkpoint as ckpt
 from train import methods
 from train.config import TrainConfig, to_toml
-from train.data import MultiStreamSampler, ResidentData, make_loader, resident_bytes
-from train.discriminator import MultiScaleDiscriminator
-from train.inference import ResidentSplit, autocast, use_bf16
-from train.model import AttentionUNet
-from train.schedule import lr_factor
+from train.data import MultiStreamSampler, ResidentData, label_indices, make_loader, resident_bytes
+from train.inference import ResidentSplit, use_bf16
+from train.methods.context import StepContext
+from train.nets import Compiled, build_nets
 
 MEMORY_LIMIT = 0.4  # --data auto keeps the data resident when it takes under this share of the device's memory
 
@@ -81,98 +80,38 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
                            out)
 
 
-@dataclass
-class Nets:
-    """The networks and their optimisers. ``model`` and ``disc`` are what a training step calls (DDP
-    under torchrun, compiled with --compile); ``raw_*`` are the modules themselves, whose state dicts
-    the checkpoints hold and which validation runs; ``disc_g`` is the discriminator as the segmentor's
-    step calls it (never DDP: its weights take no gradient there; compiled with --compile)."""
-
-    model: Callable[..., Any]
-    disc: Callable[..., Any] | None
-    opt_g: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer | None
-    sched_g: torch.optim.lr_scheduler.LambdaLR
-    sched_d: torch.optim.lr_scheduler.LambdaLR | None
-    raw_model: AttentionUNet = field(repr=False, default=None)  # type: ignore[assignment]
-    raw_disc: torch.nn.Module | None = field(repr=False, default=None)
-    disc_g: Callable[..., Any] | None = field(repr=False, default=None)
-
-
-class Compiled:
-    """``torch.compile`` (inductor, static shapes: every training batch has the same) of several
-    modules' forwards, with one fallback: the first compile error (no C compiler, an op inductor
-    cannot lower, ...) is logged once and every wrapped module runs eager from then on, starting with
-    the call that failed. The backward graph is compiled with the forward (not lazily at the first
-    ``backward()``), so its errors surface here too, before any weight has changed. The wrappers are
-    not modules: state dicts, DDP and validation keep using the modules themselves."""
-
-    def __init__(self, log: Callable[[str], None]):
-        self.log, self.failed = log, False
-
-    def wrap(self, module: Callable[..., Any]) -> Callable[..., Any]:
-        import torch._dynamo.exc
-        import torch._functorch.config
-
-        compiled = torch.compile(module, dynamic=False)
-
-        def forward(*args: Any, **kwargs: Any) -> Any:
-            if not self.failed:
-                try:
-                    with torch._functorch.config.patch(force_non_lazy_backward_lowering=True):
-                        return compiled(*args, **kwargs)
-                except torch._dynamo.exc.TorchDynamoException as e:
-                    self.failed = True
-                    reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-                    self.log(f"--compile: torch.compile failed ({type(e).__name__}: {reason}); training "
-                             "continues eager")
-            return module(*args, **kwargs)
-
-        return forward
-
-
-def _adam(params, lr: float) -> torch.optim.Adam:
-    """Fused Adam (one kernel for all parameters) where this torch has it for the device."""
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):  # pragma: no cover - older torch / unsupported device
-        return torch.optim.Adam(params, lr=lr)
-
-
-def build_nets(cfg: TrainConfig, channels: int, classes: int, image_size: tuple[int, int], device: torch.device,
-               steps_per_epoch: int, channels_last: bool) -> Nets:
-    method = methods.get(cfg.method)
-    model = AttentionUNet(channels, classes, cfg.width).to(device)
-    # the discriminator follows --width too (32: MAAG's 32/128/256/512 filters), so narrow runs stay cheap
-    disc = (MultiScaleDiscriminator(classes - 1, image_size, width=cfg.width, instance_noise=cfg.instance_noise)
-            .to(device) if method.discriminator else None)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        disc = disc.to(memory_format=torch.channels_last) if disc is not None else None
-    factor = lr_factor(cfg.lr_schedule, cfg.max_steps, steps_per_epoch, cfg.lr_half_period)
-    opt_g = _adam(model.parameters(), cfg.lr)
-    opt_d = _adam(disc.parameters(), cfg.lr) if disc is not None else None
-    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, factor)
-    sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, factor) if opt_d is not None else None
-    return Nets(model, disc, opt_g, opt_d, sched_g, sched_d, model, disc, disc)
-
-
 class Trainer:
-    def __init__(self, cfg: TrainConfig, resume: bool = False, log=print):
-        self.cfg, self.log, self.d = cfg, log, Dist.from_env()
+    """One training run of ``cfg``: the store opened and checked, the method's streams picked, its
+    networks built; :meth:`run` trains. Nothing is written before :meth:`run`.
+
+    Construction checks everything that can fail about the inputs, before any output is touched: the
+    method, the device, the store's structure (``Store``), the image size, the method's streams (the
+    splits they need, scribbles present, complete masks) and the label values of every sample the
+    run reads (its streams' scribbles or masks and the validation masks, within the classes or 255).
+
+    Example::
+
+        >>> from train.config import TrainConfig
+        >>> cfg = TrainConfig(store="acdc.h5", out="runs/pce", method="pce", max_steps=20, width=8)
+        >>> tr = Trainer(cfg)           # doctest: +SKIP
+        >>> summary = tr.run()          # doctest: +SKIP  (metrics.jsonl, checkpoints/ in runs/pce)
+        >>> tr.close()                  # doctest: +SKIP
+    """
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, log=print, d: Dist | None = None,
+                 device: torch.device | None = None):
+        self.cfg, self.log = cfg, log
+        self.d = d if d is not None else Dist.from_env()
         self.method = methods.get(cfg.method)
-        self.device = pick_device(cfg.device, self.d.local_rank)
+        self.device = device if device is not None else pick_device(cfg.device, self.d.local_rank)
         self.bf16 = use_bf16(self.device, cfg.precision)
         self.channels_last = self.device.type == "cuda" or self.bf16
         self.store = Store(cfg.store)
-        h, w = self.store.image_size
-        if h % 16 or w % 16:  # four 2x2 poolings in the UNet (and three stride-2 levels in the discriminator)
-            raise DatakitError(f"image size {h} x {w} is not a multiple of 16, which the UNet's four poolings need; "
-                               "convert with --size a multiple of 16 (e.g. 224)", self.store.path)
-        self.classes = self.store.classes
-        self.num_classes = len(self.classes)
-        self.streams = methods.resolve_streams(self.store, self.method)
-        self.valid = self._valid_indices()
+        try:
+            self._check_store()
+        except BaseException:
+            self.store.close()
+            raise
         self.step, self.best, self.best_step = 0, -1.0, 0
         self.sampler_state: dict[str, list[int]] | None = None
         self.run_dir = cfg.out
@@ -181,9 +120,24 @@ class Trainer:
         first = next(iter(self.method.streams))
         self.epoch_steps = max(1, MultiStreamSampler({first: self.streams.indices[first]}, cfg.batch_size, cfg.seed,
                                                      self.d.rank, self.d.world).epoch_batches(first))
-        self.nets = build_nets(cfg, self.store.channels, self.num_classes, tuple(self.store.image_size), self.device,
-                               self.epoch_steps, self.channels_last)
+        self.nets = build_nets(cfg, self.method, self.store.channels, self.num_classes, tuple(self.store.image_size),
+                               self.device, self.epoch_steps, self.channels_last)
+        self.ctx = StepContext(cfg, cfg.method_options(), self.nets, self.num_classes, self.device, self.bf16)
+        self.step_fn = self.method.step_fn()
         self.resume_ck = ckpt.load(self.ckpt_dir / "last.pt") if resume else None
+
+    def _check_store(self) -> None:
+        """The store's image size, the method's streams and the label values the run reads."""
+        h, w = self.store.image_size
+        if h % 16 or w % 16:  # four 2x2 poolings in the UNet (and three stride-2 levels in the discriminator)
+            raise DatakitError(f"image size {h} x {w} is not a multiple of 16, which the UNet's four poolings need; "
+                               "convert with --size a multiple of 16 (e.g. 224)", self.store.path)
+        self.classes = self.store.classes
+        self.num_classes = len(self.classes)
+        self.streams = methods.resolve_streams(self.store, self.method)
+        self.valid = self._valid_indices()
+        for name, idx in label_indices(self.streams, self.method.streams, self.valid).items():
+            check_label_values(self.store, (name,), idx)
 
     def _valid_indices(self) -> np.ndarray | None:
         name = self.cfg.valid_split
@@ -193,6 +147,9 @@ class Trainer:
             self.log(f"warning: the store has no split {name!r}: no validation, best.pt is not written")
             return None
         return self.store.splits[name]
+
+    def close(self) -> None:
+        self.store.close()
 
     # -- networks and state -----------------------------------------------------------------------
     def prepare_nets(self) -> None:
@@ -217,6 +174,8 @@ class Trainer:
     def _restore(self, ck: dict[str, Any]) -> None:
         n = self.nets
         n.raw_model.load_state_dict(ck["model"])
+        if n.teacher is not None:
+            n.teacher.load_state_dict(ck["teacher"])
         n.opt_g.load_state_dict(ck["opt_g"])
         n.sched_g.load_state_dict(ck["sched_g"])
         if n.raw_disc is not None:
@@ -235,6 +194,7 @@ class Trainer:
             "step": self.step, "method": self.cfg.method, "classes": self.classes,
             "model_config": n.raw_model.config, "model": n.raw_model.state_dict(),
             "disc": n.raw_disc.state_dict() if n.raw_disc is not None else None,
+            "teacher": n.teacher.state_dict() if n.teacher is not None else None,
             "opt_g": n.opt_g.state_dict(), "opt_d": n.opt_d.state_dict() if n.opt_d else None,
             "sched_g": n.sched_g.state_dict(), "sched_d": n.sched_d.state_dict() if n.sched_d else None,
             "best_dice": self.best, "best_step": self.best_step, "sampler": self.sampler_state or {},
@@ -255,37 +215,6 @@ class Trainer:
         rngs = self._gather_rng()  # every rank takes part; rank 0 writes
         if self.d.main:
             ckpt.save(self.ckpt_dir / name, self._payload(rngs))
-
-    # -- what a method's step uses ----------------------------------------------------------------
-    def autocast(self):
-        return autocast(self.device, self.bf16)
-
-    @contextmanager
-    def frozen_disc(self) -> Iterator[None]:
-        """The discriminator's weights take no gradient inside (the segmentor's step)."""
-        params = list(self.nets.raw_disc.parameters())
-        for p in params:
-            p.requires_grad_(False)
-        try:
-            yield
-        finally:
-            for p in params:
-                p.requires_grad_(True)
-
-    def step_d(self, loss: torch.Tensor) -> None:
-        n = self.nets
-        n.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        n.opt_d.step()
-        n.sched_d.step()
-
-    def step_g(self, total: torch.Tensor, parts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        n = self.nets
-        n.opt_g.zero_grad(set_to_none=True)
-        total.backward()
-        n.opt_g.step()
-        n.sched_g.step()
-        return {"loss/total": total.detach(), **{k: v.detach() for k, v in parts.items()}}
 
     # -- data -------------------------------------------------------------------------------------
     @functools.cached_property
@@ -391,13 +320,15 @@ class Trainer:
         t_log, steps_log, since = time.perf_counter(), 0, self.step
         progress = progress_bar(None if cfg.progress and self.d.main else False, transient=False)
         stopped_early = False
+        shown, last_dice = "", None
         batches = self.batches()
         try:
             with progress:
                 task = progress.add_task(cfg.method, total=cfg.max_steps, completed=self.step)
                 while self.step < cfg.max_steps:
                     batch, state = next(batches)
-                    losses = self.method.step(self, batch)
+                    self.ctx.step = self.step
+                    losses = self.step_fn(self.ctx, batch)
                     self.step += 1
                     self.sampler_state = state
                     steps_log += 1
@@ -419,7 +350,7 @@ class Trainer:
                         row = {"step": self.step, **means, "lr": n.opt_g.param_groups[0]["lr"],
                                "samples_per_s": steps_log * cfg.batch_size * self.d.world / max(dt, 1e-9)}
                         _write(metrics, tb, row)
-                        progress.update(task, description=f"{cfg.method} loss {means['loss/total']:.4f}")
+                        shown = f"{cfg.method} loss {means['loss/total']:.4f}"
                         sums, steps_log, since = {}, 0, self.step
                     t_close = time.perf_counter()
                     if evaluating:
@@ -428,6 +359,11 @@ class Trainer:
                             _write(metrics, tb, {"step": self.step, "valid/dice_mean": res["dice"]["mean"],
                                                  **{f"valid/dice/{c}": v for c, v in res["dice"].items()
                                                     if c != "mean"}})
+                            last_dice = res["dice"]["mean"]
+                    if shown:  # the latest losses, and the latest validation Dice once there is one
+                        dice = "" if last_dice is None else f", valid Dice {last_dice:.3f} (best {self.best:.3f})"
+                        progress.update(task, description=shown + dice)
+                        shown = ""
                     if saving:
                         self.save("last.pt")
                     if evaluating or saving:
@@ -477,8 +413,10 @@ def _tensorboard(run_dir: Path):
     return SummaryWriter(str(run_dir / "tb"))
 
 
-def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
-    """Run training (joining the DDP group when launched by torchrun); returns a summary."""
+def train(cfg: TrainConfig, resume: bool = False, log=print, before_run=None) -> dict[str, Any]:
+    """Run training (joining the DDP group when launched by torchrun); returns a summary.
+    ``before_run(trainer)``, if given, is called once every input has been checked and before anything
+    is written (the CLI clears an --overwrite'd run directory there)."""
     d = Dist.from_env()
     device = pick_device(cfg.device, d.local_rank)
     if device.type == "cuda":
@@ -487,7 +425,13 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
     if d.world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
-        return Trainer(cfg, resume, log).run()
+        trainer = Trainer(cfg, resume, log, d, device)
+        try:
+            if before_run is not None:
+                before_run(trainer)
+            return trainer.run()
+        finally:
+            trainer.close()
     finally:
         if d.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
