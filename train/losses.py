@@ -1,6 +1,14 @@
-"""Losses of MAAG: class-weighted partial cross-entropy, least-squares GAN, dynamic weighting."""
+"""Losses: MAAG's (class-weighted partial cross-entropy, least-squares GAN, dynamic weighting) and the
+terms the other scribble methods add to the partial cross-entropy (entropy, total variation, the
+gated CRF loss, the Mumford-Shah functional, Dice and soft cross-entropy on pseudo labels).
+
+Every term on a prediction takes softmax probabilities (B, K, H, W) in float32; image-driven terms take
+the images rescaled per image to [0, 1] (:func:`unit_range`), as the authors' data were.
+"""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch.nn import functional as F
@@ -102,3 +110,109 @@ def dynamic_weighting(ce: torch.Tensor, g: torch.Tensor, adv_weight: float) -> t
     """
     w = (g.detach() / (ce.detach() + EPS)).abs()
     return w * ce + adv_weight * g, w
+
+
+# -- regularisers of the other scribble methods -------------------------------------------------------
+def unit_range(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Each image (B, C, H, W) rescaled to [0, 1] by its own minimum and maximum (float32). The methods'
+    authors normalised to [0, 1] (WSL4MIS's ACDC slices), so their intensity scales (the gated CRF's
+    sigma, the Mumford-Shah centroids) hold on our percentile / IQR-normalised images too."""
+    x = x.float()
+    lo = x.amin(dim=(1, 2, 3), keepdim=True)
+    hi = x.amax(dim=(1, 2, 3), keepdim=True)
+    return (x - lo) / (hi - lo + eps)
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Mean over pixels of the softmax's entropy, divided by log K (1 for a uniform prediction, 0 for a
+    one-hot one): Grandvalet and Bengio's entropy minimisation, as WSL4MIS's entropy_loss (eps 1e-6)."""
+    k = probs.shape[1]
+    return (-(probs * torch.log(probs + 1e-6)).sum(dim=1) / math.log(k)).mean()
+
+
+def total_variation(probs: torch.Tensor) -> torch.Tensor:
+    """Mean soft contour length of the foreground channels: relu(opening - erosion) with a 3 x 3 min / max
+    pool (WSL4MIS's tv_loss). Their script passes ``outputs_soft[1:]``, which drops the batch's first
+    image; the foreground channels ``[:, 1:]`` are what it means, and what is used here."""
+    p = probs[:, 1:]
+    eroded = -F.max_pool2d(-p, 3, 1, 1)
+    opened = F.max_pool2d(eroded, 3, 1, 1)
+    return torch.relu(opened - eroded).mean()
+
+
+def _unfold(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, d*d, H, W): each pixel's d x d neighbourhood, d = 2 radius + 1, zeros outside."""
+    b, c, h, w = x.shape
+    d = 2 * radius + 1
+    return F.unfold(x, d, padding=radius).view(b, c, d * d, h, w)
+
+
+def gated_crf(probs: torch.Tensor, images: torch.Tensor, radius: int = 5, sigma_xy: float = 6.0,
+              sigma_intensity: float = 0.1) -> torch.Tensor:
+    """The gated CRF loss with a Potts compatibility (Obukhov et al. 2019, arXiv 1906.04651; WSL4MIS's
+    ModelLossSemsegGatedCRF): sum over pixel pairs i != j within ``radius`` of
+    k(i, j) (1 - sum_c p_c(i) p_c(j)), with k a Gaussian of position (``sigma_xy`` pixels) and intensity
+    (``sigma_intensity``, on ``images`` rescaled per image to [0, 1]), divided by the pixel count.
+    Low when the label map changes only where the image does.
+
+    Departure: the original unfolds with zero padding, so at the image border it pairs pixels with
+    phantom neighbours at position (0, 0), intensity 0 and probability 0 (a penalty for being near a
+    border); here neighbours outside the image are left out.
+    """
+    b, k, h, w = probs.shape
+    yy, xx = torch.meshgrid(torch.arange(h, device=probs.device, dtype=torch.float32),
+                            torch.arange(w, device=probs.device, dtype=torch.float32), indexing="ij")
+    with torch.no_grad():  # the kernel depends on the image only: no gradient, no stored graph
+        mesh = torch.stack([xx, yy])[None].expand(b, 2, h, w)
+        feats = torch.cat([mesh / sigma_xy, unit_range(images) / sigma_intensity], dim=1)
+        nb = _unfold(feats, radius)  # (B, F, d*d, H, W)
+        kernel = torch.exp(-0.5 * ((nb - feats[:, :, None]) ** 2).sum(dim=1, keepdim=True))  # (B, 1, d*d, H, W)
+        del nb
+        kernel = kernel * _unfold(torch.ones(1, 1, h, w, device=probs.device), radius)  # 0 outside the image
+        kernel[:, :, (2 * radius + 1) ** 2 // 2] = 0.0  # i != j
+    agree = (kernel * _unfold(probs, radius)).sum(dim=2)  # (B, K, H, W): sum_j k(i, j) p_c(j)
+    return (kernel.sum() - (agree * probs).sum()) / (b * h * w)
+
+
+def mumford_shah(probs: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """The Mumford-Shah loss of Kim and Ye 2019 (arXiv 1904.02872), a mean per pixel: sum over classes c
+    of (I - m_c)^2 p_c, with m_c = sum(I p_c) / sum(p_c) each class's mean intensity in the image, plus
+    the L1 total variation of the softmax; I = the images rescaled per image to [0, 1], summed over
+    channels.
+
+    Departure: WSL4MIS calls ``levelsetLoss(image, prediction)`` where Kim and Ye's signature is
+    (prediction, image), which swaps the roles (means of p weighted by I, (p - m)^2 I); the functional
+    as the paper and Kim and Ye's code define it is used here.
+    """
+    img = unit_range(images)  # (B, Ci, H, W)
+    b, _, h, w = probs.shape
+    level = probs.new_zeros(())
+    for c in range(probs.shape[1]):
+        p = probs[:, c:c + 1]
+        mean = (img * p).sum(dim=(2, 3), keepdim=True) / (p.sum(dim=(2, 3), keepdim=True) + 1e-6)
+        level = level + (((img - mean) ** 2) * p).sum()
+    tv = (probs[:, :, 1:] - probs[:, :, :-1]).abs().sum() + (probs[:, :, :, 1:] - probs[:, :, :, :-1]).abs().sum()
+    return (level + tv) / (b * h * w)
+
+
+def dice_loss(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - soft Dice per class over the whole batch, averaged over all K classes (background included):
+    (2 sum p t + s) / (sum p^2 + sum t^2 + s), s = 1e-5, t the one-hot of ``target`` (B, H, W);
+    WSL4MIS's DiceLoss, which DMPLS uses on its pseudo labels."""
+    k = probs.shape[1]
+    t = F.one_hot(target.long(), k).permute(0, 3, 1, 2).to(probs.dtype)
+    dims = (0, 2, 3)
+    inter = (probs * t).sum(dims)
+    dice = (2 * inter + 1e-5) / ((probs * probs).sum(dims) + (t * t).sum(dims) + 1e-5)
+    return (1 - dice).mean()
+
+
+def soft_ce(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of probabilities against soft labels, mean over pixels: -sum_c t_c log p_c with p
+    squeezed into [5e-4, 0.9995] (PyMIC's CrossEntropyLoss, which DMSPS uses)."""
+    return -(target * torch.log(probs * 0.999 + 5e-4)).sum(dim=1).mean()
+
+
+def mixed_pseudo_label(p1: torch.Tensor, p2: torch.Tensor, beta: torch.Tensor | float) -> torch.Tensor:
+    """DMPLS's hard pseudo label (B, H, W): argmax of beta p1 + (1 - beta) p2, both decoders' softmax."""
+    return torch.argmax(beta * p1.detach() + (1 - beta) * p2.detach(), dim=1)
