@@ -72,6 +72,29 @@ def load(path: Path) -> dict[str, Any]:
     return ck
 
 
+def _float_tensors(payload: dict[str, Any]) -> list[tuple[str, torch.Tensor]]:
+    """(name, tensor) of every floating-point weight and optimiser state a checkpoint holds."""
+    out: list[tuple[str, torch.Tensor]] = []
+    for part in ("model", "disc", "teacher"):
+        for k, v in (payload.get(part) or {}).items():
+            if isinstance(v, torch.Tensor) and v.is_floating_point():
+                out.append((f"{part} weight {k}", v))
+    for part in ("opt_g", "opt_d"):
+        for i, state in ((payload.get(part) or {}).get("state") or {}).items():
+            for k, v in state.items():
+                if isinstance(v, torch.Tensor) and v.is_floating_point():
+                    out.append((f"{part} state {i}.{k}", v))
+    return out
+
+
+def non_finite(payload: dict[str, Any]) -> str | None:
+    """The name of the first weight or optimiser state holding a NaN or inf, else None (one device read)."""
+    tensors = _float_tensors(payload)
+    if not tensors or bool(torch.stack([torch.isfinite(t).all() for _, t in tensors]).all()):
+        return None
+    return next(name for name, t in tensors if not bool(torch.isfinite(t).all()))
+
+
 def weights_only(ck: dict[str, Any], half: bool = True) -> dict[str, Any]:
     """The part of a checkpoint that ``train eval`` and ``train predict`` read: the segmentor's weights
     (half precision by default: a width-32 model is ~15 MiB instead of ~30), its config, classes and
@@ -151,6 +174,10 @@ def check(ck: dict[str, Any], path: Path) -> None:
         if tuple(weights[k].shape) != shape:
             raise DatakitError(f"model weight {k} has shape {tuple(weights[k].shape)}, model_config "
                                f"{kwargs} needs {shape}", path)
+    bad = non_finite({"model": weights})
+    if bad:  # a model that diverged predicts nothing: Dice 0 would be reported as if it were a result
+        raise DatakitError(f"{bad} is not finite (NaN or inf): the model diverged before this checkpoint was "
+                           "written", path)
 
 
 def build_model(ck: dict[str, Any], path: Path | None = None) -> AttentionUNet:

@@ -78,7 +78,8 @@ def _config_options() -> list[inspect.Parameter]:
 
 def _run(config: Path | None = None, resume: bool = False, overwrite: bool = False, **values: Any) -> None:
     from train.config import load_toml, resolve
-    from train.loop import check_run_dir, train
+    from train.loop import train
+    from train.rundir import check_run_dir
 
     if resume:
         if values.get("out") is None:
@@ -99,56 +100,24 @@ def _run(config: Path | None = None, resume: bool = False, overwrite: bool = Fal
     if not resume:  # --resume: checked above (cfg.out is --out: options win over the saved config)
         check_run_dir(cfg.out, False, overwrite)
 
-    def before_run(trainer: Any) -> None:  # every input checked (store, streams, labels, device): now clear
-        if overwrite and not resume and cfg.out.is_dir():
-            _clear_run_dir(cfg.out)
-
     import os
 
     from datakit.provenance import provenance
 
     main_rank = int(os.environ.get("RANK", 0)) == 0
-    started = lambda: main_rank and (cfg.out / "config.toml").is_file()  # noqa: E731 - RUN_DIR being written
     # what runs is what was there at the start: a checkout that moves during a long run must not be recorded
     prov = {**provenance(), "argv": sys.argv}
     try:
-        summary = train(cfg, resume=resume, log=_err, before_run=before_run)
-    except BaseException as e:  # also for a run stopped by a NaN loss, Ctrl-C or a full disk
-        if started():
-            try:
-                _write_provenance(cfg.out, prov)
-            except OSError:  # best effort here: the run's own error is the one to report
-                pass
-        from datakit.safe_io import is_no_space, os_error
+        summary = train(cfg, resume=resume, log=_err, overwrite=overwrite, provenance=prov)
+    except OSError as e:  # the environment (a full disk, permissions) while writing: one line
+        from datakit.safe_io import os_error
 
-        if isinstance(e, OSError) and is_no_space(e):  # a checkpoint or metrics write: one line
-            raise os_error(e, e.filename or cfg.out) from None
-        raise
-    if started():
-        _write_provenance(cfg.out, prov)
+        raise os_error(e, e.filename or cfg.out) from None
     if main_rank:
         best = (f"best valid Dice {summary['best_dice']:.4f} at step {summary['best_step']}"
                 if summary["best_dice"] >= 0 else "no validation")
         _err(f"done: {summary['steps']} steps in {summary['wall_s']:.1f} s ({summary['steps_per_s']:.2f} it/s); "
              f"{best}; run in {summary['run_dir']}")
-
-
-def _write_provenance(out: Path, prov: dict[str, Any]) -> None:
-    """RUN_DIR/provenance.json: versions of datakit, numpy, h5py, torch, ..., the git commit of a
-    checkout as the run started, and the command line (a resumed run replaces it with its own)."""
-    from datakit.safe_io import write_file
-
-    write_file(out / "provenance.json", json.dumps(prov, indent=1) + "\n")
-
-
-def _clear_run_dir(out: Path) -> None:
-    """--overwrite: remove only what a run writes, never unrelated files."""
-    import shutil
-
-    for name in ("checkpoints", "tb"):
-        shutil.rmtree(out / name, ignore_errors=True)
-    for name in ("metrics.jsonl", "config.toml", "provenance.json"):
-        (out / name).unlink(missing_ok=True)
 
 
 def _build_run() -> None:

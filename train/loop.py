@@ -39,6 +39,14 @@ from train.data import MultiStreamSampler, ResidentData, label_indices, make_loa
 from train.inference import ResidentSplit, use_bf16
 from train.methods.context import StepContext
 from train.nets import Compiled, build_nets
+from train.rundir import RunDir, check_run_dir
+
+__all__ = ["Dist", "Trainer", "check_run_dir", "pick_device", "train"]
+
+# A resumed run must be the same run: these options (and the store's content, the image size and the
+# classes) are its identity. Every other option may change on --resume and takes effect from there,
+# recorded in metrics.jsonl with the step.
+IDENTITY = ("method", "network", "width", "batch_size", "seed")
 
 MEMORY_LIMIT = 0.4  # --data auto keeps the data resident when it takes under this share of the device's memory
 
@@ -67,19 +75,6 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
-def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix runs: a non-empty RUN_DIR needs --resume or --overwrite."""
-    if resume:
-        if not (out / "checkpoints" / "last.pt").is_file():
-            raise DatakitError("--resume: no checkpoints/last.pt to resume from", out)
-        return
-    if out.exists() and not out.is_dir():
-        raise DatakitError("exists and is not a directory", out)
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise DatakitError("run directory is not empty; pass --overwrite to replace it or --resume to continue",
-                           out)
-
-
 class Trainer:
     """One training run of ``cfg``: the store opened and checked, the method's streams picked, its
     networks built; :meth:`run` trains. Nothing is written before :meth:`run`.
@@ -99,8 +94,10 @@ class Trainer:
     """
 
     def __init__(self, cfg: TrainConfig, resume: bool = False, log=print, d: Dist | None = None,
-                 device: torch.device | None = None):
-        self.cfg, self.log = cfg, log
+                 device: torch.device | None = None, overwrite: bool = False,
+                 provenance: dict[str, Any] | None = None):
+        self.cfg, self.log, self.provenance = cfg, log, provenance
+        self.rundir = RunDir(cfg.out, overwrite and not resume)
         self.d = d if d is not None else Dist.from_env()
         self.method = methods.get(cfg.method)
         self.device = device if device is not None else pick_device(cfg.device, self.d.local_rank)
@@ -113,9 +110,9 @@ class Trainer:
             self.store.close()
             raise
         self.step, self.best, self.best_step = 0, -1.0, 0
+        self.saved_step: int | None = None  # the step of the last checkpoints/last.pt written (or resumed)
         self.sampler_state: dict[str, list[int]] | None = None
-        self.run_dir = cfg.out
-        self.ckpt_dir = cfg.out / "checkpoints"
+        self.changed: dict[str, list[Any]] = {}  # options changed on --resume: name -> [before, now]
         torch.manual_seed(cfg.seed + self.d.rank)
         first = next(iter(self.method.streams))
         self.epoch_steps = max(1, MultiStreamSampler({first: self.streams.indices[first]}, cfg.batch_size, cfg.seed,
@@ -124,7 +121,49 @@ class Trainer:
                                self.device, self.epoch_steps, self.channels_last)
         self.ctx = StepContext(cfg, cfg.method_options(), self.nets, self.num_classes, self.device, self.bf16)
         self.step_fn = self.method.step_fn()
-        self.resume_ck = ckpt.load(self.ckpt_dir / "last.pt") if resume else None
+        self.resume_ck = None
+        if resume:
+            self.resume_ck = ckpt.load(self.ckpt_dir / "last.pt")
+            self._check_resumable(self.resume_ck)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.rundir.path
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.rundir.checkpoints
+
+    def _check_resumable(self, ck: dict[str, Any]) -> None:
+        """--resume continues the same run or nothing: method, network, width, batch size, seed, the
+        store's content, image size and classes must be the checkpoint's (a one-line error naming both
+        values otherwise); a weights-only checkpoint cannot be resumed. Other options may change."""
+        where = self.ckpt_dir / "last.pt"
+        if ck.get("weights_only"):
+            raise DatakitError("is a weights-only checkpoint (no optimisers, RNG or data position): it can be "
+                               "evaluated, not resumed", where)
+        saved = ck.get("config") if isinstance(ck.get("config"), dict) else {}
+        now = self.cfg.model_dump()
+        pairs = [(k, saved.get(k, ck.get(k)), now[k]) for k in IDENTITY]
+        pairs += [("store content", ck.get("store_fingerprint"), self.store.fingerprint),
+                  ("image size", ck.get("image_size"), list(self.store.image_size)),
+                  ("classes", ck.get("classes"), self.classes)]
+        for key, before, after in pairs:
+            if before is not None and before != after and not (key == "network" and before is None):
+                raise DatakitError(f"--resume: this run's {key} is {before!r}, now {after!r}: a resumed run must "
+                                   "be the same run (start a new one with another --out)", where)
+        mine = self.nets.raw_model.config
+        theirs = ck.get("model_config") or {}
+        for key in ("in_channels", "classes", "width", "aux_decoder"):
+            if key in theirs and theirs[key] != mine[key]:
+                raise DatakitError(f"--resume: the checkpoint's model has {key} = {theirs[key]!r}, this run's "
+                                   f"{mine[key]!r}", where)
+        if (ck.get("disc") is not None) != (self.nets.raw_disc is not None) or \
+                (ck.get("teacher") is not None) != (self.nets.teacher is not None):
+            raise DatakitError(f"--resume: the checkpoint's networks are not those of method {self.cfg.method!r}",
+                               where)
+        self.changed = {k: [saved[k], now[k]] for k in now if k in saved and saved[k] != now[k]
+                        and k not in IDENTITY and k not in ("store", "out")}
 
     def _check_store(self) -> None:
         """The store's image size, the method's streams and the label values the run reads."""
@@ -145,6 +184,10 @@ class Trainer:
             return None
         if name not in self.store.splits:
             self.log(f"warning: the store has no split {name!r}: no validation, best.pt is not written")
+            return None
+        if not len(self.store.splits[name]):
+            self.log(f"warning: split {name!r} holds no samples: no validation, best.pt is not written "
+                     "(train eval --run uses last.pt)")
             return None
         return self.store.splits[name]
 
@@ -182,7 +225,14 @@ class Trainer:
             n.raw_disc.load_state_dict(ck["disc"])
             n.opt_d.load_state_dict(ck["opt_d"])
             n.sched_d.load_state_dict(ck["sched_d"])
+        for opt, sched in ((n.opt_g, n.sched_g), (n.opt_d, n.sched_d)):  # --lr as now given, not as saved
+            if opt is not None:
+                sched.base_lrs = [self.cfg.lr] * len(opt.param_groups)
+                for group, fn in zip(opt.param_groups, sched.lr_lambdas, strict=True):
+                    group["initial_lr"] = self.cfg.lr
+                    group["lr"] = self.cfg.lr * fn(sched.last_epoch)
         self.step, self.best, self.best_step = int(ck["step"]), float(ck["best_dice"]), int(ck["best_step"])
+        self.saved_step = self.step
         self.sampler_state = {k: [int(x) for x in v] for k, v in ck["sampler"].items()}
         rngs = ck["rng"]
         ckpt.set_rng_state(rngs[self.d.rank] if self.d.rank < len(rngs) and len(rngs) == self.d.world
@@ -199,7 +249,7 @@ class Trainer:
             "sched_g": n.sched_g.state_dict(), "sched_d": n.sched_d.state_dict() if n.sched_d else None,
             "best_dice": self.best, "best_step": self.best_step, "sampler": self.sampler_state or {},
             "rng": rngs, "config": json.loads(self.cfg.model_dump_json()),
-            "image_size": list(self.store.image_size),
+            "image_size": list(self.store.image_size), "store_fingerprint": self.store.fingerprint,
         }
 
     def _gather_rng(self) -> list[dict[str, Any]]:
@@ -212,9 +262,27 @@ class Trainer:
         return gathered
 
     def save(self, name: str = "last.pt") -> None:
+        """Write a checkpoint, only if every weight and optimiser state is finite (a NaN or inf there is
+        refused and stops the run, keeping the last good one). The first checkpoint of a run that
+        replaces an earlier one (--overwrite) swaps it in."""
         rngs = self._gather_rng()  # every rank takes part; rank 0 writes
+        payload = self._payload(rngs)
+        bad = ckpt.non_finite(payload)  # the same weights on every rank: every rank stops together
+        if bad:
+            raise DatakitError(f"{bad} is not finite (NaN or inf) at step {self.step} although the logged losses "
+                               f"were: training stopped, {self._kept()}; lower --lr", self.run_dir)
         if self.d.main:
-            ckpt.save(self.ckpt_dir / name, self._payload(rngs))
+            ckpt.save(self.ckpt_dir / name, payload)
+            self.rundir.publish()
+        if name == "last.pt":
+            self.saved_step = self.step
+
+    def _kept(self) -> str:
+        """What a stopped run leaves: its last good checkpoint, named with its step."""
+        if self.saved_step is None:
+            earlier = " (the earlier run in RUN_DIR is kept as it was)" if self.rundir.staging is not None else ""
+            return "no checkpoint was written yet" + earlier
+        return f"the last good checkpoint {self.ckpt_dir / 'last.pt'} (step {self.saved_step}) is kept"
 
     # -- data -------------------------------------------------------------------------------------
     @functools.cached_property
@@ -283,28 +351,46 @@ class Trainer:
             dist.all_reduce(flag)  # every rank stops together
         if not flag.item():
             return
-        kept = self.ckpt_dir / "last.pt"
-        where = f"the last good checkpoint {kept} is kept" if kept.is_file() else "no checkpoint was written yet"
         name = bad[0] if bad else "a loss on another rank"
         value = means.get(name, float("nan"))
         at = f"step {self.step}" if since + 1 == self.step else f"steps {since + 1}-{self.step}"
-        raise DatakitError(f"{name} is {value} at {at}: training stopped, {where}; lower --lr or check the "
+        raise DatakitError(f"{name} is {value} at {at}: training stopped, {self._kept()}; lower --lr or check the "
                            "store's images for extreme values", self.run_dir)
 
     # -- the run ----------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        """Train to ``max_steps`` (or the time budget). A run that replaces an earlier one and stops before
+        its first checkpoint leaves the earlier one as it was."""
+        try:
+            return self._run()
+        except BaseException:
+            if self.d.main:
+                self.rundir.abandon()
+            raise
+
+    def _start(self) -> None:
+        """RUN_DIR's files at the start: config.toml, provenance.json, the metrics kept on resume."""
+        cfg = self.cfg
+        self.rundir.create()
+        self.rundir.write("config.toml", to_toml(cfg))
+        if self.provenance is not None:  # the checkout as the run started (a resumed run: its own)
+            self.rundir.write("provenance.json", json.dumps(self.provenance, indent=1) + "\n")
+        self.rundir.truncate_metrics(self.step, self.log)
+        self.log(f"train {cfg.method}: {self.streams.how}; device {self.device}, world {self.d.world}, "
+                 f"{'bf16' if self.bf16 else 'fp32'}, data {'memory' if self.resident else 'stream'}, "
+                 f"{'compiled' if cfg.compile else 'eager'}")
+        if self.changed:
+            self.log(f"resumed at step {self.step} with " + ", ".join(f"{k} {a!r} -> {b!r}"
+                                                                     for k, (a, b) in self.changed.items()))
+
+    def _run(self) -> dict[str, Any]:
         cfg, n = self.cfg, self.nets
         if self.resume_ck is not None:
             self._restore(self.resume_ck)
             self.resume_ck = None
         self.prepare_nets()
         if self.d.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.toml").write_text(to_toml(cfg))
-            _truncate_metrics(self.run_dir / "metrics.jsonl", self.step)
-            self.log(f"train {cfg.method}: {self.streams.how}; device {self.device}, world {self.d.world}, "
-                     f"{'bf16' if self.bf16 else 'fp32'}, data {'memory' if self.resident else 'stream'}, "
-                     f"{'compiled' if cfg.compile else 'eager'}")
+            self._start()
         t0 = time.perf_counter()
         valid = (ResidentSplit(self.store, self.valid, self.device) if self.valid is not None and self.d.main
                  else None)
@@ -314,8 +400,10 @@ class Trainer:
         # seconds kept free within the budget for the closing validation + save: a tenth of the budget (at
         # most 30 s) until one has been measured, then 1.5 x the longest measured
         reserve = min(30.0, 0.1 * budget)
-        metrics = (self.run_dir / "metrics.jsonl").open("a") if self.d.main else None
+        metrics = _Metrics(self.run_dir / "metrics.jsonl") if self.d.main else None
         tb = _tensorboard(self.run_dir) if (cfg.tensorboard and self.d.main) else None
+        if self.changed:
+            _write(metrics, None, {"step": self.step, "changed": self.changed})
         sums: dict[str, torch.Tensor] = {}
         t_log, steps_log, since = time.perf_counter(), 0, self.step
         progress = progress_bar(None if cfg.progress and self.d.main else False, transient=False)
@@ -387,21 +475,35 @@ class Trainer:
                 "best_step": self.best_step, "run_dir": str(self.run_dir), "stopped_early": stopped_early}
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """On resume, drop rows logged after the checkpoint: those steps are about to be run again."""
-    if not path.is_file():
-        return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in keep))
+class _Metrics:
+    """metrics.jsonl, appended one flushed line per row; a failed write (a full disk) names the file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.f = path.open("a")
+
+    def write(self, text: str) -> None:
+        from datakit.safe_io import os_error
+
+        try:
+            self.f.write(text)
+            self.f.flush()
+        except OSError as e:
+            raise os_error(e, self.path) from None
+
+    def close(self) -> None:
+        try:
+            self.f.close()
+        except OSError:  # the write that failed has been reported; the rows before it are on disk
+            pass
 
 
-def _write(metrics, tb, row: dict[str, Any]) -> None:
+def _write(metrics: _Metrics | None, tb, row: dict[str, Any]) -> None:
     if metrics is not None:
         metrics.write(json.dumps(row) + "\n")
-        metrics.flush()
     if tb is not None:
         for k, v in row.items():
-            if k != "step" and v is not None:
+            if k != "step" and isinstance(v, int | float):
                 tb.add_scalar(k, v, row["step"])
 
 
@@ -413,10 +515,11 @@ def _tensorboard(run_dir: Path):
     return SummaryWriter(str(run_dir / "tb"))
 
 
-def train(cfg: TrainConfig, resume: bool = False, log=print, before_run=None) -> dict[str, Any]:
-    """Run training (joining the DDP group when launched by torchrun); returns a summary.
-    ``before_run(trainer)``, if given, is called once every input has been checked and before anything
-    is written (the CLI clears an --overwrite'd run directory there)."""
+def train(cfg: TrainConfig, resume: bool = False, log=print, overwrite: bool = False,
+          provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run training (joining the DDP group when launched by torchrun); returns a summary. Every input is
+    checked before anything is written; ``overwrite`` replaces an earlier run at the new one's first
+    checkpoint; ``provenance`` is written to RUN_DIR/provenance.json as the run starts."""
     d = Dist.from_env()
     device = pick_device(cfg.device, d.local_rank)
     if device.type == "cuda":
@@ -425,10 +528,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, before_run=None) ->
     if d.world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
-        trainer = Trainer(cfg, resume, log, d, device)
+        trainer = Trainer(cfg, resume, log, d, device, overwrite, provenance)
         try:
-            if before_run is not None:
-                before_run(trainer)
             return trainer.run()
         finally:
             trainer.close()
