@@ -38,19 +38,6 @@ class _FullDisk(io.FileIO):
         return 0
 
 
-@pytest.fixture(scope="session")
-def acdc3(acdc_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three ACDC patients (the phantom patient under three numbers): enough items for a worker pool."""
-    root = tmp_path_factory.mktemp("rb_acdc_x3") / "ACDC"
-    first = next(acdc_src.rglob("patient001"))
-    for n in (1, 2, 3):
-        d = root / "training" / f"patient{n:03d}"
-        d.mkdir(parents=True)
-        for f in first.iterdir():
-            shutil.copyfile(f, d / f.name.replace("patient001", f"patient{n:03d}"))
-    return root
-
-
 def _convert_args(src: Path, out: Path, *extra: str) -> list[object]:
     return ["convert", "acdc", src, "--out", out, "-j", "1", "--size", "32", "--spacing", "6", *extra]
 
