@@ -33,6 +33,7 @@ from datakit.store.writer import (
     EncodedSample,
     StoreWriter,
     patient_columns,
+    writing,
 )
 
 CHUNK = 64  # samples read per step: memory is bounded by this, not by the store size
@@ -183,6 +184,12 @@ def merge_stores(paths: Sequence[str | Path], out: str | Path, *, classes: Seque
             raise DatakitError("--out is one of the inputs; write the merge to a new file", out)
     if len({p.resolve() for p in paths}) < len(paths):
         raise DatakitError("the same store is given twice")
+    with writing(out, overwrite):
+        return _merge(paths, out, classes, overwrite, command, chunk, copy_compressed)
+
+
+def _merge(paths: list[Path], out: Path, classes: Sequence[str] | None, overwrite: bool, command: str, chunk: int,
+           copy_compressed: bool) -> MergeReport:
     stores = [Store(p) for p in paths]  # each through the structural check (newer schema_version refused)
     for s in stores:  # label values outside an input's classes would be remapped to nonsense: refused first
         check_label_values(s)

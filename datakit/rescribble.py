@@ -25,6 +25,7 @@ from datakit.store import Store, StoreWriter
 from datakit.store.check import check_label_values
 from datakit.store.chunks import ImageFormat
 from datakit.store.contract import META_COLUMNS, ROOT_ATTRS
+from datakit.store.writer import writing
 
 # written afresh by StoreWriter or by this module
 _OWN_ATTRS = {*ROOT_ATTRS, "scribble_synthesis"}
@@ -55,6 +56,7 @@ def rescribble(src: str | Path, out: str | Path, algo: str, *, seed: int = 0, pa
         raise DatakitError("--out must differ from the input store (it is read while writing)", out)
     synthesized = 0
     with ExitStack() as stack:
+        stack.enter_context(writing(out, overwrite))  # the output's exclusive lock, for the whole run
         pool = stack.enter_context(_pool(workers)) if workers > 1 else None
         s = stack.enter_context(Store(src))
         check_label_values(s, ("masks",))  # scribbles drawn from out-of-range labels would be invalid

@@ -184,13 +184,16 @@ def test_kill_9_workers_die_and_the_next_run_removes_the_stale_temporary(acdc3: 
     assert _gone(workers), "worker processes outlived their killed parent (PR_SET_PDEATHSIG)"
     stale = [f.name for f in out.parent.iterdir() if f.name.endswith(".tmp")]
     assert stale and str(p.pid) in stale[0]  # kill -9 cannot be cleaned up by the dead process itself
+    lock = out.parent / ".x.h5.lock"  # left too, holding the dead PID; the lock itself died with the process
+    assert lock.read_text().strip() == str(p.pid)
     live = subprocess.Popen(["sleep", "60"])
     try:
         kept = out.parent / f".x.h5.{live.pid}-0badcafe.tmp"
         kept.write_bytes(b"a live run's temporary")
         r = run_case(datakit_app(), _convert_args(acdc3, out), tmp_path, code=0,
-                     outputs=["out/x.h5", f"out/{stale[0]}"], names=["wrote"])
+                     outputs=["out/x.h5", f"out/{stale[0]}", f"out/{lock.name}"], names=["wrote"])
         assert f"out/{stale[0]}" in r.changed and not (out.parent / stale[0]).exists()
+        assert not lock.exists()  # taken over (the holder is dead) and removed on release
         assert kept.read_bytes() == b"a live run's temporary"
     finally:
         live.kill()
