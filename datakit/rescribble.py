@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from datakit.errors import DatakitError
+from datakit.safe_io import same_file
 from datakit.sample import IGNORE, Sample
 from datakit.scribbles import check_params, sample_seed, stored_identity, synthesize
 from datakit.store import Store, StoreWriter
@@ -52,8 +53,8 @@ def rescribble(src: str | Path, out: str | Path, algo: str, *, seed: int = 0, pa
     src, out = Path(src), Path(out)
     params = dict(params or {})
     check_params(algo, params)
-    if out.exists() and src.exists() and out.resolve() == src.resolve():
-        raise DatakitError("--out must differ from the input store (it is read while writing)", out)
+    if same_file(out, src):  # by identity: a hard or symbolic link to the input is the input
+        raise DatakitError(f"--out must differ from the input store {src} (it is read while writing)", out)
     synthesized = 0
     with ExitStack() as stack:
         stack.enter_context(writing(out, overwrite))  # the output's exclusive lock, for the whole run

@@ -238,3 +238,12 @@ def publish(tmp: Path, path: Path, overwrite: bool) -> None:
             raise DatakitError("already exists; pass --overwrite to replace it", path) from None
         os.replace(tmp, path)
 
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file (device and inode: a hard link or a symbolic link to it is
+    the same file under another name); False when either does not exist."""
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except (OSError, ValueError):
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)

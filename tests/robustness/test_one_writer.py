@@ -1,10 +1,12 @@
 """One writer per output: every command that writes a store or an output folder holds an exclusive
-lock on it for its whole run (a second writer is refused naming the holder's PID), and a store that
-appears at ``--out`` meanwhile is never replaced without ``--overwrite``."""
+lock on it for its whole run (a second writer is refused naming the holder's PID), a store that
+appears at ``--out`` meanwhile is never replaced without ``--overwrite``, and ``merge`` / ``scribble``
+compare their inputs and output by file identity (a hard link or a symbolic link is the same store)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -274,3 +276,36 @@ def test_a_folder_placed_at_the_export_target_is_not_removed(good_store: Path, t
     assert (target / "mine.txt").read_text() == "someone else's work"
     assert sorted(p.name for p in target.iterdir()) == ["mine.txt"]
     assert [p.name for p in out.iterdir()] == ["Dataset007_x"]
+
+
+# -- the same store under two names ------------------------------------------------------------------------
+def _alias(store: Path, where: Path, kind: str) -> Path:
+    alias = where / f"{kind}.h5"
+    if kind == "hardlink":
+        os.link(store, alias)
+    else:
+        alias.symlink_to(store)
+    return alias
+
+
+@pytest.mark.parametrize("kind", ["hardlink", "symlink"])
+def test_merge_refuses_one_store_under_two_names(kind: str, good_store: Path, tmp_path: Path) -> None:
+    a = tmp_path / "in" / "a.h5"
+    a.parent.mkdir()
+    shutil.copyfile(good_store, a)
+    b = _alias(a, a.parent, kind)
+    (tmp_path / "out").mkdir()
+    run_case(datakit_app(), ["merge", a, b, "--out", tmp_path / "out" / "m.h5"], tmp_path,
+             names=[f"{a} and {b} are the same store"])
+
+
+@pytest.mark.parametrize("command", ["merge", "scribble"])
+def test_out_that_is_a_hard_link_of_the_input_is_refused(command: str, good_store: Path, tmp_path: Path) -> None:
+    a = tmp_path / "in" / "a.h5"
+    a.parent.mkdir()
+    shutil.copyfile(good_store, a)
+    out = _alias(a, a.parent, "hardlink")
+    args = {"merge": ["merge", a, "--out", out, "--overwrite"],
+            "scribble": ["scribble", a, "--algo", "skeleton", "--out", out, "-j", "1", "--overwrite"]}[command]
+    run_case(datakit_app(), args, tmp_path, names=[f"{out}: ", "input"])
+    assert os.stat(out).st_ino == os.stat(a).st_ino  # still the same file: nothing replaced
