@@ -65,7 +65,8 @@ def exclusive_lock(target: str | Path, what: str, option: str = "--out") -> Iter
     """Hold the exclusive lock of ``target`` (a file or folder, existing or not) for the ``with`` block;
     yields the lock file's path. Refused at once, naming ``target`` and the holder's PID, while another
     process holds it: ``<target>: this <what> is being written by another process (PID 1234); wait for
-    it or choose another <option>``. The folder of ``target`` must exist."""
+    it or choose another <option>``. The folder of ``target`` must exist. Not re-entrant: a second
+    ``exclusive_lock`` of the same target in this process is refused too (with this process's PID)."""
     target = Path(target)
     path = lock_path(target)
     fd = _acquire(path, target, what, option)
