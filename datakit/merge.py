@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from datakit.errors import DatakitError
+from datakit.safe_io import same_file
 from datakit.store.check import check_label_values
 from datakit.store.chunks import ImageFormat, encode_labels
 from datakit.store.contract import IGNORE_INDEX, META_COLUMNS
@@ -33,6 +34,7 @@ from datakit.store.writer import (
     EncodedSample,
     StoreWriter,
     patient_columns,
+    writing,
 )
 
 CHUNK = 64  # samples read per step: memory is bounded by this, not by the store size
@@ -178,11 +180,27 @@ def merge_stores(paths: Sequence[str | Path], out: str | Path, *, classes: Seque
     paths = [Path(p) for p in paths]
     if not paths:
         raise DatakitError("give at least one store to merge")
+    check_distinct(paths, out)
+    with writing(out, overwrite):
+        return _merge(paths, out, classes, overwrite, command, chunk, copy_compressed)
+
+
+def check_distinct(paths: Sequence[Path], out: Path) -> None:
+    """Every input a different file, and ``out`` none of them, compared by identity (device and inode):
+    a hard link or a symbolic link is the same store under another name, and merging it would take
+    every sample twice."""
     for p in paths:
-        if p.exists() and out.exists() and p.resolve() == out.resolve():
-            raise DatakitError("--out is one of the inputs; write the merge to a new file", out)
-    if len({p.resolve() for p in paths}) < len(paths):
-        raise DatakitError("the same store is given twice")
+        if same_file(p, out):
+            raise DatakitError(f"--out is one of the inputs ({p}); write the merge to a new file", out)
+    for i, a in enumerate(paths):
+        for b in paths[i + 1:]:
+            if same_file(a, b):
+                how = "given twice" if a == b else "one file under two names (a hard or symbolic link)"
+                raise DatakitError(f"{a} and {b} are the same store, {how}; give each input once")
+
+
+def _merge(paths: list[Path], out: Path, classes: Sequence[str] | None, overwrite: bool, command: str, chunk: int,
+           copy_compressed: bool) -> MergeReport:
     stores = [Store(p) for p in paths]  # each through the structural check (newer schema_version refused)
     for s in stores:  # label values outside an input's classes would be remapped to nonsense: refused first
         check_label_values(s)

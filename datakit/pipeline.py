@@ -29,7 +29,7 @@ from datakit.scribbles import check_params, sample_seed, synthesize
 from datakit.sources.base import ItemResult, Source
 from datakit.splits import SplitResult, check_split_spec, make_splits
 from datakit.store.chunks import ImageFormat
-from datakit.store.writer import EncodedSample, StoreWriter, check_writable, encode_sample, patient_columns
+from datakit.store.writer import EncodedSample, StoreWriter, encode_sample, patient_columns, writing
 
 
 @dataclass(frozen=True)
@@ -197,9 +197,14 @@ def _stop(pool: Executor) -> None:
 
 
 def convert(source: Source, opts: ConvertOptions, log=print) -> ConversionReport:
-    """Run a conversion end to end; returns a report, raises DatakitError on bad input."""
+    """Run a conversion end to end; returns a report, raises DatakitError on bad input. The store's
+    exclusive lock is held throughout (a second conversion into the same ``out`` is refused)."""
+    with writing(opts.out, opts.overwrite):
+        return _convert(source, opts, log)
+
+
+def _convert(source: Source, opts: ConvertOptions, log) -> ConversionReport:
     t0 = time.perf_counter()
-    check_writable(opts.out, opts.overwrite)
     if opts.on_error not in ("stop", "skip"):
         raise DatakitError(f"--on-error must be stop or skip, not {opts.on_error!r}")
     _check_split_available(source, opts.split or source.default_split())  # not after a whole conversion

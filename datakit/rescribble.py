@@ -19,12 +19,14 @@ from typing import Any
 import numpy as np
 
 from datakit.errors import DatakitError
+from datakit.safe_io import same_file
 from datakit.sample import IGNORE, Sample
 from datakit.scribbles import check_params, sample_seed, stored_identity, synthesize
 from datakit.store import Store, StoreWriter
 from datakit.store.check import check_label_values
 from datakit.store.chunks import ImageFormat
 from datakit.store.contract import META_COLUMNS, ROOT_ATTRS
+from datakit.store.writer import writing
 
 # written afresh by StoreWriter or by this module
 _OWN_ATTRS = {*ROOT_ATTRS, "scribble_synthesis"}
@@ -51,10 +53,11 @@ def rescribble(src: str | Path, out: str | Path, algo: str, *, seed: int = 0, pa
     src, out = Path(src), Path(out)
     params = dict(params or {})
     check_params(algo, params)
-    if out.exists() and src.exists() and out.resolve() == src.resolve():
-        raise DatakitError("--out must differ from the input store (it is read while writing)", out)
+    if same_file(out, src):  # by identity: a hard or symbolic link to the input is the input
+        raise DatakitError(f"--out must differ from the input store {src} (it is read while writing)", out)
     synthesized = 0
     with ExitStack() as stack:
+        stack.enter_context(writing(out, overwrite))  # the output's exclusive lock, for the whole run
         pool = stack.enter_context(_pool(workers)) if workers > 1 else None
         s = stack.enter_context(Store(src))
         check_label_values(s, ("masks",))  # scribbles drawn from out-of-range labels would be invalid

@@ -6,7 +6,8 @@
 - voxel / pixel spacings outside a sane range and NaN / infinite voxels are refused, named;
 - ``OSError`` from writing becomes a one-line error naming the path (disk full included);
 - a single-file output (PNG, JSON, checkpoint) is written through :func:`replace_file`: a temporary
-  with a unique name beside it, renamed into place when complete.
+  with a unique name beside it, renamed into place when complete; without ``--overwrite`` put in place
+  only if the name is still free (:func:`publish`, also used for stores).
 """
 
 from __future__ import annotations
@@ -189,10 +190,7 @@ def replace_file(path: Path, overwrite: bool = True) -> Iterator[BinaryIO]:
     try:
         with f:
             yield f
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            _put_if_free(tmp, path)
+        publish(tmp, path, overwrite)
     except OSError as e:
         raise os_error(e, path) from None
     finally:
@@ -218,15 +216,34 @@ def _exclusive_temporary(path: Path) -> tuple[Path, BinaryIO]:
     raise DatakitError("cannot create a temporary file (100 names taken)", path.parent)
 
 
-def _put_if_free(tmp: Path, path: Path) -> None:
+WRITTEN_MEANWHILE = "already exists (written meanwhile by another run?); pass --overwrite to replace it"
+
+
+def publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Put the complete file ``tmp`` in place at ``path``. With ``overwrite``, an atomic rename over
+    whatever is there. Without, only if ``path`` is still free: a hard link, which fails if anything
+    appeared there meanwhile (refused, named: never replaced); ``tmp`` then remains, for the caller to
+    remove. On a file system without hard links: checked, then renamed."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
     try:
         os.link(tmp, path)  # fails if path exists, whoever made it
     except FileExistsError:
-        raise DatakitError("already exists (written meanwhile by another run?); pass --overwrite to "
-                           "replace it", path) from None
+        raise DatakitError(WRITTEN_MEANWHILE, path) from None
     except OSError as e:
         if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
             raise
-        if os.path.lexists(path):  # a file system without hard links: checked, then renamed
+        if os.path.lexists(path):
             raise DatakitError("already exists; pass --overwrite to replace it", path) from None
         os.replace(tmp, path)
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file (device and inode: a hard link or a symbolic link to it is
+    the same file under another name); False when either does not exist."""
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except (OSError, ValueError):
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)

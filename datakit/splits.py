@@ -11,7 +11,8 @@ Methods (``--split``):
 - ``official``: the split the source itself ships (``official=`` mapping split name -> patient ids,
   given by the source's ``official()``), e.g. train/ valid/ test/ sub-folders.
 
-Patients are never cut across splits. With at least as many patients as splits, every split gets one.
+Patients are never cut across splits. A ratio of 0 gives an empty split (present in the store, with no
+samples); with at least as many patients as non-zero ratios, every other split gets one patient at least.
 """
 
 from __future__ import annotations
@@ -79,15 +80,17 @@ def parse_ratios(text: str | Sequence[float]) -> list[float]:
 
 
 def _quotas(n: int, ratios: Sequence[float]) -> list[int]:
-    """Largest-remainder apportionment of n patients, at least one per split when n allows."""
+    """Largest-remainder apportionment of n patients. A zero ratio gets none (an empty split); every
+    non-zero one gets at least one when n allows (taken from the largest split)."""
     raw = [r * n for r in ratios]
     q = [int(np.floor(x)) for x in raw]
-    for i in sorted(range(len(raw)), key=lambda i: raw[i] - q[i], reverse=True)[: n - sum(q)]:
+    wanted = [i for i, r in enumerate(ratios) if r > 0]
+    for i in sorted(wanted, key=lambda i: raw[i] - q[i], reverse=True)[: n - sum(q)]:
         q[i] += 1
-    if n >= len(ratios):
-        for i in range(len(q)):
+    if n >= len(wanted):
+        for i in wanted:
             while q[i] == 0:
-                donor = max(range(len(q)), key=lambda j: q[j])
+                donor = max(wanted, key=lambda j: q[j])
                 q[donor] -= 1
                 q[i] += 1
     return q

@@ -101,7 +101,8 @@ WorkersOpt = typer.Option(0, "--workers", "-j", min=0,
                           help="Parallel workers: threads or processes, as the source needs (0: one per CPU).")
 OnErrorOpt = typer.Option("stop", "--on-error", help="stop: exit 1 on the first bad patient; "
                           "skip: skip it, convert the rest, record why.")
-RatiosOpt = typer.Option("0.7,0.15,0.15", "--ratios", help="train,valid,test fractions of patients.")
+RatiosOpt = typer.Option("0.7,0.15,0.15", "--ratios", help="train,valid,test fractions of patients, summing to 1; "
+                         "0 gives an empty split.")
 SeedOpt = typer.Option(0, "--seed", help="Seed for splits and synthetic scribbles.")
 ImageCompressionOpt = typer.Option("none", "--image-compression", help="none (fastest to write and read) or "
                                    "gzip (float images shrink to about 70 %; masks are always gzip).")

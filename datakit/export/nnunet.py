@@ -23,6 +23,7 @@ unlabelled pixel.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -38,7 +39,8 @@ import numpy as np
 
 from datakit.errors import DatakitError
 from datakit.geometry import stored_affine
-from datakit.safe_io import os_error, remove_stale_temporaries, write_file
+from datakit.locks import exclusive_lock
+from datakit.safe_io import WRITTEN_MEANWHILE, os_error, remove_stale_temporaries, write_file
 from datakit.store.check import check_label_values
 from datakit.store.contract import IGNORE_INDEX
 from datakit.store.reader import Store
@@ -176,6 +178,14 @@ def export_nnunet(store_path: str | Path, out_dir: str | Path, dataset_id: int, 
     placed = None if preprocessed is None else Path(preprocessed) / target.name / "splits_final.json"
     if placed is not None and placed.exists() and not overwrite:  # refused before any work, as the dataset is
         raise DatakitError("already exists; pass --overwrite to replace it", placed)
+    with exclusive_lock(target, "nnU-Net dataset", option="--name or OUT_DIR"):  # one writer, the whole run
+        _target(Path(out_dir), dataset_id, name, overwrite)  # again: a writer that held the lock may have finished
+        return _export(store_path, target, placed, labels, fmt, channel_names, overwrite, progress)
+
+
+def _export(store_path: str | Path, target: Path, placed: Path | None, labels: str, fmt: str,
+            channel_names: Sequence[str] | None, overwrite: bool,
+            progress: Callable[[int, int], None] | None) -> ExportReport:
     with Store(store_path) as store:
         fmt = _format(store, fmt)
         channels = store.channels
@@ -194,9 +204,7 @@ def export_nnunet(store_path: str | Path, out_dir: str | Path, dataset_id: int, 
         try:
             report = _write(store, _reported(cases, progress), tmp, target.name, fmt, labels, names, notes)
             report.folder = target
-            if target.exists():
-                shutil.rmtree(target)
-            tmp.rename(target)
+            _put_folder(tmp, target, overwrite)
             _place_splits(target, placed, report.notes, overwrite)
         except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -204,6 +212,21 @@ def export_nnunet(store_path: str | Path, out_dir: str | Path, dataset_id: int, 
                 raise os_error(e, target) from None
             raise
     return report
+
+
+def _put_folder(tmp: Path, target: Path, overwrite: bool) -> None:
+    """The complete export in place: a previous one removed only with ``overwrite``; without it, a
+    folder (or file) that appeared at ``target`` meanwhile is refused, never removed."""
+    if os.path.lexists(target):
+        if not overwrite:
+            raise DatakitError(WRITTEN_MEANWHILE, target)
+        shutil.rmtree(target)
+    try:
+        tmp.rename(target)  # never onto a folder with anything in it, nor a file
+    except OSError as e:
+        if e.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise DatakitError(WRITTEN_MEANWHILE, target) from None
+        raise
 
 
 def _place_splits(target: Path, placed: Path | None, notes: list[str], overwrite: bool) -> None:

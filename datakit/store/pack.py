@@ -4,24 +4,23 @@ optionally zero images for samples whose images the receiver will not read.
 
 The copy is a valid store (float16 images are a contract extension, docs/store.md) with the same
 samples, metadata and splits; what was changed is recorded in its ``notes``. Written to a
-temporary beside ``dst`` and renamed when complete.
+temporary beside ``dst`` and renamed when complete, under ``dst``'s exclusive lock.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from datakit.errors import DatakitError
-from datakit.safe_io import remove_stale_temporaries
+from datakit.safe_io import publish, remove_stale_temporaries
 from datakit.store.chunks import ChunkReader
 from datakit.store.contract import json_attr
 from datakit.store.info import json_list
-from datakit.store.writer import _create_temporary, check_writable
+from datakit.store.writer import _create_temporary, writing
 
 F16_MANTISSA = 10  # stored mantissa bits of IEEE half precision
 
@@ -42,7 +41,12 @@ def pack_store(src: Path, dst: Path, *, mantissa_bits: int = F16_MANTISSA, zero_
     """Write the packed copy of ``src`` to ``dst``; returns sizes in MiB and the largest image change."""
     if not 1 <= mantissa_bits <= F16_MANTISSA:
         raise DatakitError(f"mantissa bits must be 1..{F16_MANTISSA}, not {mantissa_bits}")
-    check_writable(dst, overwrite)
+    with writing(dst, overwrite):  # the store's exclusive lock, held until the copy is in place
+        return _pack(src, dst, mantissa_bits, zero_images, level, why, overwrite)
+
+
+def _pack(src: Path, dst: Path, mantissa_bits: int, zero_images: np.ndarray | None, level: int, why: str,
+          overwrite: bool) -> dict[str, float]:
     remove_stale_temporaries(dst)
     tmp, d = _create_temporary(dst)  # the writers' temporary: unique, PID-named, removed below on failure
     zero = set(int(i) for i in (zero_images if zero_images is not None else []))
@@ -82,7 +86,7 @@ def pack_store(src: Path, dst: Path, *, mantissa_bits: int = F16_MANTISSA, zero_
                          f"{worst:.2g}), gzip {level}" + (f"; images of {len(zero)} samples set to 0" if zero else "")
                          + (f" ({why})" if why else ""))
             d.attrs["notes"] = json.dumps(notes)
-        os.replace(tmp, dst)
+        publish(tmp, dst, overwrite)  # without overwrite: only if dst is still free
     finally:
         tmp.unlink(missing_ok=True)
     return {"src_mib": src.stat().st_size / 2**20, "dst_mib": dst.stat().st_size / 2**20, "largest_change": worst}

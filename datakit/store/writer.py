@@ -1,7 +1,9 @@
 """Streaming store writer: samples appended in batches, memory bounded by a batch.
 
-The file is built as ``.<name>.<random>.tmp`` next to the destination and renamed into place only
-when complete, so a failed or interrupted conversion leaves no store (or the previous one).
+The file is built as ``.<name>.<pid>-<random>.tmp`` next to the destination and put in place only
+when complete, so a failed or interrupted conversion leaves no store (or the previous one); without
+``overwrite`` only if the destination is still free. The commands that write a store hold its
+:func:`datakit.locks.exclusive_lock` for their whole run (:func:`writing`).
 
 Chunks are one sample each and compressed with h5py's own filters (gzip, shuffle). Compression
 is the costly part of writing, so :func:`encode_sample` can run in worker processes and the writer
@@ -15,7 +17,8 @@ import datetime as _dt
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +28,9 @@ import numpy as np
 
 from datakit import __version__
 from datakit.errors import DatakitError, printable
+from datakit.locks import exclusive_lock
 from datakit.provenance import provenance
-from datakit.safe_io import NO_SPACE, is_no_space, os_error, remove_stale_temporaries, temporary_name
+from datakit.safe_io import NO_SPACE, is_no_space, os_error, publish, remove_stale_temporaries, temporary_name
 from datakit.sample import Sample
 from datakit.store.chunks import ImageFormat, encode_labels
 from datakit.store.contract import (
@@ -84,7 +88,7 @@ def encode_sample(s: Sample, image_format: ImageFormat = ImageFormat()) -> Encod
 def check_writable(path: Path, overwrite: bool) -> None:
     """An output file (store, PNG, JSON) can be written at ``path``: refuse an existing one without
     --overwrite, a directory, a missing folder, or a "folder" that is a file; before any work."""
-    if path.exists() and not overwrite:
+    if (path.exists() or path.is_symlink()) and not overwrite:  # a dangling link too: never written through
         raise DatakitError("already exists; pass --overwrite to replace it", path)
     if path.is_dir():
         raise DatakitError("is a directory, expected a file path", path)
@@ -92,6 +96,17 @@ def check_writable(path: Path, overwrite: bool) -> None:
         raise DatakitError("output folder does not exist", path.parent)
     if not path.parent.is_dir():
         raise DatakitError("is not a folder", path.parent)
+
+
+@contextmanager
+def writing(path: Path, overwrite: bool) -> Iterator[None]:
+    """The whole run of a command that writes the store ``path``: refused before any work if it cannot
+    be written (:func:`check_writable`), then held under the store's exclusive lock (a second writer
+    is refused, naming this process's PID), checked again once the lock is held."""
+    check_writable(path, overwrite)
+    with exclusive_lock(path, "store"):
+        check_writable(path, overwrite)  # a writer that held the lock until now may have just finished
+        yield
 
 
 def patient_columns(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -173,6 +188,7 @@ class StoreWriter:
     ):
         self.image_format = image_format
         self.path = Path(path)
+        self.overwrite = overwrite
         check_writable(self.path, overwrite)
         self.classes = list(classes)
         self.image_size = (int(image_size[0]), int(image_size[1]))
@@ -333,11 +349,16 @@ class StoreWriter:
 
     # -- life cycle ---------------------------------------------------------------------------
     def commit(self) -> Path:
-        """Close the file and move it into place (replacing any previous store atomically)."""
+        """Close the file and put it in place: with ``overwrite``, atomically over a previous store;
+        without, only if the path is still free (a store that appeared there meanwhile is refused,
+        never replaced: :func:`datakit.safe_io.publish`)."""
         self._flush_meta()
         self.f.flush()  # a full disk fails here, as an exception, not inside HDF5's close
         self.f.close()
-        os.replace(self.tmp_path, self.path)
+        try:
+            publish(self.tmp_path, self.path, self.overwrite)
+        finally:
+            self.tmp_path.unlink(missing_ok=True)  # the temporary's name, once linked (or not) in place
         return self.path
 
     def abort(self) -> None:

@@ -125,6 +125,19 @@ def acdc_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def acdc3(acdc_src: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three ACDC patients (the phantom patient under three numbers): enough items for a worker pool."""
+    root = tmp_path_factory.mktemp("rb_acdc_x3") / "ACDC"
+    first = next(acdc_src.rglob("patient001"))
+    for n in (1, 2, 3):
+        d = root / "training" / f"patient{n:03d}"
+        d.mkdir(parents=True)
+        for f in first.iterdir():
+            shutil.copyfile(f, d / f.name.replace("patient001", f"patient{n:03d}"))
+    return root
+
+
+@pytest.fixture(scope="session")
 def camus_mhd_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One CAMUS patient of the MHD/RAW release (coarse pixels), with listSubGroups/."""
     from datakit.synth.camus import write_camus_phantoms

@@ -570,3 +570,32 @@ def test_trailing_gzip_data_is_never_inflated(acdc_src: Path, tmp_path: Path, mo
     run_case(datakit_app(), ["convert", "acdc", src, "--out", tmp_path / "out" / "x.h5", "-j", "1"], tmp_path,
              names=[image.name, "more than"])
     assert sum(inflated) <= promised + nifti.TRAILING_SLACK + 1, (sum(inflated), promised)
+
+
+# -- --ratios with a zero part: that split is empty, present in the store with no samples --------------------
+RATIO_CASES = [  # (--ratios, --split, patients per split of the three converted); a zero part is an empty split,
+    ("1,0,0", "stratified", {"train": 3, "valid": 0, "test": 0}),  # every non-zero part keeps one patient at least
+    ("0.8,0,0.2", "random", {"train": 2, "valid": 0, "test": 1}),
+    ("1,0", "random", {"train": 3, "valid": 0}),
+    ("0,1,0", "stratified", {"train": 0, "valid": 3, "test": 0}),
+    ("0.9,0.05,0.05", "random", {"train": 1, "valid": 1, "test": 1}),
+]
+
+
+@pytest.mark.parametrize(("ratios", "split", "expected"), RATIO_CASES, ids=[c[0] for c in RATIO_CASES])
+def test_ratios_zero_part_is_an_empty_split(ratios: str, split: str, expected: dict[str, int], acdc3: Path,
+                                           tmp_path: Path) -> None:
+    from datakit.store import Store, validate_store
+
+    src = copy_source(acdc3, tmp_path)
+    out = tmp_path / "out" / "x.h5"
+    run_case(datakit_app(), ["convert", "acdc", src, "--out", out, "-j", "1", "--size", "32", "--spacing", "6",
+                             "--ratios", ratios, "--split", split], tmp_path, code=0, outputs=["out/x.h5"],
+             names=["wrote"])
+    assert validate_store(out) == []
+    with Store(out) as s:
+        patients = s.meta["patient"]
+        got = {name: len(set(patients[idx].tolist())) for name, idx in s.splits.items()}
+        assert got == expected
+        assert sum(len(idx) for idx in s.splits.values()) == len(s)  # every sample in exactly one split
+        assert s.split_attrs["ratios"].tolist() == [float(r) for r in ratios.split(",")]
