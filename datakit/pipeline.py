@@ -144,16 +144,11 @@ def _die_with_parent(parent: int) -> None:
     worker lingers holding files; SIGTERM / SIGINT are left to the parent, which shuts the pool down."""
     import signal
 
+    from datakit.processes import die_with_parent
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if sys.platform.startswith("linux"):
-        try:
-            pr_set_pdeathsig = 1
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-        except OSError:  # not glibc: the parent's shutdown still ends the workers
-            pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
+    die_with_parent(parent)
 
 
 def _results(source: Source, items: list[Any], synth: SynthSpec | None, workers: int,

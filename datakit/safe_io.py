@@ -186,15 +186,17 @@ def replace_file(path: Path, overwrite: bool = True) -> Iterator[BinaryIO]:
     """
     path = Path(path)
     remove_stale_temporaries(path)  # those of runs that died (kill -9): their PID is dead
-    tmp, f = _exclusive_temporary(path)
+    made: list[Path] = []  # the temporary, recorded before it exists: a signal at any point leaves none
     try:
+        f = _exclusive_temporary(path, made)
         with f:
             yield f
-        publish(tmp, path, overwrite)
+        publish(made[-1], path, overwrite)
     except OSError as e:
         raise os_error(e, path) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        for tmp in made:
+            tmp.unlink(missing_ok=True)
 
 
 def write_file(path: Path, data: bytes | bytearray | memoryview | str, overwrite: bool = True) -> Path:
@@ -204,12 +206,17 @@ def write_file(path: Path, data: bytes | bytearray | memoryview | str, overwrite
     return path
 
 
-def _exclusive_temporary(path: Path) -> tuple[Path, BinaryIO]:
+def _exclusive_temporary(path: Path, made: list[Path]) -> BinaryIO:
+    """Create a new temporary beside ``path``; its name is appended to ``made`` BEFORE it is created
+    (names are unique to this process: an existing one is never another's), so the caller's clean-up
+    removes it even when a signal lands between the creation and the caller's ``try``."""
     for _ in range(100):
         tmp = path.parent / temporary_name(path)
+        made.append(tmp)
         try:
-            return tmp, open(tmp, "xb")  # noqa: SIM115 - closed by replace_file
+            return open(tmp, "xb")  # noqa: SIM115 - closed by replace_file
         except FileExistsError:
+            made.pop()  # taken by an earlier call of this process (the random part repeated): not ours
             continue
         except OSError as e:  # no folder, read-only, no permission, full
             raise os_error(e, path) from None

@@ -84,7 +84,8 @@ def _run(config: Path | None = None, resume: bool = False, overwrite: bool = Fal
     if resume:
         if values.get("out") is None:
             raise DatakitError("--resume needs --out RUN_DIR")
-        check_run_dir(values["out"], resume=True, overwrite=False)
+        if not (values["out"] / "checkpoints" / "last.pt").is_file():  # checked again under the lock
+            check_run_dir(values["out"], True, False)
         saved = values["out"] / "config.toml"
         file_values = load_toml(saved) if saved.is_file() else {}
         where = str(saved)
@@ -97,22 +98,29 @@ def _run(config: Path | None = None, resume: bool = False, overwrite: bool = Fal
     if missing:
         raise DatakitError(f"missing --{missing[0]} (give it as an option or in --config)")
     cfg = resolve(file_values, values, where)
-    if not resume:  # --resume: checked above (cfg.out is --out: options win over the saved config)
-        check_run_dir(cfg.out, False, overwrite)
-
     import os
+    from contextlib import nullcontext
 
+    from datakit.locks import exclusive_lock
     from datakit.provenance import provenance
+    from datakit.safe_io import os_error
 
     main_rank = int(os.environ.get("RANK", 0)) == 0
-    # what runs is what was there at the start: a checkout that moves during a long run must not be recorded
-    prov = {**provenance(), "argv": sys.argv}
-    try:
-        summary = train(cfg, resume=resume, log=_err, overwrite=overwrite, provenance=prov)
-    except OSError as e:  # the environment (a full disk, permissions) while writing: one line
-        from datakit.safe_io import os_error
-
-        raise os_error(e, e.filename or cfg.out) from None
+    if main_rank:  # the lock sits beside RUN_DIR: its folder must exist (only that folder is made)
+        try:
+            cfg.out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise os_error(e, cfg.out.parent) from None
+    # one writer per run directory, for the whole command: a second run, or a --resume of a live run, is
+    # refused naming the holder's PID (under torchrun, rank 0 holds it for every rank)
+    with exclusive_lock(cfg.out, "run directory") if main_rank else nullcontext():
+        check_run_dir(cfg.out, resume, overwrite)
+        # what runs is what was there at the start: a checkout that moves during a long run is not recorded
+        prov = {**provenance(), "argv": sys.argv}
+        try:
+            summary = train(cfg, resume=resume, log=_err, overwrite=overwrite, provenance=prov)
+        except OSError as e:  # the environment (a full disk, permissions) while writing: one line
+            raise os_error(e, e.filename or cfg.out) from None
     if main_rank:
         best = (f"best valid Dice {summary['best_dice']:.4f} at step {summary['best_step']}"
                 if summary["best_dice"] >= 0 else "no validation")

@@ -18,6 +18,8 @@ chunk codec); label_state (small) is loaded once per worker. Every worker opens 
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -151,10 +153,18 @@ def make_loader(path: str | Path, streams: Streams, kinds: dict[str, str], batch
     sampler = MultiStreamSampler(streams.indices, batch_size, seed, rank, world, state)
     loader = torch.utils.data.DataLoader(
         StoreBatches(path, kinds), sampler=sampler, batch_size=None, num_workers=workers,
+        # killed with the training process, even by kill -9 (torch's own watchdog takes ~5 s to notice)
+        worker_init_fn=functools.partial(_worker_init, os.getpid()),
         pin_memory=pin_memory, persistent_workers=False, prefetch_factor=4 if workers else None,
         # own generator: creating the iterator must not consume the global RNG (exact resume)
         generator=torch.Generator().manual_seed(seed))
     return loader, sampler
+
+
+def _worker_init(parent: int, worker_id: int) -> None:
+    from datakit.processes import die_with_parent
+
+    die_with_parent(parent)
 
 
 def resident_bytes(store: Store, streams: Streams, kinds: dict[str, str]) -> int:

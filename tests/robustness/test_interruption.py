@@ -247,12 +247,12 @@ def test_consumers_disk_full(command: str, good_store: Path, tmp_path: Path, mon
     monkeypatch.setattr("datakit.export.nnunet._write", _no_space)
     temporary = safe_io._exclusive_temporary  # single-file outputs are written through this temporary
 
-    def full_disk_for_the_json(path: P) -> tuple[P, io.FileIO]:
-        tmp, f = temporary(path)
+    def full_disk_for_the_json(path: P, made: list[P]) -> io.FileIO:
+        f = temporary(path, made)
         if path.name != "s.json":
-            return tmp, f
+            return f
         f.close()
-        return tmp, _FullDisk(tmp, "w")
+        return _FullDisk(made[-1], "w")
 
     monkeypatch.setattr(safe_io, "_exclusive_temporary", full_disk_for_the_json)
     out = tmp_path / "out"
