@@ -39,6 +39,7 @@ from train.data import MultiStreamSampler, ResidentData, make_loader, resident_b
 from train.discriminator import MultiScaleDiscriminator
 from train.inference import ResidentSplit, autocast, use_bf16
 from train.model import AttentionUNet
+from train.plan import store_plan
 from train.schedule import lr_factor
 
 MEMORY_LIMIT = 0.4  # --data auto keeps the data resident when it takes under this share of the device's memory
@@ -239,7 +240,7 @@ class Trainer:
             "sched_g": n.sched_g.state_dict(), "sched_d": n.sched_d.state_dict() if n.sched_d else None,
             "best_dice": self.best, "best_step": self.best_step, "sampler": self.sampler_state or {},
             "rng": rngs, "config": json.loads(self.cfg.model_dump_json()),
-            "image_size": list(self.store.image_size),
+            "image_size": list(self.store.image_size), "plan": store_plan(self.store),
         }
 
     def _gather_rng(self) -> list[dict[str, Any]]:
