@@ -138,10 +138,13 @@ def _decide_postprocessing(cfg: Any) -> None:
     device = pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", 0)))
     decisions = decide_for_run(cfg.out, cfg.store, cfg.valid_split, device, log=_err,
                                progress=None if cfg.progress else False)
+    said: dict[str, list[str]] = {}  # what was decided -> the checkpoints (best.pt and last.pt often agree)
     for name, d in (decisions or {}).items():
-        kept = [c for c, keep in d["classes"].items() if keep]
-        _err(f"post-processing of {name} (decided on {d['split']}): largest component of "
-             f"{', '.join(kept) or 'no class'}; recorded in RUN_DIR/postprocessing.json")
+        kept = ", ".join(c for c, keep in d["classes"].items() if keep) or "no class"
+        said.setdefault(f"largest component of {kept} (decided on {d['split']})", []).append(name)
+    for what, names in said.items():
+        _err(f"post-processing of {' and '.join(names)}: {what}; recorded in them and in "
+             f"{cfg.out / 'postprocessing.json'}")
 
 
 def _write_provenance(out: Path, prov: dict[str, Any]) -> None:
