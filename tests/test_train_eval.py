@@ -368,6 +368,8 @@ def test_predict_a_new_nifti_equals_predicting_it_through_a_store(pp_run: Path, 
     assert r.exit_code == 1 and "not empty" in r.output
     r = invoke("predict", "--checkpoint", ck, "--input", patient, "--store", small_store, "--out", tmp_path / "x")
     assert r.exit_code == 1 and "exactly one of --store" in r.output
+    r = invoke("predict", "--checkpoint", ck, "--input", patient, "--format", "png", "--out", tmp_path / "x")
+    assert r.exit_code == 1 and "own format and grid" in r.output and not (tmp_path / "x").exists()
 
 
 def test_predict_input_needs_a_plan_that_prepares_the_scans(pp_run: Path, small_phantoms: Path, tmp_path: Path):

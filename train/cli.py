@@ -394,9 +394,9 @@ def predict_cmd(
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise DatakitError("output folder exists and is not empty; pass --overwrite", out)
     if input_ is not None:
-        if preview is not None or split is not None:
-            raise DatakitError("--preview and --split need --store (a split of a store); --input predicts the scans "
-                               "given")
+        if preview is not None or split is not None or fmt != "auto" or grid != "source":
+            raise DatakitError("--preview, --split, --format and --grid are for --store; --input writes each scan's "
+                               "label map in the scan's own format and grid")
         return _predict_scans(checkpoint, input_, out, postprocess, device, overwrite)
     # --preview's folder must exist before predicting (the --out folder is made on the way)
     if preview is not None and not preview.parent.is_dir() and preview.parent.resolve() != out.resolve():
