@@ -194,6 +194,14 @@ def letterbox(a: np.ndarray, size: int, order: int, fill: float) -> tuple[np.nda
     return out, scale, (oy, ox)
 
 
+def letterbox_index(n_in: int, scale: float, offset: int, n_content: int) -> np.ndarray:
+    """Along one axis of :func:`letterbox`'s output: the output pixel nearest each input pixel's centre
+    (input pixel p lands at ``(p + 0.5) * scale - 0.5 + offset``), within the ``n_content`` pixels of
+    content from ``offset``. Indexing an output label map with it puts the labels back on the input grid."""
+    at = np.floor((np.arange(n_in) + 0.5) * scale - 0.5 + offset + 0.5).astype(np.int64)
+    return np.clip(at, offset, offset + n_content - 1)
+
+
 def _axis_map(n_in: int, spacing: float, target: float, size: int) -> tuple[float, float]:
     """(scale, offset): stored pixel o has its centre at source coordinate o * scale + offset (the
     mapping of :func:`_axis`: resample to ``target``, then centre crop or pad to ``size``)."""

@@ -50,17 +50,24 @@ def acdc_store(acdc_phantoms: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="session")
-def small_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Training's store: 8 phantom patients at 64 x 64, 3 mm pixels (the heart in view), stratified splits."""
-    from datakit.pipeline import ConvertOptions, convert
-    from datakit.sources.acdc import AcdcSource
-    from datakit.store import validate_store
+def small_phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 8 ACDC phantom patients small_store is converted from (read-only): new scans for train predict."""
     from datakit.synth.acdc import write_acdc_phantoms
 
     root = tmp_path_factory.mktemp("acdc8") / "ACDC"
     write_acdc_phantoms(root, patients=8, seed=3, cine=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def small_store(small_phantoms: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Training's store: 8 phantom patients at 64 x 64, 3 mm pixels (the heart in view), stratified splits."""
+    from datakit.pipeline import ConvertOptions, convert
+    from datakit.sources.acdc import AcdcSource
+    from datakit.store import validate_store
+
     out = tmp_path_factory.mktemp("store64") / "acdc64.h5"
-    convert(AcdcSource(root, spacing=3.0, size=64), ConvertOptions(out=out, workers=1, progress=False),
+    convert(AcdcSource(small_phantoms, spacing=3.0, size=64), ConvertOptions(out=out, workers=1, progress=False),
             log=lambda m: None)
     assert validate_store(out) == []
     return out

@@ -262,8 +262,16 @@ def merged_store(oblique_store: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 def test_predict_defaults_to_png_without_geometry_and_refuses_nifti(merged_store: Path, oblique_run: Path,
                                                                      tmp_path: Path) -> None:
-    r = predict("--checkpoint", oblique_run, "--store", merged_store, "--out", tmp_path / "png")
+    # the merged store mixes the ACDC model's plan with letterboxed, /255-scaled folder images: refused
+    r = predict("--checkpoint", oblique_run, "--store", merged_store, "--out", tmp_path / "png", "--split", "all")
+    assert r.exit_code == 1 and "normalization: mixed" in r.output and not (tmp_path / "png").exists()
+    ck = torch.load(oblique_run, weights_only=True)
+    del ck["plan"]  # a checkpoint written before plans: predicted, with a note
+    oblique_run = tmp_path / "no_plan.pt"
+    torch.save(ck, oblique_run)
+    r = predict("--checkpoint", oblique_run, "--store", merged_store, "--out", tmp_path / "png", "--split", "all")
     assert r.exit_code == 0, r.output  # was KeyError: 'source_spacing'
+    assert "records no plan" in r.output
     with Store(merged_store) as s:
         assert len(list((tmp_path / "png").glob("*.png"))) == len(s)
     r = predict("--checkpoint", oblique_run, "--store", merged_store, "--out", tmp_path / "n", "--format", "nifti")

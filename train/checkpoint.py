@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,19 @@ MODEL_CONFIG_RANGES: dict[str, tuple[type, int, int]] = {  # the network's name 
 }
 
 
+# the first bytes of files that are sometimes passed where a checkpoint belongs
+SIGNATURES = {b"\x89HDF\r\n\x1a\n": "an HDF5 file (a datakit store? pass it with --store)",
+              b"\x89PNG": "a PNG image", b"{": "a JSON file (an eval result?)"}
+
+
+def _check_signature(path: Path) -> None:
+    with open(path, "rb") as f:
+        head = f.read(8)
+    for magic, what in SIGNATURES.items():
+        if head.startswith(magic):
+            raise DatakitError(f"not a checkpoint: {what}", path)
+
+
 def load(path: Path) -> dict[str, Any]:
     """A checkpoint's dict, tensors on the CPU, checked (:func:`check`): a missing, unreadable, foreign
     or malformed file is a DatakitError naming the file and what is wrong with it."""
@@ -51,8 +65,14 @@ def load(path: Path) -> dict[str, Any]:
     regular_file(path, "checkpoint")
     if path.stat().st_size == 0:
         raise DatakitError("empty file (0 bytes): not a checkpoint", path)
+    _check_signature(path)
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # torch's own text advises weights_only=False: unsafe for a foreign file
+        if "Unsupported global" in str(e):
+            raise DatakitError("not a train checkpoint: it holds Python objects that a safe (weights-only) load "
+                               "refuses; train checkpoints hold only tensors, numbers and text", path) from None
+        raise DatakitError("not a readable checkpoint (neither a torch file nor a pickle of tensors)", path) from None
     except Exception as e:  # noqa: BLE001 - torch raises several types for a foreign or truncated file
         first = (str(e).strip().splitlines() or [""])[0][:200]
         raise DatakitError(f"not a readable checkpoint ({type(e).__name__}{': ' + first if first else ''})",
@@ -100,7 +120,7 @@ def weights_only(ck: dict[str, Any], half: bool = True) -> dict[str, Any]:
     (half precision by default: a width-32 model is ~15 MiB instead of ~30), its config, classes and
     step; no discriminator, optimisers or RNG states, so ``--resume`` cannot use it."""
     keep = ("format", "version", "step", "method", "classes", "model_config", "config", "image_size", "best_dice",
-            "best_step")
+            "best_step", "plan", "postprocessing")
     out = {k: ck[k] for k in keep if k in ck}
     out["model"] = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ck["model"].items()}
     out["weights_only"] = True
@@ -159,6 +179,14 @@ def check(ck: dict[str, Any], path: Path) -> None:
     step = ck.get("step")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise DatakitError(f"step = {step!r}: expected a whole number >= 0", path)
+    if ck.get("plan") is not None:  # written by train run since plans were (train/plan.py); older ones have none
+        from train.plan import check_record
+
+        check_record(ck["plan"], path)
+    if ck.get("postprocessing") is not None:
+        from train.postprocess import check_record as check_postprocessing
+
+        check_postprocessing(ck["postprocessing"], classes, path)
     weights = ck.get("model")
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise DatakitError("model: missing or not a mapping of tensors", path)

@@ -119,6 +119,8 @@ def _run(config: Path | None = None, resume: bool = False, overwrite: bool = Fal
         prov = {**provenance(), "argv": sys.argv}
         try:
             summary = train(cfg, resume=resume, log=_err, overwrite=overwrite, provenance=prov)
+            if main_rank:
+                _decide_postprocessing(cfg)
         except OSError as e:  # the environment (a full disk, permissions) while writing: one line
             raise os_error(e, e.filename or cfg.out) from None
     if main_rank:
@@ -126,6 +128,28 @@ def _run(config: Path | None = None, resume: bool = False, overwrite: bool = Fal
                 if summary["best_dice"] >= 0 else "no validation")
         _err(f"done: {summary['steps']} steps in {summary['wall_s']:.1f} s ({summary['steps_per_s']:.2f} it/s); "
              f"{best}; run in {summary['run_dir']}")
+
+
+def _decide_postprocessing(cfg: Any) -> None:
+    """After training, on rank 0: post-processing decided on the validation split for best.pt and last.pt,
+    recorded in both and in RUN_DIR/postprocessing.json (train/postprocess.py); nothing without validation."""
+    import os
+
+    from train.loop import pick_device
+    from train.postprocess import decide_for_run
+
+    if not cfg.valid_split:
+        return
+    device = pick_device(cfg.device, int(os.environ.get("LOCAL_RANK", 0)))
+    decisions = decide_for_run(cfg.out, cfg.store, cfg.valid_split, device, log=_err,
+                               progress=None if cfg.progress else False)
+    said: dict[str, list[str]] = {}  # what was decided -> the checkpoints (best.pt and last.pt often agree)
+    for name, d in (decisions or {}).items():
+        kept = ", ".join(c for c, keep in d["classes"].items() if keep) or "no class"
+        said.setdefault(f"largest component of {kept} (decided on {d['split']})", []).append(name)
+    for what, names in said.items():
+        _err(f"post-processing of {' and '.join(names)}: {what}; recorded in them and in "
+             f"{cfg.out / 'postprocessing.json'}")
 
 
 def _build_run() -> None:
@@ -156,36 +180,51 @@ def _build_run() -> None:
 _build_run()
 
 
-# -- eval / predict --------------------------------------------------------------------------------
-def _load(checkpoint: Path | None, run: Path | None, store: Path | None, device: str):
+# -- eval / predict / postprocess ------------------------------------------------------------------
+def _load(checkpoint: Path | None, run: Path | None, store: Path | None, device: str, need_store: bool = True):
+    """(checkpoint dict, its path, the Store or None, the model on the device, the device): the plan of
+    the checkpoint checked against the store's (train/plan.py)."""
     from datakit.store import Store
     from train import checkpoint as ckpt
+    from train import plan
     from train.loop import pick_device
 
     if (checkpoint is None) == (run is None):
         raise DatakitError("give exactly one of --run RUN_DIR or --checkpoint FILE")
     if run is not None:
-        best, last = run / "checkpoints" / "best.pt", run / "checkpoints" / "last.pt"
-        checkpoint = best if best.is_file() else last
-        if not checkpoint.is_file():
-            raise DatakitError("no checkpoints/best.pt nor last.pt", run)
+        checkpoint = _run_checkpoint(run)
     ck = ckpt.load(checkpoint)  # config, classes and weight shapes checked before any model is built
-    if store is None:
+    s = None
+    if store is None and need_store:
         if run is None:
             raise DatakitError("--checkpoint needs --store STORE.h5")
-        saved = ck.get("config")
-        if not isinstance(saved, dict) or not isinstance(saved.get("store"), str):
-            raise DatakitError("the checkpoint records no store path (config.store); pass --store", checkpoint)
-        store = Path(saved["store"])
-    s = Store(store)
-    if s.classes != list(ck["classes"]):
-        raise DatakitError(f"store classes {s.classes} differ from those of checkpoint {checkpoint}: "
-                           f"{list(ck['classes'])}", store)
-    if s.channels != int(ck["model_config"]["in_channels"]):
-        raise DatakitError(f"store images have {s.channels} channels, the model of checkpoint {checkpoint} "
-                           f"expects {ck['model_config']['in_channels']}", store)
+        store = _run_store(ck, checkpoint)
+    if store is not None:
+        s = Store(store)
+        if s.classes != list(ck["classes"]):
+            raise DatakitError(f"store classes {s.classes} differ from those of checkpoint {checkpoint}: "
+                               f"{list(ck['classes'])}", store)
+        if s.channels != int(ck["model_config"]["in_channels"]):
+            raise DatakitError(f"store images have {s.channels} channels, the model of checkpoint {checkpoint} "
+                               f"expects {ck['model_config']['in_channels']}", store)
+        plan.check(ck.get("plan"), s, checkpoint, _err)  # another spacing, size or normalisation: stop
     dev = pick_device(device)
     return ck, checkpoint, s, ckpt.build_model(ck, checkpoint).to(dev), dev
+
+
+def _run_checkpoint(run: Path) -> Path:
+    best, last = run / "checkpoints" / "best.pt", run / "checkpoints" / "last.pt"
+    checkpoint = best if best.is_file() else last
+    if not checkpoint.is_file():
+        raise DatakitError("no checkpoints/best.pt nor last.pt", run)
+    return checkpoint
+
+
+def _run_store(ck: dict[str, Any], checkpoint: Path) -> Path:
+    saved = ck.get("config")
+    if not isinstance(saved, dict) or not isinstance(saved.get("store"), str):
+        raise DatakitError("the checkpoint records no store path (config.store); pass --store", checkpoint)
+    return Path(saved["store"])
 
 
 def _indices(s, split: str):
@@ -195,31 +234,76 @@ def _indices(s, split: str):
     return idx
 
 
+def _default_split(s, split: str | None) -> str:
+    """--split as given; else test when it has samples, else valid (said on stderr)."""
+    if split is not None:
+        return split
+    for name in ("test", "valid"):
+        if len(s.splits.get(name, ())):
+            why = "" if name == "test" else " (split test holds no samples)"
+            _err(f"split: {name}{why}; --split chooses another")
+            return name
+    raise DatakitError(f"neither split 'test' nor 'valid' holds samples; pass --split (the store has "
+                       f"{', '.join(sorted(s.splits)) or 'no splits'}, or 'all')", s.path)
+
+
+def _eval_name(run: Path | None, checkpoint: Path, ck: dict[str, Any]) -> str:
+    """How train compare names this evaluation: the run folder, else the checkpoint's stem (its run
+    folder for RUN/checkpoints/best.pt or last.pt)."""
+    if run is not None:
+        return run.resolve().name
+    if checkpoint.stem in ("best", "last") and checkpoint.parent.name == "checkpoints":
+        return checkpoint.resolve().parent.parent.name
+    return checkpoint.stem or str(ck.get("method", "model"))
+
+
+POSTPROCESS_HELP = ("auto (what the checkpoint records: its validation decision; none if it records none) | none | "
+                    "lcc (the largest connected component of every class).")
+
+
 @app.command("eval")
 @cli_errors
 def eval_cmd(
     run: Path | None = typer.Option(None, "--run", help="Run directory (uses checkpoints/best.pt, else last.pt)."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="A checkpoint file."),
     store: Path | None = typer.Option(None, "--store", help="Store to evaluate on (default: the run's)."),
-    split: str = typer.Option("test", help="Split to evaluate, or 'all'."),
+    split: str | None = typer.Option(None, help="Split to evaluate, or 'all' (default: test when it has samples, "
+                                     "else valid)."),
+    postprocess: str = typer.Option("auto", "--postprocess", help=POSTPROCESS_HELP),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
+    name: str | None = typer.Option(None, help="Name of this evaluation in train compare (default: the run "
+                                    "folder, or the checkpoint's name)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
 ) -> None:
-    """3D Dice and HD95 (mm) per class and volume on a split; mean and std over volumes."""
+    """3D Dice and HD95 (mm) per class and volume on a split, raw and post-processed; mean and std over volumes."""
+    from train.postprocess import CHOICES
+
+    if postprocess not in CHOICES:
+        raise DatakitError(f"--postprocess must be {', '.join(CHOICES)}, not {postprocess!r}")
     if json_out is not None and json_out.exists() and not overwrite:
         raise DatakitError("exists; pass --overwrite to replace it", json_out)
     ck, ck_path, s, model, dev = _load(checkpoint, run, store, device)
     from datakit.progress import progress_bar
     from datakit.store.check import check_label_values
+    from datakit.store.identity import fingerprint
+    from train import postprocess as pp
     from train.inference import evaluate
 
+    split = _default_split(s, split)
     indices = _indices(s, split)
     check_label_values(s, ("masks",), indices)  # the ground truth scored against
+    ids, applied = pp.resolve(postprocess, ck, s.classes)
     with progress_bar() as bar:  # on a terminal only, as convert's
         task = bar.add_task(f"evaluating {split}", total=len(indices))
-        scores = evaluate(model, s, indices, dev, progress=lambda n: bar.advance(task, n))
-    res = {"split": split, "store": str(s.path), "checkpoint": str(ck_path), "step": int(ck["step"]), **scores}
+        scores = evaluate(model, s, indices, dev, progress=lambda n: bar.advance(task, n), postprocess=ids)
+    res = {"split": split, "store": str(s.path), "store_fingerprint": fingerprint(s), "checkpoint": str(ck_path),
+           "name": name or _eval_name(run, ck_path, ck), "method": ck.get("method"), "step": int(ck["step"]),
+           **scores,
+           "postprocessing": {"mode": postprocess, "applied": applied,
+                              "classes": [s.classes[i] for i in ids] if ids is not None else [],
+                              "decision": pp.recorded(ck)},
+           "plan": ck.get("plan")}
     if json_out is not None:
         from datakit.safe_io import os_error, write_file
 
@@ -237,20 +321,28 @@ def _print_table(res: dict[str, Any], classes: list[str]) -> None:
 
     names = [*classes[1:], "mean"]
     typer.echo(f"{res['split']}: {res['volumes']} volumes, checkpoint step {res['step']}")
+    typer.echo(f"post-processing: {res['postprocessing']['applied']}")
     typer.echo("metric   " + " ".join(f"{n:>14}" for n in names))
-    typer.echo("dice     " + " ".join(f"{f(res['dice'][n], 3) + ' +- ' + f(res['dice_std'][n], 3):>14}"
-                                      for n in names))
-    typer.echo("hd95_mm  " + " ".join(f"{f(res['hd95_mm'][n], 1) + ' +- ' + f(res['hd95_mm_std'][n], 1):>14}"
-                                      for n in names))
+    blocks = [("", res)] + ([("_pp", res["postprocessed"])] if "postprocessed" in res else [])
+    for suffix, r in blocks:
+        typer.echo(f"{'dice' + suffix:<9}" + " ".join(f"{f(r['dice'][n], 3) + ' +- ' + f(r['dice_std'][n], 3):>14}"
+                                                     for n in names))
+        typer.echo(f"{'hd95' + suffix if suffix else 'hd95_mm':<9}"
+                   + " ".join(f"{f(r['hd95_mm'][n], 1) + ' +- ' + f(r['hd95_mm_std'][n], 1):>14}" for n in names))
 
 
 @app.command("predict")
 @cli_errors
 def predict_cmd(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="A checkpoint file (e.g. RUN_DIR/checkpoints/best.pt)."),
-    store: Path = typer.Option(..., "--store", help="Store whose images to segment."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    split: str = typer.Option("all", help="Split to predict, or 'all'."),
+    store: Path | None = typer.Option(None, "--store", help="Store whose images to segment."),
+    input_: Path | None = typer.Option(None, "--input", help="New scans instead of a store: a NIfTI volume or 2D "
+                                       "image, or a folder of them; prepared with the checkpoint's plan as "
+                                       "datakit convert prepares them, the labels written on each scan's own grid."),
+    split: str | None = typer.Option(None, help="Split to predict, or 'all' (default: test when it has samples, "
+                                     "else valid)."),
+    postprocess: str = typer.Option("auto", "--postprocess", help=POSTPROCESS_HELP),
     fmt: str = typer.Option("auto", "--format", help="auto (NIfTI for slices of volumes with a source "
                             "geometry, e.g. ACDC; PNG for 2D sources: folder, Unity, CAMUS, merged stores "
                             "without geometry) | png | nifti (refused where there is no geometry)."),
@@ -261,24 +353,40 @@ def predict_cmd(
                                  "prediction of 8 samples of the split.", dir_okay=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into an existing non-empty folder."),
 ) -> None:
-    """Predicted label maps: PNG per slice (palette, pixel value = class) or NIfTI per volume."""
+    """Predicted label maps: PNG per slice (palette, pixel value = class) or NIfTI per volume; with --input,
+    one label map per scan on its own grid."""
+    from train.postprocess import CHOICES
+
+    if (store is None) == (input_ is None):
+        raise DatakitError("give exactly one of --store STORE.h5 or --input FILE_OR_FOLDER")
+    if postprocess not in CHOICES:
+        raise DatakitError(f"--postprocess must be {', '.join(CHOICES)}, not {postprocess!r}")
     if fmt not in ("auto", "png", "nifti"):
         raise DatakitError(f"--format must be auto, png or nifti, not {fmt!r}")
     if grid not in ("source", "stored"):
         raise DatakitError(f"--grid must be source or stored, not {grid!r}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise DatakitError("output folder exists and is not empty; pass --overwrite", out)
+    if input_ is not None:
+        if preview is not None or split is not None or fmt != "auto" or grid != "source":
+            raise DatakitError("--preview, --split, --format and --grid are for --store; --input writes each scan's "
+                               "label map in the scan's own format and grid")
+        return _predict_scans(checkpoint, input_, out, postprocess, device, overwrite)
     # --preview's folder must exist before predicting (the --out folder is made on the way)
     if preview is not None and not preview.parent.is_dir() and preview.parent.resolve() != out.resolve():
         raise DatakitError("output folder does not exist", preview.parent)
     ck, _, s, model, dev = _load(checkpoint, None, store, device)
+    from train.postprocess import resolve
     from train.predict_io import auto_format, check_nifti, write_predictions
 
+    split = _default_split(s, split)
     indices = _indices(s, split)
     if fmt == "auto":
         fmt = auto_format(s, indices)
     elif fmt == "nifti":
         check_nifti(s, indices, grid)  # before any prediction is written
+    ids, applied = resolve(postprocess, ck, s.classes)
+    _err(f"post-processing: {applied}")
     keep = None
     if preview is not None:
         from datakit.preview import pick  # the montage is datakit's preview, with a prediction panel
@@ -289,13 +397,121 @@ def predict_cmd(
     with progress_bar() as bar:
         task = bar.add_task(f"predicting {split}", total=len(indices))
         n, kept = write_predictions(model, s, indices, dev, out, fmt, grid, keep=keep,
-                                    progress=lambda k: bar.advance(task, k), log=_err)
+                                    progress=lambda k: bar.advance(task, k), log=_err, postprocess=ids)
     _err(f"wrote {n} {fmt.upper()} files to {out}")
     if preview is not None:
         from datakit.preview import write_preview
 
         write_preview(s.path, preview, split, predictions=kept)
         _err(f"wrote {preview}")
+
+
+def _predict_scans(checkpoint: Path, input_: Path, out: Path, postprocess: str, device: str, overwrite: bool) -> None:
+    from datakit.progress import progress_bar
+    from train.postprocess import resolve
+    from train.scans import find_inputs, predict_scans
+
+    inputs = find_inputs(input_, _err)
+    ck, _, _, model, dev = _load(checkpoint, None, None, device, need_store=False)
+    ids, applied = resolve(postprocess, ck, list(ck["classes"]))
+    _err(f"post-processing: {applied}")
+    with progress_bar() as bar:
+        task = bar.add_task("predicting scans", total=len(inputs))
+        written = predict_scans(model, ck, checkpoint, inputs, out, dev, ids, overwrite,
+                                progress=lambda k: bar.advance(task, k))
+    _err(f"wrote {len(written)} label map(s) to {out}")
+
+
+@app.command("postprocess")
+@cli_errors
+def postprocess_cmd(
+    run: Path | None = typer.Option(None, "--run", help="Run directory: decide for checkpoints/best.pt and last.pt "
+                                    "and write RUN_DIR/postprocessing.json."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="A checkpoint file (rewritten in place)."),
+    store: Path | None = typer.Option(None, "--store", help="Store to decide on (default: the run's)."),
+    split: str = typer.Option("valid", help="Split to decide on (validation patients)."),
+    add_plan: bool = typer.Option(False, "--add-plan", help="Also record the store's plan in a checkpoint that has "
+                                  "none (older checkpoints): only for the store it was trained on."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Decide again where a decision is recorded."),
+) -> None:
+    """Decide post-processing on validation (per class: keep the largest connected component where the
+    mean validation Dice does not drop) and record it in the checkpoint(s)."""
+    from train import postprocess as pp
+    from train.loop import pick_device
+
+    if (checkpoint is None) == (run is None):
+        raise DatakitError("give exactly one of --run RUN_DIR or --checkpoint FILE")
+    if run is not None:
+        if add_plan:
+            raise DatakitError("--add-plan is for a single --checkpoint (train run records the plan in its own)")
+        ck, ck_path, s, _, _ = _load(None, run, store, device)  # checks the store against the checkpoint's plan
+        decisions = pp.decide_for_run(run, s.path, split, pick_device(device), overwrite=overwrite, log=_err)
+        if decisions is None:
+            raise DatakitError(f"split {split!r} holds no samples: nothing to decide on", s.path)
+        for name, decision in decisions.items():
+            _err(f"{name}:")
+            for line in pp.describe(decision):
+                typer.echo(line)
+        _err(f"wrote {run / pp.RECORD_FILE} and the decision into {', '.join(decisions)}")
+        return
+    ck, ck_path, s, model, dev = _load(checkpoint, None, store, device)
+    if pp.recorded(ck) is not None and not overwrite:
+        raise DatakitError("already records a post-processing decision; pass --overwrite to decide again", ck_path)
+    from train.plan import store_plan
+
+    plan = None
+    if add_plan:
+        if ck.get("plan") is not None:
+            raise DatakitError("already records a plan (the store it was trained on); --add-plan is for checkpoints "
+                               "written before plans were", ck_path)
+        plan = store_plan(s)
+    from datakit.progress import progress_bar
+
+    indices = _indices(s, split)
+    with progress_bar() as bar:
+        task = bar.add_task(f"deciding post-processing on {split}", total=len(indices))
+        decision = pp.decide(model, s, indices, dev, int(ck["step"]), progress=lambda n: bar.advance(task, n))
+    pp.record(ck_path, decision, plan)
+    for line in pp.describe(decision):
+        typer.echo(line)
+    _err(f"recorded in {ck_path}" + (" with the store's plan" if plan is not None else ""))
+
+
+@app.command("compare")
+@cli_errors
+def compare_cmd(
+    evals: list[Path] = typer.Argument(..., help="train eval --json files of the same store and split."),
+    reference: str | None = typer.Option(None, "--reference", help="The run the others are tested against "
+                                         "(default: the first)."),
+    md: Path | None = typer.Option(None, "--md", help="Also write the Markdown table here.", dir_okay=False),
+    png: Path | None = typer.Option(None, "--png", help="Box plots per class and metric (PNG).", dir_okay=False),
+    scores: str = typer.Option("auto", help="auto (post-processed where every eval has them, else raw) | raw | "
+                               "postprocessed."),
+    resamples: int = typer.Option(10000, min=100, help="Bootstrap resamples (over patients)."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing --md / --png files."),
+) -> None:
+    """Paired comparison of evaluations: mean Dice and HD95 per class with 95 % bootstrap intervals over
+    patients, and Wilcoxon signed-rank p-values against a reference run; a Markdown table and box plots."""
+    from datakit.safe_io import replace_file, write_file
+    from datakit.store.writer import check_writable
+    from train.compare import box_plots, compare, load_runs, markdown
+
+    for target in (md, png):
+        if target is not None:
+            check_writable(target, overwrite)
+    runs, used = load_runs(evals, scores)
+    result = compare(runs, reference, resamples, seed)
+    table = markdown(result, runs, used)
+    typer.echo(table, nl=False)
+    if md is not None:
+        write_file(md, table, overwrite)
+        _err(f"wrote {md}")
+    if png is not None:
+        with replace_file(png, overwrite) as f:
+            box_plots(result, used, f)
+        _err(f"wrote {png}")
 
 
 @app.command("plot")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from datakit.stats import json_safe
 from datakit.store import Store
 from train.metrics import Volume, summarise, volume_scores, volumes
 
@@ -48,12 +49,22 @@ def predict_volume(model: torch.nn.Module, store: Store, vol: Volume, device: to
                    batch: int = 32) -> np.ndarray:
     """Label map (Z, H, W) uint8 of one volume, argmax of the final softmax."""
     images = store.file["images"]
+    return predict_images(model, lambda s, e: np.stack([images[int(i)] for i in vol.indices[s:e]]),
+                          len(vol.indices), device, batch)
+
+
+@torch.no_grad()
+def predict_images(model: torch.nn.Module, images: np.ndarray | Callable[[int, int], np.ndarray], n: int,
+                   device: torch.device, batch: int = 32) -> np.ndarray:
+    """Label maps (N, H, W) uint8 of ``n`` images (N, C, H, W), in batches of ``batch``; ``images`` an
+    array or a function ``(start, end) -> array`` (read a batch at a time). A store's volume and a new
+    scan (``train/scans.py``) are predicted by this one function, batch for batch alike."""
+    read = images if callable(images) else (lambda s, e: images[s:e])
     out = []
-    for s in range(0, len(vol.indices), batch):
-        idx = vol.indices[s:s + batch]
-        x = torch.from_numpy(np.stack([images[int(i)] for i in idx])).to(device)
+    for s in range(0, n, batch):
+        x = torch.from_numpy(np.ascontiguousarray(read(s, min(s + batch, n)))).to(device)
         out.append(labels(model, x, device, use_bf16(device)).cpu().numpy())
-    return np.concatenate(out)
+    return np.concatenate(out) if out else np.zeros((0,), np.uint8)
 
 
 def labels(model: torch.nn.Module, x: torch.Tensor, device: torch.device, bf16: bool) -> torch.Tensor:
@@ -81,26 +92,38 @@ def iter_predictions(model: torch.nn.Module, store: Store, indices: np.ndarray, 
 
 
 def evaluate(model: torch.nn.Module, store: Store, indices: np.ndarray, device: torch.device,
-             with_hd: bool = True, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+             with_hd: bool = True, progress: Callable[[int], None] | None = None,
+             postprocess: Sequence[int] | None = None) -> dict[str, Any]:
     """Per-volume scores and their mean/std; the JSON of ``train eval`` less split/checkpoint names.
-    ``progress(slices)`` is called after each volume is predicted."""
+    ``progress(slices)`` is called after each volume is predicted. ``postprocess``: class indices whose
+    largest component alone is kept (:func:`train.postprocess.keep_largest`); the same predictions are
+    then also scored post-processed, under ``"postprocessed"``."""
+    from train.postprocess import keep_largest
+
     classes = store.classes
     masks = store.file["masks"]
-    rows = []
+    rows, pp_rows = [], []
     for vol, pred in iter_predictions(model, store, indices, device, progress):
         ref = np.stack([masks[int(i)] for i in vol.indices])
         scores = volume_scores(pred, ref, vol.spacing, classes, with_hd=with_hd)
         rows.append({**vol.key, "slices": len(vol.indices), **scores})
-    return summary(rows, classes, with_hd)
+        if postprocess is not None:
+            pp = keep_largest(pred, vol.spacing, postprocess)
+            pp_rows.append({**vol.key, "slices": len(vol.indices),
+                            **volume_scores(pp, ref, vol.spacing, classes, with_hd=with_hd)})
+    out = summary(rows, classes, with_hd)
+    if postprocess is not None:
+        out["postprocessed"] = summary(pp_rows, classes, with_hd)
+    return out
 
 
 def summary(rows: list[dict[str, Any]], classes: list[str], with_hd: bool) -> dict[str, Any]:
-    """Means and stds over the volumes' rows, and the rows themselves (strict JSON)."""
+    """Means and stds over the volumes' rows, and the rows themselves (strict JSON: NaN -> null)."""
     dice, dice_std = summarise(rows, classes, "dice")
     out: dict[str, Any] = {"volumes": len(rows), "dice": dice, "dice_std": dice_std}
     if with_hd:
         out["hd95_mm"], out["hd95_mm_std"] = summarise(rows, classes, "hd95_mm")
-    out["per_patient"] = [_clean(r) for r in rows]
+    out["per_patient"] = [json_safe(r) for r in rows]
     return out
 
 
@@ -135,14 +158,3 @@ class ResidentSplit:
             rows.append({**vol.key, "slices": n, **scores})
             at += n
         return summary(rows, self.classes, with_hd)
-
-
-def _clean(row: dict[str, Any]) -> dict[str, Any]:
-    """NaN -> None so the JSON is strict."""
-    def fix(v: Any) -> Any:
-        if isinstance(v, dict):
-            return {k: fix(x) for k, x in v.items()}
-        if isinstance(v, float) and not np.isfinite(v):
-            return None
-        return v
-    return fix(row)

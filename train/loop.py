@@ -32,6 +32,7 @@ from datakit.errors import DatakitError
 from datakit.progress import progress_bar
 from datakit.store import Store
 from datakit.store.check import check_label_values
+from datakit.store.identity import fingerprint
 from train import checkpoint as ckpt
 from train import methods
 from train.config import TrainConfig, to_toml
@@ -39,6 +40,7 @@ from train.data import MultiStreamSampler, ResidentData, label_indices, make_loa
 from train.inference import ResidentSplit, use_bf16
 from train.methods.context import StepContext
 from train.nets import Compiled, build_nets
+from train.plan import store_plan
 from train.rundir import RunDir, check_run_dir
 
 __all__ = ["Dist", "Trainer", "check_run_dir", "pick_device", "train"]
@@ -145,7 +147,7 @@ class Trainer:
         saved = ck.get("config") if isinstance(ck.get("config"), dict) else {}
         now = self.cfg.model_dump()
         pairs = [(k, saved.get(k, ck.get(k)), now[k]) for k in IDENTITY]
-        pairs += [("store content", ck.get("store_fingerprint"), self.store.fingerprint),
+        pairs += [("store content", ck.get("store_fingerprint"), self.store_fingerprint),
                   ("image size", ck.get("image_size"), list(self.store.image_size)),
                   ("classes", ck.get("classes"), self.classes)]
         for key, before, after in pairs:
@@ -173,6 +175,7 @@ class Trainer:
                                "convert with --size a multiple of 16 (e.g. 224)", self.store.path)
         self.classes = self.store.classes
         self.num_classes = len(self.classes)
+        self.store_fingerprint = fingerprint(self.store)  # what the store holds, wherever it lies
         self.streams = methods.resolve_streams(self.store, self.method)
         self.valid = self._valid_indices()
         for name, idx in label_indices(self.streams, self.method.streams, self.valid).items():
@@ -249,7 +252,8 @@ class Trainer:
             "sched_g": n.sched_g.state_dict(), "sched_d": n.sched_d.state_dict() if n.sched_d else None,
             "best_dice": self.best, "best_step": self.best_step, "sampler": self.sampler_state or {},
             "rng": rngs, "config": json.loads(self.cfg.model_dump_json()),
-            "image_size": list(self.store.image_size), "store_fingerprint": self.store.fingerprint,
+            "image_size": list(self.store.image_size), "store_fingerprint": self.store_fingerprint,
+            "plan": store_plan(self.store),
         }
 
     def _gather_rng(self) -> list[dict[str, Any]]:

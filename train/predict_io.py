@@ -24,7 +24,7 @@ File names: patient_frame_view (``_sNN`` per slice for PNG), the sample index fo
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -122,10 +122,13 @@ def nifti_affine(store: Store, vol: Volume, grid: str) -> np.ndarray | None:
 def write_predictions(model: torch.nn.Module, store: Store, indices: np.ndarray, device: torch.device,
                       out: Path, fmt: str, grid: str = "source",
                       keep: set[int] | None = None, progress: Callable[[int], None] | None = None,
-                      log=None) -> tuple[int, dict[int, np.ndarray]]:
+                      log=None, postprocess: Sequence[int] | None = None) -> tuple[int, dict[int, np.ndarray]]:
     """Write the predictions; return the number of files and the stored-grid predictions of ``keep``.
-    ``progress(slices)`` after each volume; ``log`` receives notes (e.g. a diagonal affine)."""
+    ``progress(slices)`` after each volume; ``log`` receives notes (e.g. a diagonal affine);
+    ``postprocess``: classes whose largest component alone is kept, per volume on the stored grid."""
     from PIL import Image
+
+    from train.postprocess import keep_largest
 
     if fmt == "nifti":
         check_nifti(store, indices, grid)
@@ -137,6 +140,8 @@ def write_predictions(model: torch.nn.Module, store: Store, indices: np.ndarray,
     kept: dict[int, np.ndarray] = {}
     used: set[str] = set()
     for vol, pred in iter_predictions(model, store, indices, device, progress):
+        if postprocess:
+            pred = keep_largest(pred, vol.spacing, postprocess)
         for i, lab in zip(vol.indices, pred, strict=True):
             if keep is not None and int(i) in keep:
                 kept[int(i)] = lab

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -139,12 +140,7 @@ class AcdcSource(SourceBase):
             scribble[scribble == VALVANO_UNLABELLED] = IGNORE
         zooms = [float(z) for z in img.zooms[:3]]
         check_spacing(zooms, image_path, "voxel spacing")  # finite, in a sane range: pixdim 0 or 1e6 refused
-        norm = fit_normalizer(self.norm, volume)
-        grid = SliceGrid(volume.shape[:2], (zooms[0], zooms[1]), self.spacing, (self.size, self.size))
-        # (H, W, Z) -> (Z, H, W) as views: each slice of a NIfTI volume is read in place (column-major)
-        # and comes out as one C-order sample; padding takes the raw intensity that normalises to
-        # the background level
-        images = norm.apply(grid.slices_image(np.moveaxis(volume, -1, 0), norm.raw_background))
+        grid, images = stored_slices(volume, zooms, self.spacing, self.size, self.norm)
         masks = grid.slices_labels(np.moveaxis(mask, -1, 0), 0)
         scribbles = grid.slices_labels(np.moveaxis(scribble, -1, 0), IGNORE) if scribble is not None else None
         states = label_states_of_stack(masks, len(self.classes))
@@ -165,6 +161,19 @@ class AcdcSource(SourceBase):
                 scribble_source="manual" if scribble is not None else "none", extra=extra,
             ))
         return out
+
+
+def stored_slices(volume: np.ndarray, zooms: Sequence[float], spacing: float, size: int,
+                  norm: str) -> tuple[SliceGrid, np.ndarray]:
+    """The stored images (Z, size, size) float32 of one (H, W, Z) volume: normalised with statistics of the whole
+    volume (``--norm``), resampled in-plane to ``spacing`` mm (Keys cubic), centre cropped/padded to
+    ``size``; and the grid, which the labels share. ``convert`` and ``train predict --input`` both use it."""
+    normalizer = fit_normalizer(norm, volume)
+    grid = SliceGrid(volume.shape[:2], (zooms[0], zooms[1]), spacing, (size, size))
+    # (H, W, Z) -> (Z, H, W) as views: each slice of a NIfTI volume is read in place (column-major)
+    # and comes out as one C-order sample; padding takes the raw intensity that normalises to
+    # the background level
+    return grid, normalizer.apply(grid.slices_image(np.moveaxis(volume, -1, 0), normalizer.raw_background))
 
 
 def _check_same_grid(img: Volume, labels: Volume, lab_path: Path) -> None:

@@ -31,6 +31,17 @@ SAMPLED = 16  # images decoded to tell colour from grey-saved-as-RGB
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601, as PIL's convert("L")
 
 
+def image_channels(raw: np.ndarray, channels: int) -> np.ndarray:
+    """(C, H, W) float32 of a decoded image in ``channels`` channels (colour -> grey by luminance when 1).
+    ``convert folder`` and ``train predict --input`` both use it."""
+    a = raw.astype(np.float32)
+    if a.ndim == 3 and channels == 1:
+        a = a[..., 0] if not is_colour(raw) else a @ LUMA
+    if a.ndim == 2:
+        return np.repeat(a[None], channels, axis=0)
+    return np.ascontiguousarray(np.moveaxis(a, -1, 0))
+
+
 @dataclass(frozen=True)
 class FolderItem:
     patient: str
@@ -226,15 +237,6 @@ class FolderSource(SourceBase):
         return "official" if self.official() is not None else "random"
 
     # -- one patient ----------------------------------------------------------------------------------
-    def _image(self, raw: np.ndarray, path: Path) -> np.ndarray:
-        """(C, H, W) float32 in the store's channel count (colour -> grey by luminance when 1)."""
-        a = raw.astype(np.float32)
-        if a.ndim == 3 and self.channels == 1:
-            a = a[..., 0] if not is_colour(raw) else a @ LUMA
-        if a.ndim == 2:
-            return np.repeat(a[None], self.channels, axis=0)
-        return np.ascontiguousarray(np.moveaxis(a, -1, 0))
-
     def _sample(self, item: FolderItem, pair: Pair) -> Sample:
         raw = read_array(pair.image)
         # --binarize thresholds grey levels: a 1-bit or palette mask must then read as its grey levels
@@ -244,7 +246,7 @@ class FolderSource(SourceBase):
             raise DatakitError(f"mask is {raw_mask.shape[1]}x{raw_mask.shape[0]} pixels, its image "
                                f"{pair.image.name} {raw.shape[1]}x{raw.shape[0]}", pair.mask)
         labels = self.mapping.apply(raw_mask, pair.mask)
-        image = self._image(raw, pair.image)
+        image = image_channels(raw, self.channels)
         prepared = prepare_2d(image, self.size, self.norm)  # normalise, anti-alias, letterbox
         scale = prepared.scale
         mask, _, _ = letterbox(labels, self.size, order=0, fill=0)

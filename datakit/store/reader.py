@@ -132,33 +132,6 @@ class Store:
         g = self.file.get("splits")
         return dict(g.attrs) if g is not None else {}
 
-    @cached_property
-    def fingerprint(self) -> str:
-        """A digest of what the store holds (16 hex digits), the same for the same content however it was
-        compressed or where it lies: classes, image size and dtype, every meta column and split, and the
-        decoded images and masks of up to 64 evenly spaced samples. A checkpoint records its store's, so a
-        run resumed, or a model evaluated, on other data is told apart from a moved or copied store."""
-        import hashlib
-
-        h = hashlib.sha256()
-
-        def add(name: str, a: np.ndarray) -> None:
-            a = np.asarray(a)
-            h.update(f"{name}:{a.dtype.str if a.dtype.kind not in 'OU' else 'str'}:{a.shape}".encode())
-            h.update("\x00".join(map(str, a.ravel())).encode() if a.dtype.kind in "OUS" else
-                     np.ascontiguousarray(a).tobytes())
-
-        h.update(json.dumps([self.classes, list(self.image_size), str(self.file["images"].dtype)]).encode())
-        for name in sorted(self.meta):
-            add(f"meta/{name}", self.meta[name])
-        for name in sorted(self.splits):
-            add(f"splits/{name}", self.splits[name])
-        n = len(self)
-        for i in np.unique(np.linspace(0, n - 1, min(n, 64)).astype(np.int64)) if n else []:
-            for name in ("images", "masks"):
-                add(f"{name}/{i}", self._chunks(name).read(int(i)))
-        return h.hexdigest()[:16]
-
     def indices(self, split: str | None) -> np.ndarray:
         """Sample indices of a split; ``None`` or ``"all"`` is every sample."""
         if split in (None, "all"):
