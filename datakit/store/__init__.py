@@ -7,7 +7,8 @@
 
 from datakit.store.info import store_info
 from datakit.store.reader import Store
-from datakit.store.validate import Violation, validate_store
+from datakit.store.check import Violation
+from datakit.store.validate import validate_store
 from datakit.store.writer import EncodedSample, StoreWriter, encode_sample
 
 __all__ = ["EncodedSample", "Store", "StoreWriter", "Violation", "encode_sample", "store_info",
