@@ -5,9 +5,9 @@
 - :func:`validate_store` checks every clause of the contract; :func:`store_info` summarises.
 """
 
+from datakit.store.check import Violation
 from datakit.store.info import store_info
 from datakit.store.reader import Store
-from datakit.store.check import Violation
 from datakit.store.validate import validate_store
 from datakit.store.writer import EncodedSample, StoreWriter, encode_sample
 
