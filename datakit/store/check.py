@@ -16,10 +16,10 @@ against each other. A store of a newer ``schema_version`` than this datakit read
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import h5py
 import numpy as np
@@ -27,9 +27,6 @@ import numpy as np
 from datakit.constants import IGNORE
 from datakit.errors import DatakitError
 from datakit.store.contract import JSON_ATTRS, META_COLUMNS, ROOT_ATTRS, SCHEMA, SCHEMA_VERSION, json_attr
-
-if TYPE_CHECKING:
-    from datakit.store.reader import Store
 
 MAX_SHOWN = 3  # violations named in one error message
 MAX_LISTED = 5  # sample indices listed per problem before "... and N more"
@@ -302,7 +299,20 @@ def check_structure(f: h5py.File, path: str | Path) -> None:
         raise DatakitError("broken store: " + "; ".join(problems[:MAX_SHOWN]) + more, path)
 
 
-def check_label_values(store: Store, names: Sequence[str] = ("masks", "scribbles"),
+class LabelBlocks(Protocol):
+    """What :func:`check_label_values` reads: a :class:`datakit.store.Store` (named by what it does, not
+    imported: the reader runs this module's checks, so this module cannot import the reader)."""
+
+    path: Path
+
+    @property
+    def classes(self) -> list[str]: ...
+
+    def iter_chunks(self, name: str, indices: np.ndarray | None = None,
+                    chunk: int = 256) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
+
+
+def check_label_values(store: LabelBlocks, names: Sequence[str] = ("masks", "scribbles"),
                        indices: np.ndarray | None = None, chunk: int = 256) -> None:
     """Refuse label values outside the store's classes (and 255), streamed chunk by chunk."""
     k = len(store.classes)
