@@ -38,19 +38,17 @@ dataset is made; the arrays are read one chunk per sample.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from datakit.errors import DatakitError
-from datakit.store.chunks import ChunkReader
 from datakit.store.contract import IGNORE_INDEX
+from datakit.store.handle import LazyFile
 from datakit.store.reader import Store
 
 __all__ = ["IGNORE_INDEX", "StoreDataset"]
@@ -89,40 +87,24 @@ class StoreDataset(Dataset):
             self._label_state = s.file["label_state"][()]
             self._keypoints = s.file["keypoints"][()] if s.has_keypoints else None
         self.transform = transform
-        self._f: Any = None  # h5py.File, opened by the process that reads (see _readers)
-        self._pid: int | None = None
-        self._r: dict[str, ChunkReader] = {}
+        self._h5 = LazyFile(self.path)  # opened by the process that reads, reopened in each worker
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.update(_f=None, _pid=None, _r={})  # h5py handles never cross processes
-        return state
-
-    def _readers(self) -> dict[str, ChunkReader]:
-        if self._f is None or self._pid != os.getpid():
-            self._f = h5py.File(self.path, "r")
-            self._pid = os.getpid()
-            self._r = {name: ChunkReader(self._f[name]) for name in ("images", "masks", "scribbles")}
-        return self._r
-
     def close(self) -> None:
         """Close this process's handle (reopened on the next read)."""
-        if self._f is not None and self._pid == os.getpid():
-            self._f.close()
-        self._f, self._pid, self._r = None, None, {}
+        self._h5.close()
 
     def __getitem__(self, k: int) -> dict[str, Any]:
         if not -len(self) <= k < len(self):
             raise IndexError(f"index {k} out of range for {len(self)} samples")
         i = int(self.indices[k])
-        r = self._readers()
+        read = self._h5.reader
         item: dict[str, Any] = {
-            "image": torch.from_numpy(r["images"].read(i).astype(np.float32, copy=False)),
-            "mask": torch.from_numpy(r["masks"].read(i)),
-            "scribble": torch.from_numpy(r["scribbles"].read(i)),
+            "image": torch.from_numpy(read("images").read(i).astype(np.float32, copy=False)),
+            "mask": torch.from_numpy(read("masks").read(i)),
+            "scribble": torch.from_numpy(read("scribbles").read(i)),
             "label_state": torch.from_numpy(self._label_state[i].copy()),
             "index": i,
         }

@@ -66,12 +66,12 @@ def _flip_and_tag(d: dict) -> dict:  # module level: picklable for loader worker
 
 def test_workers_open_the_file_themselves_and_run_the_transform(acdc_store: Path):
     ds = StoreDataset(acdc_store, split="train", transform=_flip_and_tag)
-    assert ds._f is None  # making the dataset leaves no open handle to be inherited by a fork
+    assert not ds._h5.is_open  # making the dataset leaves no open handle to be inherited by a fork
     pickle.loads(pickle.dumps(ds))
     ref = [ds[k] for k in range(len(ds))]  # the main process now holds a handle; workers must not share it
-    assert ds._f is not None
+    assert ds._h5.is_open
     clone = pickle.loads(pickle.dumps(ds))
-    assert clone._f is None and len(clone) == len(ds)
+    assert not clone._h5.is_open and len(clone) == len(ds)
     seen = {}
     for batch in DataLoader(ds, batch_size=4, shuffle=True, num_workers=2):
         assert batch["tag"] == ["flipped"] * len(batch["index"])
