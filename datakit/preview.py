@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from datakit.constants import IGNORE
 from datakit.errors import DatakitError
 from datakit.safe_io import replace_file
-from datakit.sample import IGNORE
 from datakit.store import Store
 from datakit.store.writer import check_writable
 

@@ -12,7 +12,7 @@ Each item is a dict:
 key                 type                       meaning
 ==================  =========================  ===============================================
 ``image``           float32 tensor (C, H, W)   the normalised image
-``mask``            uint8 tensor (H, W)        class indices, 255 (``IGNORE_INDEX``) unknown
+``mask``            uint8 tensor (H, W)        class indices, 255 (``IGNORE``) unknown
 ``scribble``        uint8 tensor (H, W)        class indices, 255 unlabelled
 ``label_state``     int8 tensor (K,)           1 present, 0 absent, -1 unknown, per class
 ``keypoints``       float32 tensor (P, 3)      only for stores with keypoints (Unity)
@@ -46,12 +46,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from datakit.constants import IGNORE
 from datakit.errors import DatakitError
-from datakit.store.contract import IGNORE_INDEX
 from datakit.store.handle import LazyFile
 from datakit.store.reader import Store
 
-__all__ = ["IGNORE_INDEX", "StoreDataset"]
+__all__ = ["IGNORE", "StoreDataset"]  # IGNORE: datakit.constants's, for ignore_index=
 
 META_KEYS = ("dataset", "patient", "frame", "view", "slice", "spacing", "slice_spacing")
 

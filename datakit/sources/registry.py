@@ -51,10 +51,8 @@ class SourceSpec:
     scribble_modes: tuple[str, ...] = ("none", "synth")  # of SCRIBBLE_MODES; "auto"/"folder": scribble files
     scribbles_default: str = "none"
     scribbles_help: str = "none, or synth:ALGO (scribbles drawn from the masks: skeleton, randomwalk, wsl4mis)."
-    official_split: bool = False  # ships its own split (--split official); the class says where from
     split_default: str | None = None  # None: the source's default_split()
     split_help: str = "random, kfold:K/FOLD or file:PATH."
-    threads: bool = False  # read() runs in C without the GIL: the pipeline may use threads, not processes
     on_error_help: str | None = None  # None: the shared help
     group: str = "convert"  # the command group: convert, or splines-to-masks for curve-labelled data
     passes: tuple[str, ...] = ()  # shared options also given to the source class (e.g. on_error)
@@ -213,7 +211,7 @@ def _unity_synth(
 
 SOURCES: dict[str, SourceSpec] = {s.name: s for s in (
     SourceSpec(
-        "acdc", "datakit.sources.acdc:AcdcSource", _acdc_options, threads=True,
+        "acdc", "datakit.sources.acdc:AcdcSource", _acdc_options,
         summary="ACDC cine MRI: ED/ES frames, `_gt` masks, Valvano scribbles, Info.cfg.",
         src_help="ACDC root, its training/ folder, or a folder of patient folders.",
         scribble_modes=("auto", "none", "folder", "synth"), scribbles_default="auto",
@@ -226,7 +224,7 @@ SOURCES: dict[str, SourceSpec] = {s.name: s for s in (
                                          "Valvano-format scribbles.",
         synth_out_help="Folder to create (the ACDC root: training/patientXXX/)."),
     SourceSpec(
-        "camus", "datakit.sources.camus:CamusSource", _camus_options, official_split=True,
+        "camus", "datakit.sources.camus:CamusSource", _camus_options,
         summary="CAMUS 2D echo: 2CH/4CH ED/ES frames or sequences, LV/MYO/LA masks, Info cfg, official splits.",
         src_help="CAMUS release root, database_nifti/, the MHD release root (training/, testing/), or a "
                  "folder of patient folders.",
@@ -236,7 +234,7 @@ SOURCES: dict[str, SourceSpec] = {s.name: s for s in (
                                           "files, split lists.",
         synth_out_help="Folder to create (the release root)."),
     SourceSpec(
-        "folder", "datakit.sources.folder:FolderSource", _folder_options, official_split=True,
+        "folder", "datakit.sources.folder:FolderSource", _folder_options,
         summary="Generic image/mask folders: PNG, JPEG, TIFF, BMP; grey or RGB; pairs matched by name.",
         src_help="Folder with images/ and masks/ (optionally under train/ valid/ test/), or images with "
                  "masks beside them (--mask-suffix).",
@@ -244,7 +242,7 @@ SOURCES: dict[str, SourceSpec] = {s.name: s for s in (
         split_help="official (train/ valid/ test/ sub-folders; the default when present), random (the "
                    "default otherwise), kfold:K/FOLD, file:PATH."),
     SourceSpec(
-        "unity", "datakit.sources.unity:UnitySource", _unity_options, official_split=True,
+        "unity", "datakit.sources.unity:UnitySource", _unity_options,
         group="splines-to-masks", passes=("on_error",),
         summary="Unity Imaging echo: PNG frames + curve/point labels -> masks, label states, keypoints.",
         src_help="Unity root: png-cache/ and the labels JSON files.",
