@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datakit.choices import EXPORT_FORMATS, EXPORT_LABELS
 from datakit.constants import IGNORE
 from datakit.errors import DatakitError
 from datakit.geometry import stored_affine
@@ -167,8 +168,8 @@ def export_nnunet(store_path: str | Path, out_dir: str | Path, dataset_id: int, 
     nnU-Net reads ``splits_final.json`` from ``nnUNet_preprocessed/DatasetNNN_NAME/``, not from the raw
     folder: with ``preprocessed`` (that nnUNet_preprocessed folder) the split is written there too.
     """
-    if labels not in ("masks", "scribbles"):
-        raise DatakitError(f"--labels must be masks or scribbles, not {labels!r}")
+    if labels not in EXPORT_LABELS:
+        raise DatakitError(f"--labels must be {' or '.join(EXPORT_LABELS)}, not {labels!r}")
     target = _target(Path(out_dir), dataset_id, name, overwrite)
     placed = None if preprocessed is None else Path(preprocessed) / target.name / "splits_final.json"
     if placed is not None and placed.exists() and not overwrite:  # refused before any work, as the dataset is
@@ -227,8 +228,8 @@ def _format(store: Store, fmt: str) -> str:
         return "png" if eight_bit and not spaced else "nifti"
     if fmt == "png" and not eight_bit:
         raise DatakitError("--format png needs 8-bit images (normalisation scale:1/255); use nifti", store.path)
-    if fmt not in ("png", "nifti"):
-        raise DatakitError(f"--format must be auto, nifti or png, not {fmt!r}")
+    if fmt not in EXPORT_FORMATS:
+        raise DatakitError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
     return fmt
 
 

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from datakit.choices import CAMUS_FORMATS, CAMUS_FRAMES
 from datakit.constants import IGNORE
 from datakit.errors import DatakitError
 from datakit.geometry import SliceGrid
@@ -36,7 +37,6 @@ PATIENT_DIR = re.compile(r"^patient\d{4}$")
 EXT = {"nifti": ".nii.gz", "mhd": ".mhd"}
 SEQUENCE = {"nifti": "half_sequence", "mhd": "sequence"}
 VIEWS = ("2CH", "4CH")
-FRAMES = ("ed-es", "sequence")
 
 
 def find_patient_dirs(root: Path) -> list[Path]:
@@ -160,9 +160,9 @@ class CamusSource(SourceBase):
         self.root = Path(self.root)
         self.classes = read_manifest("camus.json")["classes"]
         self.views = parse_views(self.views)
-        if self.frames not in FRAMES:
+        if self.frames not in CAMUS_FRAMES:
             raise DatakitError(f"--frames must be ed-es or sequence, not {self.frames!r}")
-        if self.format not in ("auto", *EXT):
+        if self.format not in CAMUS_FORMATS:
             raise DatakitError(f"--format must be auto, nifti or mhd, not {self.format!r}")
         check_size(self.size)
         self.image_size = (self.size, self.size)

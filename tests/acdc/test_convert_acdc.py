@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from datakit.cli import app
 from datakit.store import Store, validate_store
+from tests.cli_help import unboxed
 from tests.conftest import REPO, shared_data
 
 runner = CliRunner()
@@ -350,10 +351,12 @@ def test_unknown_option_values_are_refused_before_any_work(acdc_phantoms: Path, 
         raise AssertionError(f"patient {item.patient} read before the options were checked")
 
     monkeypatch.setattr(AcdcSource, "read", no_reading)
-    for i, (args, text) in enumerate(((["--on-error", "ignore"], "--on-error must be stop or skip"),
-                       (["--image-compression", "zstd"], "image compression must be one of none, gzip"),
-                       (["--image-dtype", "float64"], "image dtype must be one of float32, float16"),
-                       (["--norm", "histogram"], "unknown --norm 'histogram'"),
+    # a value outside an option's fixed choices is a usage error (exit 2) naming the choices
+    for i, (args, text) in enumerate(((["--on-error", "ignore"], "'ignore' is not one of 'stop', 'skip'"),
+                       (["--image-compression", "zstd"], "'zstd' is not one of 'none', 'gzip'"),
+                       (["--image-dtype", "float64"], "'float64' is not one of 'float32', 'float16'"),
+                       (["--norm", "histogram"], "'histogram' is not one of 'percentile-iqr', 'zscore', 'minmax', "
+                                                 "'scale255', 'none'"),
                        (["--split", "bogus"], "unknown --split 'bogus'"),
                        (["--split", "kfold:5/7"], "expected kfold:K/FOLD"),
                        (["--split", "file:nowhere.json"], "nowhere.json: split file not found"),
@@ -361,6 +364,6 @@ def test_unknown_option_values_are_refused_before_any_work(acdc_phantoms: Path, 
         outdir = tmp_path / str(i)
         outdir.mkdir()
         r = convert(acdc_phantoms, outdir / "s.h5", *args)
-        assert r.exit_code == 1 and text in r.output, (args, r.output)
+        assert r.exit_code == (2 if "is not one of" in text else 1) and text in unboxed(r.output), (args, r.output)
         assert "patient" not in r.output  # refused up front, not while reading a patient
         _nothing_left(outdir)

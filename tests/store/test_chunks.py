@@ -44,3 +44,12 @@ def test_float16_refuses_values_it_cannot_hold(tmp_path: Path) -> None:
         assert np.isinf(f["images"][1, 0, 3, 3]) and f["images"][1, 0, 3, 4] == -65504.0
         assert np.isnan(f["images"][1, 0, 3, 5])
 
+
+
+def test_image_format_refuses_what_the_writer_cannot_produce() -> None:
+    from datakit.store.chunks import ImageFormat
+
+    with pytest.raises(DatakitError, match="image dtype must be one of float32, float16, not 'float64'"):
+        ImageFormat("float64")
+    with pytest.raises(DatakitError, match="image compression must be one of none, gzip, not 'zstd'"):
+        ImageFormat("float32", "zstd")
