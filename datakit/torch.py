@@ -1,10 +1,5 @@
-"""A PyTorch Dataset over a datakit store, for your own training code.
-
->>> from torch.utils.data import DataLoader
->>> from datakit.torch import StoreDataset
->>> ds = StoreDataset("acdc.h5", split="train")
->>> batch = next(iter(DataLoader(ds, batch_size=8, shuffle=True, num_workers=2)))
->>> batch["image"].shape, batch["mask"].shape       # (8, 1, 224, 224) float32, (8, 224, 224) uint8
+"""A PyTorch Dataset over a datakit store, for your own training code (:class:`StoreDataset`; its
+docstring has a runnable example).
 
 Each item is a dict:
 
@@ -58,10 +53,24 @@ META_KEYS = ("dataset", "patient", "frame", "view", "slice", "spacing", "slice_s
 
 class StoreDataset(Dataset):
     """Map-style dataset of the samples of a store: a split, an explicit index list, or all of them.
+    Items are the dicts of the module's table.
 
-    ``store``: path of the .h5 store. ``split``: a split name (``"train"``, ``"valid"``, ...), or
-    ``None`` / ``"all"`` for every sample. ``indices``: store rows to use instead of a split (in the
-    order given). ``transform``: callable ``dict -> dict`` applied to each item.
+    Args:
+        store: path of the ``.h5`` store.
+        split: a split the store has (``"train"``, ``"valid"``, MAAG's ``"train_scribble"``, ...), or
+            ``None`` / ``"all"`` for every sample. An unknown name is refused, listing the store's.
+        indices: store rows to use instead of a split, in the order given.
+        transform: callable ``dict -> dict`` applied to each item, in the process that reads it.
+
+    Example:
+        >>> from torch.utils.data import DataLoader
+        >>> from datakit.torch import StoreDataset
+        >>> ds = StoreDataset("acdc.h5", split="train_scribble")  # the README's MAAG store
+        >>> batch = next(iter(DataLoader(ds, batch_size=4, shuffle=True, num_workers=2)))
+        >>> batch["image"].shape, batch["mask"].shape, batch["mask"].dtype
+        (torch.Size([4, 1, 224, 224]), torch.Size([4, 224, 224]), torch.uint8)
+        >>> sorted(set(batch["scribble"].unique().tolist()) - {255}) <= list(range(len(ds.classes)))
+        True
     """
 
     def __init__(self, store: str | Path, split: str | None = None, indices: Sequence[int] | None = None, *,

@@ -5,10 +5,6 @@ on first use, reopens it when the process id changes, pickles without a handle, 
 :class:`~datakit.store.chunks.ChunkReader` per sample dataset for the handle it belongs to. The one
 helper behind :class:`datakit.store.Store` and :class:`datakit.torch.StoreDataset` (and any loader
 that reads a store in workers).
-
->>> h = LazyFile("acdc.h5")
->>> mask = h.reader("masks").read(42)   # opens the file here, in this process
->>> h.close()
 """
 
 from __future__ import annotations
@@ -27,6 +23,17 @@ class LazyFile:
 
     Args:
         path: the HDF5 file.
+
+    Example:
+        >>> from datakit.store.handle import LazyFile
+        >>> h = LazyFile("acdc.h5")
+        >>> h.is_open
+        False
+        >>> h.reader("masks").read(0).shape  # opens the file here, in this process
+        (224, 224)
+        >>> h.is_open, h.file["masks"].dtype.name
+        (True, 'uint8')
+        >>> h.close()
     """
 
     def __init__(self, path: str | Path):

@@ -29,6 +29,28 @@ def _decode(a: np.ndarray) -> np.ndarray:
 
 
 class Store:
+    """A datakit store opened for reading (docs/store.md): one sample in O(1), arrays in chunks, the
+    splits and the tables. Opening runs the contract's structural check (a broken or newer store is
+    refused with its first violations, naming the file); no sample array is read until asked for.
+
+    Args:
+        path: the store file (``.h5``). Only regular files are opened.
+
+    Example:
+        >>> from datakit.store import Store
+        >>> with Store("acdc.h5") as store:  # the README's store: real ACDC with MAAG's split
+        ...     print(store.classes, sorted(store.splits))
+        ...     sample = store[0]  # a dict: arrays (one chunk each) and the sample's meta/ row
+        ...     print(sample["image"].shape, sample["image"].dtype, sample["mask"].dtype, sample["patient"])
+        ...     for rows, masks in store.iter_chunks("masks", store.indices("valid"), chunk=64):
+        ...         pass  # (row indices, (len(rows), H, W) uint8): memory bounded by the chunk
+        ['background', 'RV', 'MYO', 'LV'] ['test', 'train_masks', 'train_scribble', 'valid']
+        (1, 224, 224) float32 uint8 patient001
+
+    The handle is opened lazily in the process that reads and reopened after a fork or unpickling
+    (:class:`~datakit.store.handle.LazyFile`), so a Store can be handed to DataLoader workers.
+    """
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if not self.path.exists():
