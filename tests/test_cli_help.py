@@ -8,17 +8,18 @@ from typer.testing import CliRunner
 
 from datakit.choices import NORMALIZATIONS, SCRIBBLE_ALGORITHMS
 from datakit.cli import ORDER, app
+from datakit.sources.registry import SOURCES
 from tests.cli_help import commands, help_text, option_rows, unboxed
 
 # Options whose value is open text (names, paths, lists, specs such as kfold:K/FOLD): `<str>` is right for
 # them. Any other option shown as `<str>` takes a fixed set of values and must list it (datakit.choices).
+# Every converter shares three (a folder or synth:ALGO, a split spec, ratios); a new source adds its own here.
 FREE_TEXT = {
     "stats --split", "preview --split", "merge --classes", "export nnunet --name", "export nnunet --channel-names",
     "convert camus --views", "convert folder --classes", "convert folder --mask-suffix",
     "convert folder --images-dir", "convert folder --masks-dir", "convert folder --mask-values",
     "convert folder --patient-regex", "convert folder --name",
-    *(f"{c} {o}" for c in ("convert acdc", "convert camus", "convert folder", "splines-to-masks unity")
-      for o in ("--scribbles", "--split", "--ratios")),
+    *(f"{spec.group} {name} {o}" for name, spec in SOURCES.items() for o in ("--scribbles", "--split", "--ratios")),
 }
 
 

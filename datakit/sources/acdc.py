@@ -1,6 +1,6 @@
 """ACDC cine-MRI (short axis): ED and ES frames with `_gt` masks, optional Valvano scribbles.
 
-Layout (docs FORMATS.md): ``<root>/{training,testing}/patientXXX/`` (older copies under
+Layout (docs/acdc.md): ``<root>/{training,testing}/patientXXX/`` (older copies under
 ``database/``); the root, ``training/``, or any folder of patient folders is accepted.
 Each slice of each ED/ES volume becomes one sample, resampled in-plane to ``spacing`` mm and centre
 cropped/padded to ``size``.

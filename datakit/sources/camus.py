@@ -1,6 +1,6 @@
 """CAMUS 2D echocardiography (apical 2- and 4-chamber views), both public releases, via SimpleITK.
 
-Layouts (docs FORMATS.md, docs/camus.md): the NIfTI release ``database_nifti/patientNNNN/`` with
+Layouts (docs/camus.md): the NIfTI release ``database_nifti/patientNNNN/`` with
 ``database_split/``, and the older MHD/RAW release ``{training,testing}/patientNNNN/`` with
 ``listSubGroups/``. SRC may be a release root, ``database_nifti/``, ``training/``, a folder of
 patient folders or one patient folder; the format is detected from the files.
@@ -314,7 +314,7 @@ class CamusSource(SourceBase):
         ranked = [q for q in qualities if q in QUALITY_RANK]
         # one patient-level quality for stratification: the worst view, as the poorer view limits it
         row["image_quality"] = max(ranked, key=QUALITY_RANK.get) if ranked else qualities[0]
-        # frame_rate: a patient column as STORE.md names it (the first view's when views differ;
+        # frame_rate: a patient column as docs/store.md names it (the first view's when views differ;
         # both stay in frame_rate_2ch / frame_rate_4ch)
         for key in ("ef", "age", "sex", "frame_rate"):
             values = [getattr(infos[v], key) for v in views]

@@ -1,4 +1,4 @@
-"""Names, dtypes and constants of the store contract (../shared/STORE.md, restated in docs/store.md)."""
+"""Names, dtypes and constants of the store contract (docs/store.md)."""
 
 from __future__ import annotations
 

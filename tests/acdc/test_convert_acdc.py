@@ -335,7 +335,7 @@ def test_real_acdc_converts_and_validates(tmp_path: Path) -> None:
         assert {k: len(set(s.meta["patient"][v])) for k, v in s.splits.items()} == \
             {"train_scribble": 35, "train_masks": 35, "valid": 15, "test": 0}
         assert set(s.meta["scribble_source"]) == {"manual"}
-        # per-class scribble coverage close to the published figures for these scribbles (MAAG.md)
+        # per-class scribble coverage close to the published figures for these scribbles (docs/maag.md)
         scribbles = np.concatenate([b for _, b in s.iter_chunks("scribbles", chunk=512)])
         cover = [(scribbles == c).mean() * 100 for c in range(4)]
         assert 0.3 < cover[0] < 1.3 and all(0.05 < c < 0.4 for c in cover[1:]), cover
