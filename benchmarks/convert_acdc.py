@@ -9,7 +9,7 @@ process tree (main process + workers).
 
     python benchmarks/convert_acdc.py [--src ../shared/data/acdc] [--rounds 3] [--convert-args "--image-dtype float16"]
 
-Target (issue 2): ratio <= 1.2 on the 2-core development machine, peak memory < 1 GB.
+Target (docs/benchmarks.md): ratio <= 1.2 on the 2-core development machine, peak memory < 1 GB.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ interleaved rounds; medians and their ratio are printed.
 
     python benchmarks/convert_camus.py [--release nifti|mhd] [--patients 50] [--rounds 3] [--src DIR]
 
-Target (issue 4): ratio <= 2 on the 2-core development machine.
+Target (docs/benchmarks.md): ratio <= 2 on the 2-core development machine.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-TARGET = 500.0  # frames/s, issue 5
+TARGET = 500.0  # frames/s: the target of docs/benchmarks.md
 
 
 def scipy_spline(x: np.ndarray, y: np.ndarray, per_pixel: float = 1.25, max_length: float = float("inf"),

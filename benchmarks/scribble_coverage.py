@@ -1,4 +1,4 @@
-"""Synthetic vs manual scribbles on the same stored ACDC slices (the acceptance figures of issue 3).
+"""Synthetic vs manual scribbles on the same stored ACDC slices (the acceptance figures of docs/scribbles.md).
 
     .venv/bin/python benchmarks/scribble_coverage.py [STORE.h5] [--patients N]
 

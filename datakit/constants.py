@@ -1,7 +1,7 @@
 """Constants more than one part of datakit (and ``train``) needs, and the default worker count; no
 datakit imports, so anything may import it."""
 
-IGNORE = 255  # "unknown / not labelled" in masks and scribbles (STORE.md: the store's ignore_index)
+IGNORE = 255  # "unknown / not labelled" in masks and scribbles: the store's ignore_index (docs/store.md)
 MIN_IMAGE_SIZE = 8  # smallest stored image side (--size): below it letterbox and scribbles make no sense
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from datakit.choices import NORMALIZATIONS
 from datakit.errors import DatakitError
 
 
@@ -77,13 +78,9 @@ def _none(volume: np.ndarray) -> Normalizer:
     return Normalizer("none", lambda x: np.ascontiguousarray(x, np.float32), lo, lo)
 
 
-NORMALIZERS: dict[str, Callable[[np.ndarray], Normalizer]] = {
-    "percentile-iqr": _percentile_iqr,
-    "zscore": _zscore,
-    "minmax": _minmax,
-    "scale255": _scale255,
-    "none": _none,
-}
+# --norm name -> fitting function, the names in datakit.choices' order
+NORMALIZERS: dict[str, Callable[[np.ndarray], Normalizer]] = dict(zip(
+    NORMALIZATIONS, (_percentile_iqr, _zscore, _minmax, _scale255, _none), strict=True))
 
 
 def normalizer_name(method: str) -> str:

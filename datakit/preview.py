@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from datakit.constants import IGNORE
 from datakit.errors import DatakitError
 from datakit.safe_io import replace_file
-from datakit.sample import IGNORE
 from datakit.store import Store
 from datakit.store.writer import check_writable
 
@@ -32,14 +32,17 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     return np.repeat(x[..., None], 3, axis=-1) if x.ndim == 2 else x
 
 
+def drawn_classes(labels: np.ndarray, background: bool) -> list[int]:
+    """The classes :func:`overlay` colours in ``labels``: not 255, and background only if asked."""
+    return [int(k) for k in np.unique(labels) if k != IGNORE and (k != 0 or background)]
+
+
 def overlay(rgb: np.ndarray, labels: np.ndarray, alpha: float, background: bool) -> np.ndarray:
     """Blend class colours over ``rgb``; 255 stays the image; background only if asked."""
     out = rgb.copy()
-    for k in np.unique(labels):
-        if k == IGNORE or (k == 0 and not background):
-            continue
+    for k in drawn_classes(labels, background):
         sel = labels == k
-        out[sel] = (1 - alpha) * out[sel] + alpha * colour(int(k))
+        out[sel] = (1 - alpha) * out[sel] + alpha * colour(k)
     return out
 
 
@@ -114,6 +117,7 @@ def write_preview(path: str | Path, out: str | Path, split: str | None = None, n
         fig, axes = plt.subplots(rows, panels * per_row, figsize=(width, height), squeeze=False, layout="compressed")
         for ax in axes.ravel():
             ax.axis("off")
+        drawn: set[int] = set()  # the legend names only the colours the panels show
         for j, i in enumerate(chosen):
             smp = s.sample(int(i))
             rgb = to_rgb(smp["image"])
@@ -121,17 +125,22 @@ def write_preview(path: str | Path, out: str | Path, split: str | None = None, n
             shown = [(rgb, caption(smp)),
                      (overlay(rgb, smp["mask"], 0.45, background=False),
                       "mask" + ("" if (smp["mask"] != IGNORE).any() else ": none"))]
+            drawn.update(drawn_classes(smp["mask"], background=False))
             if third == "prediction":
                 shown.append((overlay(rgb, predictions[int(i)], 0.45, background=False), "prediction"))
+                drawn.update(drawn_classes(predictions[int(i)], background=False))
             elif third == "scribble":
                 shown.append((overlay(rgb, smp["scribble"], 1.0, background=True),
                               f"scribble ({short_id(str(smp['scribble_source']), 24)})"))
+                drawn.update(drawn_classes(smp["scribble"], background=True))
             for k, (img, panel_title) in enumerate(shown):
                 ax = axes[r, panels * c0 + k]
                 ax.imshow(img, interpolation="nearest")
                 ax.set_title(panel_title, fontsize=8)
-        legend = [Patch(color=colour(k), label=f"{k} {name}") for k, name in enumerate(s.classes)]
-        fig.legend(handles=legend, loc="outside lower center", ncol=min(len(legend), 8), frameon=False, fontsize=9)
+        legend = [Patch(color=colour(k), label=f"{k} {s.classes[k]}") for k in sorted(drawn)]
+        if legend:
+            fig.legend(handles=legend, loc="outside lower center", ncol=min(len(legend), 8), frameon=False,
+                       fontsize=9)
         fig.suptitle(title, fontsize=10)
         try:  # a unique temporary, renamed when complete: a failure or a concurrent run never leaves half a PNG
             with replace_file(out, overwrite) as f:

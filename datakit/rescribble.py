@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from datakit.constants import IGNORE
 from datakit.errors import DatakitError
 from datakit.safe_io import same_file
-from datakit.sample import IGNORE, Sample
+from datakit.sample import Sample
 from datakit.scribbles import check_params, sample_seed, stored_identity, synthesize
 from datakit.store import Store, StoreWriter
 from datakit.store.check import check_label_values

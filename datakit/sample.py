@@ -12,8 +12,6 @@ import numpy as np
 from datakit.constants import IGNORE
 from datakit.errors import DatakitError
 
-__all__ = ["IGNORE", "Sample"]  # IGNORE is re-exported: sources import it with Sample
-
 
 @dataclass
 class Sample:

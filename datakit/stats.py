@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from datakit.sample import IGNORE
+from datakit.constants import IGNORE
 from datakit.splits import split_order
 from datakit.store import Store
 

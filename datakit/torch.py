@@ -1,10 +1,5 @@
-"""A PyTorch Dataset over a datakit store, for your own training code.
-
->>> from torch.utils.data import DataLoader
->>> from datakit.torch import StoreDataset
->>> ds = StoreDataset("acdc.h5", split="train")
->>> batch = next(iter(DataLoader(ds, batch_size=8, shuffle=True, num_workers=2)))
->>> batch["image"].shape, batch["mask"].shape       # (8, 1, 224, 224) float32, (8, 224, 224) uint8
+"""A PyTorch Dataset over a datakit store, for your own training code (:class:`StoreDataset`; its
+docstring has a runnable example).
 
 Each item is a dict:
 
@@ -12,7 +7,7 @@ Each item is a dict:
 key                 type                       meaning
 ==================  =========================  ===============================================
 ``image``           float32 tensor (C, H, W)   the normalised image
-``mask``            uint8 tensor (H, W)        class indices, 255 (``IGNORE_INDEX``) unknown
+``mask``            uint8 tensor (H, W)        class indices, 255 (``IGNORE``) unknown
 ``scribble``        uint8 tensor (H, W)        class indices, 255 unlabelled
 ``label_state``     int8 tensor (K,)           1 present, 0 absent, -1 unknown, per class
 ``keypoints``       float32 tensor (P, 3)      only for stores with keypoints (Unity)
@@ -38,32 +33,44 @@ dataset is made; the arrays are read one chunk per sample.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from datakit.constants import IGNORE
 from datakit.errors import DatakitError
-from datakit.store.chunks import ChunkReader
-from datakit.store.contract import IGNORE_INDEX
+from datakit.store.handle import LazyFile
 from datakit.store.reader import Store
 
-__all__ = ["IGNORE_INDEX", "StoreDataset"]
+__all__ = ["IGNORE", "StoreDataset"]  # IGNORE: datakit.constants's, for ignore_index=
 
 META_KEYS = ("dataset", "patient", "frame", "view", "slice", "spacing", "slice_spacing")
 
 
 class StoreDataset(Dataset):
     """Map-style dataset of the samples of a store: a split, an explicit index list, or all of them.
+    Items are the dicts of the module's table.
 
-    ``store``: path of the .h5 store. ``split``: a split name (``"train"``, ``"valid"``, ...), or
-    ``None`` / ``"all"`` for every sample. ``indices``: store rows to use instead of a split (in the
-    order given). ``transform``: callable ``dict -> dict`` applied to each item.
+    Args:
+        store: path of the ``.h5`` store.
+        split: a split the store has (``"train"``, ``"valid"``, MAAG's ``"train_scribble"``, ...), or
+            ``None`` / ``"all"`` for every sample. An unknown name is refused, listing the store's.
+        indices: store rows to use instead of a split, in the order given.
+        transform: callable ``dict -> dict`` applied to each item, in the process that reads it.
+
+    Example:
+        >>> from torch.utils.data import DataLoader
+        >>> from datakit.torch import StoreDataset
+        >>> ds = StoreDataset("acdc.h5", split="train_scribble")  # the README's MAAG store
+        >>> batch = next(iter(DataLoader(ds, batch_size=4, shuffle=True, num_workers=2)))
+        >>> batch["image"].shape, batch["mask"].shape, batch["mask"].dtype
+        (torch.Size([4, 1, 224, 224]), torch.Size([4, 224, 224]), torch.uint8)
+        >>> sorted(set(batch["scribble"].unique().tolist()) - {255}) <= list(range(len(ds.classes)))
+        True
     """
 
     def __init__(self, store: str | Path, split: str | None = None, indices: Sequence[int] | None = None, *,
@@ -89,40 +96,24 @@ class StoreDataset(Dataset):
             self._label_state = s.file["label_state"][()]
             self._keypoints = s.file["keypoints"][()] if s.has_keypoints else None
         self.transform = transform
-        self._f: Any = None  # h5py.File, opened by the process that reads (see _readers)
-        self._pid: int | None = None
-        self._r: dict[str, ChunkReader] = {}
+        self._h5 = LazyFile(self.path)  # opened by the process that reads, reopened in each worker
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.update(_f=None, _pid=None, _r={})  # h5py handles never cross processes
-        return state
-
-    def _readers(self) -> dict[str, ChunkReader]:
-        if self._f is None or self._pid != os.getpid():
-            self._f = h5py.File(self.path, "r")
-            self._pid = os.getpid()
-            self._r = {name: ChunkReader(self._f[name]) for name in ("images", "masks", "scribbles")}
-        return self._r
-
     def close(self) -> None:
         """Close this process's handle (reopened on the next read)."""
-        if self._f is not None and self._pid == os.getpid():
-            self._f.close()
-        self._f, self._pid, self._r = None, None, {}
+        self._h5.close()
 
     def __getitem__(self, k: int) -> dict[str, Any]:
         if not -len(self) <= k < len(self):
             raise IndexError(f"index {k} out of range for {len(self)} samples")
         i = int(self.indices[k])
-        r = self._readers()
+        read = self._h5.reader
         item: dict[str, Any] = {
-            "image": torch.from_numpy(r["images"].read(i).astype(np.float32, copy=False)),
-            "mask": torch.from_numpy(r["masks"].read(i)),
-            "scribble": torch.from_numpy(r["scribbles"].read(i)),
+            "image": torch.from_numpy(read("images").read(i).astype(np.float32, copy=False)),
+            "mask": torch.from_numpy(read("masks").read(i)),
+            "scribble": torch.from_numpy(read("scribbles").read(i)),
             "label_state": torch.from_numpy(self._label_state[i].copy()),
             "index": i,
         }

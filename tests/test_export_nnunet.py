@@ -189,17 +189,6 @@ def test_unknown_mask_pixels_become_ignore_and_empty_cases_are_skipped(tmp_path:
     assert json.loads((folder / "splits_final.json").read_text()) == [{"train": ["p0", "p1"], "val": ["p2"]}]
 
 
-def test_slices_stored_out_of_order_are_read_in_slice_order(tmp_path: Path) -> None:
-    import h5py
-
-    from datakit.export.nnunet import _read
-
-    with h5py.File(tmp_path / "x.h5", "w") as f:
-        d = f.create_dataset("x", data=np.arange(10) * 10)
-        assert _read(d, [3, 4, 5]).tolist() == [30, 40, 50]
-        assert _read(d, [5, 2, 7]).tolist() == [50, 20, 70]
-
-
 def _store_with_states(path: Path, classes: list[str], masks: list[np.ndarray], states: list[list[int]],
                        scribbles: list[np.ndarray] | None = None) -> Path:
     from datakit.sample import Sample

@@ -17,7 +17,7 @@ from datakit.store import StoreWriter
 HEX = "0123456789abcdef"
 
 
-def _store(path: Path, scribbles: bool, n: int = 20) -> Path:
+def _store(path: Path, scribbles: bool, n: int = 20, classes: tuple[str, ...] = ("background", "LV")) -> Path:
     rng = np.random.default_rng(0)
     samples = []
     for i in range(n):
@@ -28,10 +28,10 @@ def _store(path: Path, scribbles: bool, n: int = 20) -> Path:
             sc[12, 12:18] = 1
         vid = "".join(rng.choice(list(HEX), 64))  # Unity: one video's 64-hex code
         samples.append(Sample(image=rng.normal(size=(1, 32, 32)).astype(np.float32), mask=m, scribble=sc,
-                              label_state=label_state_from_mask(m, 2), dataset="unity", patient=f"01-{vid}",
+                              label_state=label_state_from_mask(m, len(classes)), dataset="unity", patient=f"01-{vid}",
                               frame=f"{i:04d}", view="A4C", scribble_source="synthetic:skeleton" if scribbles
                               else "none"))
-    with StoreWriter(path, classes=["background", "LV"], image_size=(32, 32), command="test") as w:
+    with StoreWriter(path, classes=list(classes), image_size=(32, 32), command="test") as w:
         w.append(samples)
         w.set_patients({"id": sorted({s.patient for s in samples})})
         w.set_splits({"train": list(range(n))}, method="random", seed=0, ratios=[1.0])
@@ -53,7 +53,8 @@ def drawn(monkeypatch: pytest.MonkeyPatch) -> list:
         figs.append({"fig_w": fig.get_figwidth() * fig.dpi, "fig_h": fig.get_figheight() * fig.dpi,
                      "titles": titles, "suptitle": fig._suptitle.get_window_extent(r),
                      "suptitle_text": fig._suptitle.get_text(),
-                     "axes": [ax.get_window_extent(r) for ax in fig.axes if ax.images]})
+                     "axes": [ax.get_window_extent(r) for ax in fig.axes if ax.images],
+                     "legend": [t.get_text() for legend in fig.legends for t in legend.get_texts()]})
 
     monkeypatch.setattr(Figure, "savefig", savefig)
     return figs
@@ -86,6 +87,25 @@ def test_no_scribble_column_without_scribbles(tmp_path: Path, drawn: list):
     assert drawn[0]["suptitle_text"].endswith("no scribbles in this store"), drawn[0]["suptitle_text"]
     write_preview(_store(tmp_path / "some.h5", scribbles=True), tmp_path / "q.png", n=4)
     assert len(drawn[1]["axes"]) == 4 * 3
+
+
+def test_the_legend_names_exactly_the_colours_drawn(tmp_path: Path, drawn: list):
+    """Masks and predictions are drawn without background, scribbles with it: the legend follows. (It used to
+    list every class, so a prediction preview showed a background colour that no panel had.)"""
+    store = _store(tmp_path / "none.h5", scribbles=False)
+    write_preview(store, tmp_path / "p.png", predictions={0: np.zeros((32, 32), np.uint8), 1: _square(1)})
+    assert drawn[0]["legend"] == ["1 LV"]
+    write_preview(_store(tmp_path / "some.h5", scribbles=True), tmp_path / "q.png", n=2)
+    assert drawn[1]["legend"] == ["1 LV"]  # these scribbles hold only LV pixels
+    three = _store(tmp_path / "three.h5", scribbles=False, classes=["background", "LV", "RV"])  # RV nowhere
+    write_preview(three, tmp_path / "r.png", predictions={3: _square(1)})
+    assert drawn[2]["legend"] == ["1 LV"]
+
+
+def _square(k: int) -> np.ndarray:
+    m = np.zeros((32, 32), np.uint8)
+    m[4:12, 4:12] = k
+    return m
 
 
 def test_short_id():

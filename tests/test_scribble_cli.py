@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from datakit.choices import SCRIBBLE_ALGORITHMS
 from datakit.cli import app
+from datakit.errors import DatakitError
 from datakit.sample import Sample, label_state_from_mask
 from datakit.store import Store, StoreWriter, validate_store
+from tests.cli_help import unboxed
 
 runner = CliRunner()
 
@@ -148,7 +151,6 @@ def test_scribble_refuses_existing_output_then_overwrites(manual_store: Path, tm
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--algo", "skeletn"], "unknown scribble algorithm 'skeletn'; known: randomwalk, skeleton"),
     (["--algo", "skeleton", "--scribble-coverage", "0.2"], "takes no 'coverage'"),
 ])
 def test_scribble_bad_input_leaves_nothing(manual_store: Path, tmp_path: Path, extra: list[str],
@@ -158,6 +160,22 @@ def test_scribble_bad_input_leaves_nothing(manual_store: Path, tmp_path: Path, e
     assert r.exit_code == 1, r.output
     assert message in r.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_algorithm_is_a_usage_error_naming_the_known_ones(manual_store: Path, tmp_path: Path) -> None:
+    r = runner.invoke(app, ["scribble", str(manual_store), "--out", str(tmp_path / "x.h5"), "--algo", "skeletn"])
+    assert r.exit_code == 2 and "'skeletn' is not one of 'skeleton', 'randomwalk', 'wsl4mis'" in unboxed(r.output)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_listed_algorithms_are_the_registered_ones() -> None:
+    from datakit.scribbles import ALGORITHMS, get_algorithm
+
+    get_algorithm("skeleton")  # loads the algorithm modules
+    builtin = {name for name, fn in ALGORITHMS.items() if fn.__module__.startswith("datakit.scribbles.")}
+    assert sorted(SCRIBBLE_ALGORITHMS) == sorted(builtin)  # (tests may register their own besides)
+    with pytest.raises(DatakitError, match="unknown scribble algorithm 'skeletn'; known: randomwalk, skeleton"):
+        get_algorithm("skeletn")  # the Python API's answer
 
 
 def test_scribble_on_a_file_that_is_not_a_store(tmp_path: Path) -> None:

@@ -230,3 +230,24 @@ def test_a_failed_plot_keeps_the_previous_figures(mixed_store: Path, tmp_path: P
     assert r.exit_code == 1 and "no space left on device" in r.output and "Traceback" not in r.output
     assert {p.name: p.read_bytes() for p in plots.iterdir()} == {
         "coverage.png": b"previous", "intensity.png": b"previous", "splits.png": b"previous"}
+
+
+def test_split_names_on_the_splits_plot_never_run_into_each_other() -> None:
+    """MAAG's split names side by side used to print as one word ("train_maskstrain_scribble")."""
+    import matplotlib.pyplot as plt
+
+    from datakit.stats_plots import splits_figure
+    from tests.plot_checks import overlapping
+
+    names = ("train_scribble", "train_masks", "valid", "test", "a_rather_long_split_name")
+    stats = {"splits": {"all": {"samples": 1636, "patients": 85},
+                        **{n: {"samples": 600 - 100 * i, "patients": 35 - 5 * i} for i, n in enumerate(names)}}}
+    fig = splits_figure(stats)
+    try:
+        for ax in fig.axes:
+            labels = [*ax.get_xticklabels(), *ax.get_yticklabels(), *ax.texts]
+            assert not overlapping(labels, fig), [t.get_text() for t in labels]
+        shown = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+        assert shown == list(names)  # every split named, in the store's order
+    finally:
+        plt.close(fig)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pickle
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -66,12 +65,12 @@ def _flip_and_tag(d: dict) -> dict:  # module level: picklable for loader worker
 
 def test_workers_open_the_file_themselves_and_run_the_transform(acdc_store: Path):
     ds = StoreDataset(acdc_store, split="train", transform=_flip_and_tag)
-    assert ds._f is None  # making the dataset leaves no open handle to be inherited by a fork
+    assert not ds._h5.is_open  # making the dataset leaves no open handle to be inherited by a fork
     pickle.loads(pickle.dumps(ds))
     ref = [ds[k] for k in range(len(ds))]  # the main process now holds a handle; workers must not share it
-    assert ds._f is not None
+    assert ds._h5.is_open
     clone = pickle.loads(pickle.dumps(ds))
-    assert clone._f is None and len(clone) == len(ds)
+    assert not clone._h5.is_open and len(clone) == len(ds)
     seen = {}
     for batch in DataLoader(ds, batch_size=4, shuffle=True, num_workers=2):
         assert batch["tag"] == ["flipped"] * len(batch["index"])
@@ -86,20 +85,28 @@ def test_workers_open_the_file_themselves_and_run_the_transform(acdc_store: Path
     assert np.array_equal(ref[0]["image"].numpy(), raw[..., ::-1])  # the transform ran
 
 
-def test_readme_python_example_runs_verbatim(acdc_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_readme_python_example_runs_verbatim(acdc_phantoms: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]):
+    """On the README's own store: acdc.h5 converted with MAAG's split (here from the phantoms: patient004
+    is a scribble patient), whose training split is train_scribble (it has no train)."""
+    from datakit.pipeline import ConvertOptions, convert
+    from datakit.sources.acdc import AcdcSource
+
     readme = (REPO / "README.md").read_text()
     section = readme.split("\n## Python", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert len(code.strip().splitlines()) == 5 and "DataLoader" in code and "datakit.torch" in code
-    (tmp_path / "demo").mkdir()
-    shutil.copy(acdc_store, tmp_path / "demo" / "acdc.h5")
+    split = re.search(r"(?m)^\$ datakit convert acdc \S+ --out acdc.h5 --split (\S+)$", readme).group(1)
+    assert split == "file:manifests/acdc_maag_split.json"  # the store the example names
+    opts = ConvertOptions(out=tmp_path / "acdc.h5", workers=1, progress=False,
+                          split=split.replace("file:", f"file:{REPO}/"))
+    convert(AcdcSource(acdc_phantoms), opts, log=lambda m: None)
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
     lines = capsys.readouterr().out.splitlines()
-    n_train = len(StoreDataset(tmp_path / "demo" / "acdc.h5", split="train"))
-    assert len(lines) == -(-n_train // 8)
-    assert lines[0].startswith("torch.Size([8, 1, 224, 224]) torch.Size([8, 224, 224]) ['patient")
+    n_train = len(StoreDataset(tmp_path / "acdc.h5", split="train_scribble"))
+    assert n_train and len(lines) == -(-n_train // 8)
+    assert lines[0].startswith("torch.Size([8, 1, 224, 224]) torch.Size([8, 224, 224]) ['patient004'")
 
 
 def test_keypoints_of_stores_that_have_them(tmp_path: Path):

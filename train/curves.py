@@ -1,9 +1,10 @@
 """``train plot``: training curves of one or more runs in one PNG, read from each ``metrics.jsonl``.
 
-Four panels, one colour per run: validation mean Dice (best marked), validation Dice per class
-(one line style per class), the supervised loss (``loss/ce``: the scribble CE for maag and pce,
-the mask CE for full), and maag's adversarial losses (generator and discriminator; the learning
-rate when no run has them). A run is labelled by its folder name and method (``config.toml``).
+Four panels, one colour per run: validation mean Dice (best marked, its value in the legend),
+validation Dice per class (one line style per class), the supervised loss (``loss/ce``: the scribble
+CE for maag and pce, the mask CE for full), and maag's adversarial losses (generator and
+discriminator; the learning rate when no run has them). A run is labelled by its folder name and
+method (``config.toml``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, BinaryIO
 from datakit.errors import DatakitError
 
 LINESTYLES = ("-", "--", ":", "-.")
+BEST_MARKERS = ("*", "D", "P", "X", "s", "^")  # one shape per run
 
 
 @dataclass
@@ -96,10 +98,12 @@ def curves_figure(runs: list[RunCurves], title: str = "") -> Any:
         steps, dice = run.series("valid/dice_mean")
         if steps:
             best = max(range(len(dice)), key=dice.__getitem__)
-            dice_ax.plot(steps, dice, color=c, marker="." if len(steps) < 60 else None, label=run.label)
-            dice_ax.plot(steps[best], dice[best], "*", color=c, markersize=12)
-            dice_ax.annotate(f"{dice[best]:.3f}", (steps[best], dice[best]), textcoords="offset points",
-                             xytext=(4, 6), color=c, fontsize=9)
+            dice_ax.plot(steps, dice, color=c, marker="." if len(steps) < 60 else None,
+                         label=f"{run.label}: best {dice[best]:.3f} at {steps[best]}")
+            # the best value is said in the legend, not next to the marker (runs' bests often coincide); each
+            # run's marker has its own shape and lies on top of the later, larger ones: all stay visible
+            dice_ax.plot(steps[best], dice[best], BEST_MARKERS[i % len(BEST_MARKERS)], color=c,
+                         markeredgecolor="white", markersize=min(12 + 4 * i, 28), zorder=20 - i)
         for j, name in enumerate(run.classes()):
             s, v = run.series(f"valid/dice/{name}")
             cls_ax.plot(s, v, color=c, linestyle=LINESTYLES[j % len(LINESTYLES)],
@@ -113,7 +117,7 @@ def curves_figure(runs: list[RunCurves], title: str = "") -> Any:
             adv_ax.plot(*run.series("loss/disc"), color=f"C{i}", linestyle="--", label=f"{run.label}: discriminator")
         elif not adversarial:
             adv_ax.plot(*run.series("lr"), color=f"C{i}", label=run.label)
-    dice_ax.set(title="validation mean Dice (* best)", xlabel="iteration", ylabel="Dice", ylim=(0, 1))
+    dice_ax.set(title="validation mean Dice (marker: best)", xlabel="iteration", ylabel="Dice", ylim=(0, 1))
     cls_ax.set(title="validation Dice per class", xlabel="iteration", ylabel="Dice", ylim=(0, 1))
     ce_ax.set(title="supervised loss (scribble or mask CE)", xlabel="iteration", ylabel="loss")
     adv_ax.set(title="adversarial losses (LSGAN)" if adversarial else "learning rate", xlabel="iteration",

@@ -9,47 +9,11 @@ and prediction, HD95 when either is empty.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy import ndimage
 
 from datakit.constants import IGNORE
-from datakit.store import Store
-
-
-@dataclass
-class Volume:
-    dataset: str
-    patient: str
-    frame: str
-    view: str
-    indices: np.ndarray  # sample indices in slice order
-    spacing: tuple[float, ...]  # (z, row, col) mm, or (row, col) for a single 2D sample
-
-    @property
-    def key(self) -> dict[str, str]:
-        return {"dataset": self.dataset, "patient": self.patient, "frame": self.frame, "view": self.view}
-
-
-def volumes(store: Store, indices: np.ndarray) -> list[Volume]:
-    """Group samples into volumes, each sorted by slice index."""
-    m = store.meta
-    groups: dict[tuple, list[int]] = {}
-    for i in np.asarray(indices):
-        i = int(i)
-        key = (m["dataset"][i], m["patient"][i], m["frame"][i], m["view"][i])
-        if int(m["slice"][i]) < 0:
-            key = (*key, i)  # 2D sample: a volume of its own
-        groups.setdefault(key, []).append(i)
-    out = []
-    for key, idx in sorted(groups.items(), key=lambda kv: kv[1][0]):
-        idx = sorted(idx, key=lambda i: int(m["slice"][i]))
-        row, col = (float(x) for x in m["spacing"][idx[0]])
-        dz = float(m["slice_spacing"][idx[0]])
-        spacing = (row, col) if len(idx) == 1 and not np.isfinite(dz) else (dz if np.isfinite(dz) else 1.0, row, col)
-        out.append(Volume(*(str(k) for k in key[:4]), np.asarray(idx, np.int64), spacing))
-    return out
+from datakit.store.volumes import Volume, volumes  # noqa: F401 (train.metrics.volumes: the grouping is datakit's)
 
 
 def dice(pred: np.ndarray, ref: np.ndarray) -> float:

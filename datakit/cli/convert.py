@@ -12,10 +12,11 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Literal, get_type_hints
 
 import typer
 
+from datakit.choices import IMAGE_COMPRESSIONS, IMAGE_DTYPES, ON_ERROR
 from datakit.cli.common import (
     ImageCompressionOpt,
     ImageDtypeOpt,
@@ -72,9 +73,9 @@ def convert_command(spec: SourceSpec) -> Callable[..., None]:
         _param("ratios", str, RatiosOpt),
         _param("seed", int, SeedOpt),
         _param("workers", int, WorkersOpt),
-        _param("on_error", str, on_error_opt),
-        _param("image_dtype", str, ImageDtypeOpt),
-        _param("image_compression", str, ImageCompressionOpt),
+        _param("on_error", Literal[ON_ERROR], on_error_opt),
+        _param("image_dtype", Literal[IMAGE_DTYPES], ImageDtypeOpt),
+        _param("image_compression", Literal[IMAGE_COMPRESSIONS], ImageCompressionOpt),
         _param("overwrite", bool, OverwriteOpt),
     ]
     head = [_param("ctx", typer.Context, inspect.Parameter.empty),

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import typer
 
-from datakit.cli.common import OverwriteOpt, cli_errors
+from datakit.choices import EXPORT_FORMATS, EXPORT_LABELS
+from datakit.cli.common import cli_errors
 
 app = typer.Typer(help="Export a store to another tool's dataset layout.", no_args_is_help=True)
 
@@ -18,15 +20,17 @@ def export_nnunet(
     out_dir: Path = typer.Argument(..., help="nnU-Net raw folder (nnUNet_raw); DatasetNNN_NAME is made in it."),
     dataset_id: int = typer.Option(..., "--dataset-id", help="nnU-Net dataset id, 1-999."),
     name: str = typer.Option(..., "--name", help="Dataset name (DatasetNNN_NAME)."),
-    labels: str = typer.Option("masks", help="masks, or scribbles (unlabelled pixels get the 'ignore' label)."),
-    fmt: str = typer.Option("auto", "--format", help="auto (PNG for 8-bit natural images without spacing, "
-                            "else NIfTI), nifti, png."),
+    labels: Literal[EXPORT_LABELS] = typer.Option("masks", help="masks, or scribbles (unlabelled pixels get the "
+                                                  "'ignore' label)."),
+    fmt: Literal[EXPORT_FORMATS] = typer.Option("auto", "--format", help="auto (PNG for 8-bit natural images "
+                                                "without spacing, else NIfTI), nifti, png."),
     channel_names: str = typer.Option(None, help="Comma-separated channel names for dataset.json "
                                       "(default R,G,B or image; 'CT' switches nnU-Net to CT normalisation)."),
     preprocessed: Path = typer.Option(None, help="nnUNet_preprocessed folder: splits_final.json is also written "
                                       "to DIR/DatasetNNN_NAME/, where nnU-Net's trainer reads it.",
                                       file_okay=False),
-    overwrite: bool = OverwriteOpt,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing DatasetNNN_NAME folder (and "
+                                   "the splits_final.json under --preprocessed)."),
 ) -> None:
     """nnU-Net v2 raw dataset: imagesTr/labelsTr (+Ts for the test split), dataset.json, splits_final.json."""
     from datakit.export.nnunet import export_nnunet as run

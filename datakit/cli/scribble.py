@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import typer
 
-from datakit.cli.common import OutOpt, OverwriteOpt, SeedOpt, WorkersOpt, cli_errors, command_line, default_workers
+from datakit.choices import SCRIBBLE_ALGORITHMS
+from datakit.cli.common import OutOpt, OverwriteOpt, WorkersOpt, cli_errors, command_line, default_workers
 from datakit.cli.scribble_opts import CoverageOpt, ThicknessOpt
 
 
@@ -14,11 +16,12 @@ from datakit.cli.scribble_opts import CoverageOpt, ThicknessOpt
 def scribble(
     ctx: typer.Context,
     store: Path = typer.Argument(..., help="Store to read (.h5); never modified."),
-    algo: str = typer.Option(..., "--algo", help="Scribble algorithm: skeleton, randomwalk or wsl4mis."),
+    algo: Literal[SCRIBBLE_ALGORITHMS] = typer.Option(..., "--algo", help="Scribble algorithm (docs/scribbles.md)."),
     out: Path = OutOpt,
     thickness: int | None = ThicknessOpt,
     coverage: float | None = CoverageOpt,
-    seed: int = SeedOpt,
+    seed: int = typer.Option(0, "--seed", help="Seed of the scribbles: the same seed draws the same scribbles "
+                             "as convert --scribbles synth:ALGO with that --seed."),
     workers: int = WorkersOpt,
     overwrite: bool = OverwriteOpt,
 ) -> None:

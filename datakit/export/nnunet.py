@@ -37,13 +37,15 @@ from pathlib import Path
 
 import numpy as np
 
+from datakit.choices import EXPORT_FORMATS, EXPORT_LABELS
+from datakit.constants import IGNORE
 from datakit.errors import DatakitError
 from datakit.geometry import stored_affine
 from datakit.locks import exclusive_lock
 from datakit.safe_io import WRITTEN_MEANWHILE, os_error, remove_stale_temporaries, write_file
 from datakit.store.check import check_label_values
-from datakit.store.contract import IGNORE_INDEX
 from datakit.store.reader import Store
+from datakit.store.volumes import slice_groups
 
 PNG_NORMALIZATION = "scale:1/255"
 FLAT_SPACING = 999.0  # nnU-Net's marker for "no third dimension" in 2D data stored as 3D
@@ -102,14 +104,9 @@ def plan_cases(store: Store, volumes: bool) -> tuple[list[Case], list[str]]:
     """Group samples into cases: slices of one volume stacked when ``volumes``, else one per sample."""
     meta, notes = store.meta, []
     split = _split_of(store)
-    groups: dict[tuple, list[int]] = {}
-    singles: list[int] = []
-    for i in range(len(store)):
-        if volumes and int(meta["slice"][i]) >= 0 and math.isfinite(float(meta["slice_spacing"][i])):
-            key = (meta["dataset"][i], meta["patient"][i], meta["frame"][i], meta["view"][i])
-            groups.setdefault(key, []).append(i)
-        else:
-            singles.append(i)
+    stackable = (meta["slice"] >= 0) & np.isfinite(meta["slice_spacing"].astype(float)) if volumes \
+        else np.zeros(len(store), bool)
+    groups = slice_groups(meta, range(len(store)), stackable)
     cases: list[Case] = []
     used: set[str] = set()
 
@@ -126,8 +123,8 @@ def plan_cases(store: Store, volumes: bool) -> tuple[list[Case], list[str]]:
         ss = float(meta["slice_spacing"][idx[0]]) if len(idx) > 1 else FLAT_SPACING
         cases.append(Case(name, idx, splits[0], (sr, sc, ss)))
 
-    for (_, patient, frame, view), idx in groups.items():
-        idx.sort(key=lambda i: int(meta["slice"][i]))
+    for idx in (g for g in groups if stackable[g[0]]):
+        patient, frame, view = (meta[k][idx[0]] for k in ("patient", "frame", "view"))
         slices = [int(meta["slice"][i]) for i in idx]
         base = "_".join(_safe(p) for p in (patient, view, frame) if p)
         if slices == list(range(slices[0], slices[0] + len(slices))):
@@ -136,6 +133,7 @@ def plan_cases(store: Store, volumes: bool) -> tuple[list[Case], list[str]]:
             notes.append(f"{patient} {frame}: slices {slices} are not consecutive; exported one case per slice")
             for i in idx:
                 add(f"{base}_s{int(meta['slice'][i]):03d}", [i])
+    singles = [g[0] for g in groups if not stackable[g[0]]]
     per_key: dict[str, int] = {}
     for i in singles:
         per_key[meta["patient"][i]] = per_key.get(meta["patient"][i], 0) + 1
@@ -172,8 +170,8 @@ def export_nnunet(store_path: str | Path, out_dir: str | Path, dataset_id: int, 
     nnU-Net reads ``splits_final.json`` from ``nnUNet_preprocessed/DatasetNNN_NAME/``, not from the raw
     folder: with ``preprocessed`` (that nnUNet_preprocessed folder) the split is written there too.
     """
-    if labels not in ("masks", "scribbles"):
-        raise DatakitError(f"--labels must be masks or scribbles, not {labels!r}")
+    if labels not in EXPORT_LABELS:
+        raise DatakitError(f"--labels must be {' or '.join(EXPORT_LABELS)}, not {labels!r}")
     target = _target(Path(out_dir), dataset_id, name, overwrite)
     placed = None if preprocessed is None else Path(preprocessed) / target.name / "splits_final.json"
     if placed is not None and placed.exists() and not overwrite:  # refused before any work, as the dataset is
@@ -253,8 +251,8 @@ def _format(store: Store, fmt: str) -> str:
         return "png" if eight_bit and not spaced else "nifti"
     if fmt == "png" and not eight_bit:
         raise DatakitError("--format png needs 8-bit images (normalisation scale:1/255); use nifti", store.path)
-    if fmt not in ("png", "nifti"):
-        raise DatakitError(f"--format must be auto, nifti or png, not {fmt!r}")
+    if fmt not in EXPORT_FORMATS:
+        raise DatakitError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
     return fmt
 
 
@@ -281,11 +279,11 @@ def _write(store: Store, cases: Iterable[Case], root: Path, title: str, fmt: str
     for case in cases:
         idx = case.indices
         # test cases are for evaluation: always their dense masks, whatever --labels says
-        lab = _read(store.file["masks" if case.role == "test" else source], idx)
-        if (lab == IGNORE_INDEX).all():
+        lab = store.rows("masks" if case.role == "test" else source, idx)
+        if (lab == IGNORE).all():
             skipped += 1
             continue
-        unknown = lab == IGNORE_INDEX
+        unknown = lab == IGNORE
         # a class unknown in a slice (label_state -1: merged stores, blurred structures) may hide in its
         # background: those background pixels are not evidence of "no class", so they are ignored too
         states = label_state[idx]
@@ -296,7 +294,7 @@ def _write(store: Store, cases: Iterable[Case], root: Path, title: str, fmt: str
         used_ignore |= bool(unknown.any())
         lab = lab.copy()
         lab[unknown] = k
-        img = _read(store.file["images"], idx)
+        img = store.rows("images", idx)
         part = "Ts" if case.role == "test" else "Tr"
         (root / f"images{part}").mkdir(exist_ok=True)
         (root / f"labels{part}").mkdir(exist_ok=True)
@@ -361,15 +359,6 @@ def _write_splits(root: Path, written: dict[str, list[str]], from_split: dict[st
                                        if others else "")
         notes.append(f"{len(written[''])} training case(s) {where}: in imagesTr, not in splits_final.json")
     return notes
-
-
-def _read(d, idx: list[int]) -> np.ndarray:
-    """Rows ``idx`` of an HDF5 dataset, in that order (h5py reads only increasing indices)."""
-    if idx == list(range(idx[0], idx[0] + len(idx))):
-        return d[idx[0]:idx[0] + len(idx)]
-    order = sorted(set(idx))
-    rows = d[order]
-    return rows[[order.index(i) for i in idx]]
 
 
 def _write_png(image: np.ndarray, label: np.ndarray, root: Path, part: str, case: str) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from datakit.deflate import zlib as _zlib  # ISA-L's when installed: inflates several times faster
 from datakit.errors import DatakitError
+from datakit.io.nifti_header import TRAILING_SLACK, data_end
 from datakit.safe_io import check_decoded_size, check_finite, read_bytes
 
 _GZIP = 16 + 15  # wbits: a gzip stream
@@ -36,9 +37,6 @@ class Volume:
         return self.data.shape
 
 
-TRAILING_SLACK = 1 << 16  # bytes tolerated after the data a header promises (then: refused, not decoded)
-
-
 def _inflate(raw: bytes, path: Path) -> bytes:
     """Inflate a .nii.gz, never past what its header promises (plus a little slack): a small file
     that inflates to gigabytes of trailing data is refused after the header, not after decoding it."""
@@ -46,7 +44,7 @@ def _inflate(raw: bytes, path: Path) -> bytes:
         d = _zlib.decompressobj(_GZIP)
         out = d.decompress(raw, 1024)
         if len(out) >= 4 and not d.eof:
-            expected = _data_end(out, path)
+            expected = data_end(out, path)
             out += d.decompress(d.unconsumed_tail, expected + TRAILING_SLACK - len(out))
             if not d.eof and d.unconsumed_tail:
                 if d.decompress(d.unconsumed_tail, 1):
@@ -57,14 +55,6 @@ def _inflate(raw: bytes, path: Path) -> bytes:
         return out
     except (_zlib.error, ValueError) as e:
         raise DatakitError(f"unreadable NIfTI (not a valid gzip stream: {e})", path) from None
-
-
-def _data_end(head: bytes, path: Path) -> int:
-    """vox_offset + voxel bytes that a NIfTI-1 / NIfTI-2 header promises; capped before any allocation."""
-    from datakit.io.sitk import nifti_header_size
-
-    shape, itemsize, offset = nifti_header_size(head, path)
-    return offset + check_decoded_size(shape, itemsize, path)
 
 
 def load_nifti(path: Path) -> Volume:
@@ -79,7 +69,7 @@ def load_nifti(path: Path) -> Volume:
         if 348 in sizeof_hdr and raw[344:347] == b"n+1":
             vol = _from_nifti1_bytes(raw, path)
         else:
-            need = _data_end(raw, path)  # NIfTI-2 and others: the promise checked before nibabel allocates
+            need = data_end(raw, path)  # NIfTI-2 and others: the promise checked before nibabel allocates
             if len(raw) < need:
                 raise DatakitError(f"truncated: {len(raw)} bytes, the header promises {need}", path)
             img = (nib.Nifti2Image if 540 in sizeof_hdr else nib.Nifti1Image).from_bytes(raw)

@@ -9,15 +9,14 @@ trailer disagrees, e.g. a multi-member gzip file).
 
 from __future__ import annotations
 
-import gzip
 import re
-import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from datakit.errors import DatakitError
+from datakit.io.nifti_header import check_nifti
 from datakit.safe_io import check_decoded_size, check_finite, check_spacing, read_bytes, regular_file
 
 MET_SIZES = {"MET_UCHAR": 1, "MET_CHAR": 1, "MET_USHORT": 2, "MET_SHORT": 2, "MET_UINT": 4, "MET_INT": 4,
@@ -130,69 +129,3 @@ def _check_compressed(data_path: Path, expected: int, h: dict[str, str], header:
         raise DatakitError(f"CompressedData = True: its data file {data_path.name} inflates to "
                            f"{'more than ' if out > expected else ''}{min(out, expected)} bytes, the header "
                            f"promises {expected}", header)
-
-
-def nifti_header_size(head: bytes, path: Path) -> tuple[tuple[int, ...], int, int]:
-    """(shape, bytes per voxel, data offset) from a NIfTI-1 or NIfTI-2 header, never allocating."""
-    for endian in "<>":
-        (hdr_size,) = struct.unpack(endian + "i", head[:4])
-        if hdr_size == 348 and len(head) >= 348:
-            dims = struct.unpack(endian + "8h", head[40:56])
-            bitpix = struct.unpack(endian + "h", head[72:74])[0]
-            offset = int(struct.unpack(endian + "f", head[108:112])[0])
-            break
-        if hdr_size == 540 and len(head) >= 540:
-            dims = struct.unpack(endian + "8q", head[16:80])
-            bitpix = struct.unpack(endian + "h", head[14:16])[0]
-            offset = struct.unpack(endian + "q", head[168:176])[0]
-            break
-    else:
-        raise DatakitError("not a NIfTI file (bad header size)", path)
-    shape = tuple(max(int(d), 1) for d in dims[1:1 + max(0, min(int(dims[0]), 7))])
-    return shape, max(int(bitpix), 8) // 8, max(int(offset), hdr_size + 4 if hdr_size == 348 else hdr_size)
-
-
-def _nifti_data_end(head: bytes, path: Path) -> int:
-    """vox_offset + voxel bytes, from a NIfTI-1 or NIfTI-2 header; decoded size capped."""
-    shape, itemsize, offset = nifti_header_size(head, path)
-    return offset + check_decoded_size(shape, itemsize, path)
-
-
-def check_nifti(path: Path) -> None:
-    """The file holds every voxel its header promises (``.nii.gz``: intact gzip stream)."""
-    try:
-        if path.name.lower().endswith(".gz"):
-            with gzip.open(path, "rb") as f:
-                head = f.read(540)
-            expected = _nifti_data_end(head, path)
-            with open(path, "rb") as f:
-                f.seek(-4, 2)
-                trailer = struct.unpack("<I", f.read(4))[0]
-            if trailer != expected % 2**32 and _gunzip_size(path, expected) < expected:
-                raise DatakitError(f"truncated: the gzip stream ends before the {expected} bytes "
-                                   f"its header promises", path)
-        else:
-            with open(path, "rb") as f:
-                head = f.read(540)
-            expected = _nifti_data_end(head, path)
-            if path.stat().st_size < expected:
-                raise DatakitError(f"truncated: {path.stat().st_size} bytes, the header promises {expected}",
-                                   path)
-    except EOFError:
-        raise DatakitError("truncated: the gzip stream ends early (an incomplete download or copy?)",
-                           path) from None
-    except (OSError, zlib.error, struct.error) as e:
-        raise DatakitError(f"cannot read it as NIfTI ({e})", path) from None
-
-
-def _gunzip_size(path: Path, expected: int) -> int:
-    """Uncompressed size up to ``expected``; a truncated or corrupt stream raises (EOFError, zlib.error),
-    one holding more than ``expected`` (+ 64 KB) is refused without inflating the rest."""
-    total = 0
-    with gzip.open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            total += len(chunk)
-            if total > expected + (1 << 16):
-                raise DatakitError(f"the gzip stream holds more than the {expected} bytes its header promises; "
-                                   f"refused", path)
-    return total

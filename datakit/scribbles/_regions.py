@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from datakit.constants import IGNORE
 from datakit.errors import DatakitError
-from datakit.sample import IGNORE
 
 MIN_AREA = 10  # regions smaller than this (a few stray pixels) get no scribble
 BACKGROUND_BAND = 15  # px: background scribbles stay this close to the labelled structures

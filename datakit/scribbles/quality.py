@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from datakit.sample import IGNORE
+from datakit.constants import IGNORE
 
 REGION_MIN_PX = 50  # a "class region" for the reached-regions figure: 8-connected, >= 50 px
 

@@ -1,6 +1,6 @@
 """ACDC cine-MRI (short axis): ED and ES frames with `_gt` masks, optional Valvano scribbles.
 
-Layout (docs FORMATS.md): ``<root>/{training,testing}/patientXXX/`` (older copies under
+Layout (docs/acdc.md): ``<root>/{training,testing}/patientXXX/`` (older copies under
 ``database/``); the root, ``training/``, or any folder of patient folders is accepted.
 Each slice of each ED/ES volume becomes one sample, resampled in-plane to ``spacing`` mm and centre
 cropped/padded to ``size``.
@@ -8,34 +8,29 @@ cropped/padded to ``size``.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse  # noqa: F401 - SliceGrid needs it; imported before the workers fork, not in each
 
+from datakit.constants import IGNORE
 from datakit.errors import DatakitError
 from datakit.geometry import SliceGrid
 from datakit.io.nifti import Volume, load_nifti
 from datakit.normalize import fit_normalizer, normalizer_name
-from datakit.resources import manifest
+from datakit.resources import read_manifest
 from datakit.safe_io import check_spacing
-from datakit.sample import IGNORE, Sample, checked_labels, label_states_of_stack
+from datakit.sample import Sample, checked_labels, label_states_of_stack
 from datakit.sources.base import ItemResult, SourceBase, check_size, find_patient_folders, source_path
 from datakit.sources.cfg import cfg_frame, cfg_number, read_cfg
 
-MANIFEST = manifest("acdc.json")  # manifests/acdc.json, installed as datakit.manifests
 PATIENT_DIR = re.compile(r"^patient\d{3}$")
 VALVANO_UNLABELLED = 4
-
-
-def load_manifest() -> dict[str, Any]:
-    return json.loads(MANIFEST.read_text(encoding="utf-8"))
 
 
 def find_patient_dirs(root: Path) -> list[Path]:
@@ -69,7 +64,7 @@ class AcdcSource(SourceBase):
     releases_gil: ClassVar[bool] = True  # decode/resample run in C: the pipeline may use threads
 
     def __post_init__(self) -> None:
-        manifest = load_manifest()
+        manifest = read_manifest("acdc.json")
         self.classes = manifest["classes"]
         self.image_size = (self.size, self.size)
         self.normalization = normalizer_name(self.norm)

@@ -59,10 +59,10 @@ class SourceBase:
     """The optional members of :class:`Source`, with their defaults."""
 
     # True when read() spends its time in C code that releases the GIL: the pipeline then runs threads
-    # instead of processes, saving the transfer of every sample (registry: ``threads=True``).
+    # instead of processes, saving the transfer of every sample.
     releases_gil: ClassVar[bool] = False
     # Where the split the source ships comes from (sub-folders, published lists), for the error when it
-    # is absent; None: the source ships none (registry: ``official_split=True`` when set). A source
+    # is absent; None: the source ships none. A source
     # with one defines official_split(), and its default_split() returns "official" exactly when that
     # split is present (datakit.splits.make_splits("official", ids, official=mapping) checks a plain
     # {split: [patient ids]} mapping the same way as a split file).

@@ -1,6 +1,6 @@
 """CAMUS 2D echocardiography (apical 2- and 4-chamber views), both public releases, via SimpleITK.
 
-Layouts (docs FORMATS.md, docs/camus.md): the NIfTI release ``database_nifti/patientNNNN/`` with
+Layouts (docs/camus.md): the NIfTI release ``database_nifti/patientNNNN/`` with
 ``database_split/``, and the older MHD/RAW release ``{training,testing}/patientNNNN/`` with
 ``listSubGroups/``. SRC may be a release root, ``database_nifti/``, ``training/``, a folder of
 patient folders or one patient folder; the format is detected from the files.
@@ -12,7 +12,6 @@ header, so areas in mm^2 survive the resize. Intensities are normalised per stor
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -21,27 +20,23 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from datakit.choices import CAMUS_FORMATS, CAMUS_FRAMES
+from datakit.constants import IGNORE
 from datakit.errors import DatakitError
 from datakit.geometry import SliceGrid
 from datakit.io.sitk import read_image
 from datakit.normalize import fit_normalizer, normalizer_name
-from datakit.resources import manifest
+from datakit.resources import read_manifest
 from datakit.safe_io import read_lines
-from datakit.sample import IGNORE, Sample, checked_labels, label_state_from_mask
+from datakit.sample import Sample, checked_labels, label_state_from_mask
 from datakit.sources.base import ItemResult, SourceBase, check_size, find_patient_folders, source_path
 from datakit.sources.camus_info import QUALITY_RANK, ViewInfo, parse_info
 from datakit.splits import SplitResult, make_splits
 
-MANIFEST = manifest("camus.json")  # manifests/camus.json, installed as datakit.manifests
 PATIENT_DIR = re.compile(r"^patient\d{4}$")
 EXT = {"nifti": ".nii.gz", "mhd": ".mhd"}
 SEQUENCE = {"nifti": "half_sequence", "mhd": "sequence"}
 VIEWS = ("2CH", "4CH")
-FRAMES = ("ed-es", "sequence")
-
-
-def load_manifest() -> dict[str, Any]:
-    return json.loads(MANIFEST.read_text(encoding="utf-8"))
 
 
 def find_patient_dirs(root: Path) -> list[Path]:
@@ -163,11 +158,11 @@ class CamusSource(SourceBase):
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
-        self.classes = load_manifest()["classes"]
+        self.classes = read_manifest("camus.json")["classes"]
         self.views = parse_views(self.views)
-        if self.frames not in FRAMES:
+        if self.frames not in CAMUS_FRAMES:
             raise DatakitError(f"--frames must be ed-es or sequence, not {self.frames!r}")
-        if self.format not in ("auto", *EXT):
+        if self.format not in CAMUS_FORMATS:
             raise DatakitError(f"--format must be auto, nifti or mhd, not {self.format!r}")
         check_size(self.size)
         self.image_size = (self.size, self.size)
@@ -319,7 +314,7 @@ class CamusSource(SourceBase):
         ranked = [q for q in qualities if q in QUALITY_RANK]
         # one patient-level quality for stratification: the worst view, as the poorer view limits it
         row["image_quality"] = max(ranked, key=QUALITY_RANK.get) if ranked else qualities[0]
-        # frame_rate: a patient column as STORE.md names it (the first view's when views differ;
+        # frame_rate: a patient column as docs/store.md names it (the first view's when views differ;
         # both stay in frame_rate_2ch / frame_rate_4ch)
         for key in ("ef", "age", "sex", "frame_rate"):
             values = [getattr(infos[v], key) for v in views]

@@ -1,6 +1,6 @@
 """CAMUS ``Info_{2CH,4CH}.cfg``: ``Key: Value`` lines, no section header.
 
-Keys seen (docs FORMATS.md): ED, ES (1-based frame numbers; ED may come after ES), NbFrame, Sex,
+Keys seen (docs/camus.md, Known and assumed): ED, ES (1-based frame numbers; ED may come after ES), NbFrame, Sex,
 Age, ImageQuality, and EF (NIfTI release) or LVef (MHD release), FrameRate. Only ED and ES are
 required; numbers may be written as int or float.
 """

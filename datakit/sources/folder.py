@@ -16,10 +16,11 @@ from typing import ClassVar
 
 import numpy as np
 
+from datakit.choices import FOLDER_CHANNELS, FOLDER_NORMALIZATIONS
 from datakit.errors import DatakitError
 from datakit.geometry import letterbox
 from datakit.io.raster import header_mode, is_colour, read_array
-from datakit.normalize import NORMALIZERS, normalizer_name
+from datakit.normalize import normalizer_name
 from datakit.prepare import prepare_2d
 from datakit.sample import Sample, label_state_from_mask, unknown_labels
 from datakit.sources.base import ItemResult, SourceBase, check_size, source_path
@@ -161,14 +162,14 @@ class FolderSource(SourceBase):
         if self.channels_opt == "auto":
             coded_rgb = [p.image for p, (c, _) in zip(self.pairs, modes, strict=True) if c == 3]
             self.channels = self._auto_channels(coded_rgb)
-        elif self.channels_opt in ("1", "3"):
+        elif self.channels_opt in FOLDER_CHANNELS:
             self.channels = int(self.channels_opt)
         else:
-            raise DatakitError(f"--channels must be auto, 1 or 3, not {self.channels_opt!r}")
+            raise DatakitError(f"--channels must be {', '.join(FOLDER_CHANNELS)}, not {self.channels_opt!r}")
         if self.norm == "auto":
             self.norm = "scale255" if all(eight for _, eight in modes) else "percentile-iqr"
-        if self.norm not in NORMALIZERS:
-            raise DatakitError(f"unknown --norm {self.norm!r}; choose auto, {', '.join(NORMALIZERS)}")
+        if self.norm not in FOLDER_NORMALIZATIONS:
+            raise DatakitError(f"unknown --norm {self.norm!r}; choose one of {', '.join(FOLDER_NORMALIZATIONS)}")
         self.normalization = normalizer_name(self.norm)
 
     @staticmethod

@@ -14,10 +14,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
+from datakit.choices import (
+    CAMUS_FORMATS,
+    CAMUS_FRAMES,
+    CAMUS_RELEASES,
+    FOLDER_CHANNELS,
+    FOLDER_NORMALIZATIONS,
+    NORMALIZATIONS,
+    UNITY_OFF_AS,
+)
 from datakit.constants import MIN_IMAGE_SIZE
 
 
@@ -51,10 +60,8 @@ class SourceSpec:
     scribble_modes: tuple[str, ...] = ("none", "synth")  # of SCRIBBLE_MODES; "auto"/"folder": scribble files
     scribbles_default: str = "none"
     scribbles_help: str = "none, or synth:ALGO (scribbles drawn from the masks: skeleton, randomwalk, wsl4mis)."
-    official_split: bool = False  # ships its own split (--split official); the class says where from
     split_default: str | None = None  # None: the source's default_split()
     split_help: str = "random, kfold:K/FOLD or file:PATH."
-    threads: bool = False  # read() runs in C without the GIL: the pipeline may use threads, not processes
     on_error_help: str | None = None  # None: the shared help
     group: str = "convert"  # the command group: convert, or splines-to-masks for curve-labelled data
     passes: tuple[str, ...] = ()  # shared options also given to the source class (e.g. on_error)
@@ -79,8 +86,9 @@ def size_option(default: int, help: str = "Stored image size (square), pixels.")
 def _acdc_options(
     spacing: float = typer.Option(1.51, help="In-plane pixel spacing of the store, mm."),
     size: int = size_option(224),
-    norm: str = typer.Option("percentile-iqr", help="Per-volume intensity normalisation: percentile-iqr "
-                             "(clip 5th-95th percentile, (x - median) / IQR), zscore, minmax, none."),
+    norm: Literal[NORMALIZATIONS] = typer.Option(
+        "percentile-iqr", help="Per-volume intensity normalisation: percentile-iqr (clip 5th-95th percentile, "
+        "(x - median) / IQR), zscore, minmax (to 0-1), scale255 (x / 255, for 8-bit intensities), none."),
 ) -> dict[str, Any]:
     return {"spacing": spacing, "size": size, "norm": norm}
 
@@ -88,7 +96,8 @@ def _acdc_options(
 def _acdc_synth(
     out: Path, seed: int, overwrite: bool,
     patients: int = typer.Option(10, help="Number of patients.", min=1, max=999),
-    cine: bool = typer.Option(True, "--cine/--no-cine", help="Also write the 4D cine (slower)."),
+    cine: bool = typer.Option(True, "--cine/--no-cine", show_default=False,
+                              help="Also write the 4D cine (slower); on unless --no-cine."),
 ) -> str:
     from datakit.synth.acdc import write_acdc_phantoms
 
@@ -100,13 +109,14 @@ def _acdc_synth(
 
 
 def _camus_options(
-    format: str = typer.Option("auto", "--format", help="auto (from the files), nifti or mhd."),
+    format: Literal[CAMUS_FORMATS] = typer.Option("auto", "--format", help="auto (from the files), nifti or mhd."),
     views: str = typer.Option("2CH,4CH", help="Views to convert, comma-separated."),
-    frames: str = typer.Option("ed-es", help="ed-es: the ED and ES frames with their masks; sequence: every "
-                               "frame of the (half) sequence, masks 255 where no ground truth."),
+    frames: Literal[CAMUS_FRAMES] = typer.Option(
+        "ed-es", help="ed-es: the ED and ES frames with their masks; sequence: every frame of the (half) "
+        "sequence, masks 255 where no ground truth."),
     size: int = size_option(256),
-    norm: str = typer.Option("zscore", help="Per-image intensity normalisation: zscore, minmax, "
-                             "scale255 (x / 255), percentile-iqr, none."),
+    norm: Literal[NORMALIZATIONS] = typer.Option("zscore", help="Per-image intensity normalisation: zscore, "
+                                                 "minmax, scale255 (x / 255), percentile-iqr, none."),
     fold: int = typer.Option(None, help="Fold of listSubGroups/ (1-10) for --split official.", min=1),
     split: str | None = SHARED,
 ) -> dict[str, Any]:
@@ -119,8 +129,9 @@ def _camus_options(
 
 def _camus_synth(
     out: Path, seed: int, overwrite: bool,
-    release: str = typer.Option("nifti", help="nifti (database_nifti/, database_split/, half sequences) or "
-                                "mhd (training/, testing/, listSubGroups/, .mhd + .raw, full sequences)."),
+    release: Literal[CAMUS_RELEASES] = typer.Option(
+        "nifti", help="nifti (database_nifti/, database_split/, half sequences) or mhd (training/, testing/, "
+        "listSubGroups/, .mhd + .raw, full sequences)."),
     patients: int = typer.Option(10, help="Number of patients.", min=1, max=9999),
     row_spacing: float = typer.Option(0.154, help="Row spacing in mm (columns about twice): 0.154 gives "
                                       "about 800 x 550 pixel images; larger values give smaller, faster files.",
@@ -166,9 +177,11 @@ def _folder_options(
     mask_values: str = typer.Option(None, help="Grey levels of the classes in order, e.g. 0,64,128,255; "
                                     "any other value is an error."),
     size: int = size_option(256, "Stored image size (square); aspect kept, padded."),
-    norm: str = typer.Option("auto", help="Per-image normalisation: auto (scale255 for 8-bit images, else "
-                             "percentile-iqr), scale255, percentile-iqr, zscore, minmax, none."),
-    channels: str = typer.Option("auto", help="auto (3 if any image is colour), 1 (colour to luminance), 3."),
+    norm: Literal[FOLDER_NORMALIZATIONS] = typer.Option(
+        "auto", help="Per-image normalisation: auto (scale255 for 8-bit images, else percentile-iqr), "
+        "percentile-iqr, zscore, minmax, scale255, none."),
+    channels: Literal[FOLDER_CHANNELS] = typer.Option(
+        "auto", help="auto (3 if any image is colour), 1 (colour to luminance), 3."),
     patient_regex: str = typer.Option(None, help="Regex on the file's relative path giving the subject id "
                                       "(group 'patient', else group 1, else the match), e.g. 'TCGA_\\w+_\\w+'. "
                                       "Default: each file is its own subject."),
@@ -189,11 +202,12 @@ def _unity_options(
     classes: Path = typer.Option(None, "--classes", help="Class manifest: classes, curve rules "
                                  "(fill/line/between), points (default manifests/unity_classes.json)."),
     size: int = size_option(256, "Stored image size (square, aspect kept by padding), pixels."),
-    norm: str = typer.Option("scale255", help="Per-image intensity normalisation: scale255 (x / 255), "
-                             "percentile-iqr, zscore, minmax, none."),
-    off_as: str = typer.Option("absent", "--off-as", help="What an 'off' label means: absent (label state 0, "
-                               "as Unity's own training code reads it) or unknown (-1: Unity also writes "
-                               "'off' for labels the frame's annotation project never asked for)."),
+    norm: Literal[NORMALIZATIONS] = typer.Option("scale255", help="Per-image intensity normalisation: scale255 "
+                                                 "(x / 255), percentile-iqr, zscore, minmax, none."),
+    off_as: Literal[UNITY_OFF_AS] = typer.Option(
+        "absent", "--off-as", help="What an 'off' label means: absent (label state 0, as Unity's own training "
+        "code reads it) or unknown (-1: Unity also writes 'off' for labels the frame's annotation project never "
+        "asked for)."),
 ) -> dict[str, Any]:
     return {"labels": labels, "classes_file": classes, "size": size, "norm": norm, "off_as": off_as}
 
@@ -213,7 +227,7 @@ def _unity_synth(
 
 SOURCES: dict[str, SourceSpec] = {s.name: s for s in (
     SourceSpec(
-        "acdc", "datakit.sources.acdc:AcdcSource", _acdc_options, threads=True,
+        "acdc", "datakit.sources.acdc:AcdcSource", _acdc_options,
         summary="ACDC cine MRI: ED/ES frames, `_gt` masks, Valvano scribbles, Info.cfg.",
         src_help="ACDC root, its training/ folder, or a folder of patient folders.",
         scribble_modes=("auto", "none", "folder", "synth"), scribbles_default="auto",
@@ -226,7 +240,7 @@ SOURCES: dict[str, SourceSpec] = {s.name: s for s in (
                                          "Valvano-format scribbles.",
         synth_out_help="Folder to create (the ACDC root: training/patientXXX/)."),
     SourceSpec(
-        "camus", "datakit.sources.camus:CamusSource", _camus_options, official_split=True,
+        "camus", "datakit.sources.camus:CamusSource", _camus_options,
         summary="CAMUS 2D echo: 2CH/4CH ED/ES frames or sequences, LV/MYO/LA masks, Info cfg, official splits.",
         src_help="CAMUS release root, database_nifti/, the MHD release root (training/, testing/), or a "
                  "folder of patient folders.",
@@ -236,7 +250,7 @@ SOURCES: dict[str, SourceSpec] = {s.name: s for s in (
                                           "files, split lists.",
         synth_out_help="Folder to create (the release root)."),
     SourceSpec(
-        "folder", "datakit.sources.folder:FolderSource", _folder_options, official_split=True,
+        "folder", "datakit.sources.folder:FolderSource", _folder_options,
         summary="Generic image/mask folders: PNG, JPEG, TIFF, BMP; grey or RGB; pairs matched by name.",
         src_help="Folder with images/ and masks/ (optionally under train/ valid/ test/), or images with "
                  "masks beside them (--mask-suffix).",
@@ -244,7 +258,7 @@ SOURCES: dict[str, SourceSpec] = {s.name: s for s in (
         split_help="official (train/ valid/ test/ sub-folders; the default when present), random (the "
                    "default otherwise), kfold:K/FOLD, file:PATH."),
     SourceSpec(
-        "unity", "datakit.sources.unity:UnitySource", _unity_options, official_split=True,
+        "unity", "datakit.sources.unity:UnitySource", _unity_options,
         group="splines-to-masks", passes=("on_error",),
         summary="Unity Imaging echo: PNG frames + curve/point labels -> masks, label states, keypoints.",
         src_help="Unity root: png-cache/ and the labels JSON files.",

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from datakit.choices import IMAGE_COMPRESSIONS, IMAGE_DTYPES
 from datakit.deflate import ISAL, zlib
 from datakit.errors import DatakitError
 from datakit.store.contract import IMAGE_GZIP_LEVEL, LABEL_GZIP_LEVEL
@@ -44,8 +45,6 @@ def _unshuffled(raw: bytes, dtype: np.dtype) -> np.ndarray:
     return np.frombuffer(raw, np.uint8).reshape(dtype.itemsize, -1).T.copy().view(dtype)
 
 
-IMAGE_DTYPES = ("float32", "float16")
-IMAGE_COMPRESSIONS = ("none", "gzip")
 FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504
 
 

@@ -1,4 +1,4 @@
-"""Names, dtypes and constants of the store contract (../shared/STORE.md, restated in docs/store.md)."""
+"""Names, dtypes and constants of the store contract (docs/store.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from datakit.constants import IGNORE
 
 SCHEMA = "datakit-store"
 SCHEMA_VERSION = 1
-IGNORE_INDEX = IGNORE  # the store's ignore_index attribute
+# the store's ignore_index attribute is datakit.constants.IGNORE. This alias is read only by datakit/merge.py
+# (another change is editing it); import IGNORE from datakit.constants instead.
+IGNORE_INDEX = IGNORE
 
 STR = h5py.string_dtype("utf-8")
 

@@ -1,14 +1,13 @@
 """Store reader: O(1) random access to one sample, chunked streaming, splits and tables.
 
-The HDF5 handle is opened lazily and re-opened after a fork or unpickling, so each DataLoader
-worker holds its own (h5py handles must not cross processes).
+The HDF5 handle is a :class:`~datakit.store.handle.LazyFile`: opened lazily and re-opened after a fork
+or unpickling, so each DataLoader worker holds its own (h5py handles must not cross processes).
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ import numpy as np
 from datakit.errors import DatakitError
 from datakit.safe_io import regular_file
 from datakit.store.check import check_structure
-from datakit.store.chunks import ChunkReader
 from datakit.store.contract import json_attr
+from datakit.store.handle import LazyFile
 
 
 def _decode(a: np.ndarray) -> np.ndarray:
@@ -30,17 +29,36 @@ def _decode(a: np.ndarray) -> np.ndarray:
 
 
 class Store:
+    """A datakit store opened for reading (docs/store.md): one sample in O(1), arrays in chunks, the
+    splits and the tables. Opening runs the contract's structural check (a broken or newer store is
+    refused with its first violations, naming the file); no sample array is read until asked for.
+
+    Args:
+        path: the store file (``.h5``). Only regular files are opened.
+
+    Example:
+        >>> from datakit.store import Store
+        >>> with Store("acdc.h5") as store:  # the README's store: real ACDC with MAAG's split
+        ...     print(store.classes, sorted(store.splits))
+        ...     sample = store[0]  # a dict: arrays (one chunk each) and the sample's meta/ row
+        ...     print(sample["image"].shape, sample["image"].dtype, sample["mask"].dtype, sample["patient"])
+        ...     for rows, masks in store.iter_chunks("masks", store.indices("valid"), chunk=64):
+        ...         pass  # (row indices, (len(rows), H, W) uint8): memory bounded by the chunk
+        ['background', 'RV', 'MYO', 'LV'] ['test', 'train_masks', 'train_scribble', 'valid']
+        (1, 224, 224) float32 uint8 patient001
+
+    The handle is opened lazily in the process that reads and reopened after a fork or unpickling
+    (:class:`~datakit.store.handle.LazyFile`), so a Store can be handed to DataLoader workers.
+    """
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if not self.path.exists():
             raise DatakitError("no such store file", self.path)
         regular_file(self.path, "store")  # a FIFO would block HDF5
-        self._f: h5py.File | None = None
-        self._pid: int | None = None
-        self._readers: dict[str, ChunkReader] = {}
-        self._readers_of: h5py.File | None = None  # the handle the readers read from
+        self._h5 = LazyFile(self.path)  # reopened in each process (DataLoader workers, unpickled copies)
         try:
-            check_structure(self.file, self.path)  # the one cheap structural check (datakit.store.check)
+            check_structure(self.file, self.path)  # the contract's structural rules (datakit.store.check)
         except OSError as e:
             self.close()
             raise DatakitError(f"not a readable HDF5 file ({e})", self.path) from None
@@ -51,23 +69,12 @@ class Store:
     # -- handle ---------------------------------------------------------------------------------
     @property
     def file(self) -> h5py.File:
-        if self._f is None or self._pid != os.getpid():
-            self._f = h5py.File(self.path, "r")
-            self._pid = os.getpid()
-        return self._f
+        """This process's h5py handle (read-only)."""
+        return self._h5.file
 
     def close(self) -> None:
-        if self._f is not None and self._pid == os.getpid():
-            self._f.close()
-        self._f = None
-        self._readers, self._readers_of = {}, None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_f"] = None
-        state["_pid"] = None
-        state["_readers"], state["_readers_of"] = {}, None
-        return state
+        """Close this process's handle; a later read opens it again."""
+        self._h5.close()
 
     def __enter__(self) -> Store:
         return self
@@ -142,18 +149,9 @@ class Store:
         return self.splits[split]
 
     # -- samples --------------------------------------------------------------------------------
-    def _chunks(self, name: str) -> ChunkReader:
-        """The chunk reader of a sample dataset of the open handle (rebuilt when the handle is reopened)."""
-        f = self.file
-        if self._readers_of is not f:
-            self._readers, self._readers_of = {}, f
-        if name not in self._readers:
-            self._readers[name] = ChunkReader(f[name])
-        return self._readers[name]
-
     def sample(self, i: int) -> dict[str, Any]:
         """One sample: arrays read from one chunk each (:class:`ChunkReader`), plus its metadata row."""
-        images = self._chunks("images")
+        images = self._h5.reader("images")
         n = images.d.shape[0]
         if not -n <= int(i) < n:
             raise IndexError(f"sample {i} out of range for a store of {n} samples")
@@ -161,8 +159,8 @@ class Store:
         out: dict[str, Any] = {
             "index": i,
             "image": images.read(i).astype(np.float32, copy=False),  # float16 stores: readers cast
-            "mask": self._chunks("masks").read(i),
-            "scribble": self._chunks("scribbles").read(i),
+            "mask": self._h5.reader("masks").read(i),
+            "scribble": self._h5.reader("scribbles").read(i),
             "label_state": self._rows["label_state"][i].copy(),
         }
         if "keypoints" in self._rows:
@@ -181,7 +179,7 @@ class Store:
         :class:`ChunkReader` (one ``read_direct_chunk`` each), several times faster than h5py's
         point selection ``d[part]`` for a split's scattered samples.
         """
-        reader = self._chunks(name)
+        reader = self._h5.reader(name)
         d = reader.d
         idx = np.arange(d.shape[0]) if indices is None else np.sort(np.asarray(indices))
         for start in range(0, len(idx), chunk):
@@ -192,3 +190,12 @@ class Store:
                 yield part, np.stack([reader.read(int(i)) for i in part])
             else:
                 yield part, d[part]
+
+    def rows(self, name: str, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Samples ``indices`` of a sample dataset, stacked in the order given (repeats allowed), read in
+        one :meth:`iter_chunks` block; as stored (float16 images stay float16)."""
+        order, inverse = np.unique(np.asarray(indices, np.int64), return_inverse=True)
+        if not len(order):
+            return np.zeros((0, *self.file[name].shape[1:]), self.file[name].dtype)
+        (_, block), = self.iter_chunks(name, order, chunk=len(order))
+        return block[inverse.reshape(-1)]

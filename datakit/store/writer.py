@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 
 from datakit import __version__
+from datakit.constants import IGNORE
 from datakit.errors import DatakitError, printable
 from datakit.locks import exclusive_lock
 from datakit.provenance import provenance
@@ -34,7 +35,6 @@ from datakit.safe_io import NO_SPACE, is_no_space, os_error, publish, remove_sta
 from datakit.sample import Sample
 from datakit.store.chunks import ImageFormat, encode_labels
 from datakit.store.contract import (
-    IGNORE_INDEX,
     LABEL_GZIP_LEVEL,
     META_COLUMNS,
     SCHEMA,
@@ -222,7 +222,7 @@ class StoreWriter:
         f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         f.attrs["command"] = utf8(command)
         f.attrs["classes"] = json.dumps(self.classes)
-        f.attrs["ignore_index"] = IGNORE_INDEX
+        f.attrs["ignore_index"] = IGNORE
         f.attrs["image_size"] = np.array([h, w], np.int64)
         for key, value in attrs.items():
             self.set_attr(key, value)
@@ -232,7 +232,7 @@ class StoreWriter:
         img.attrs["normalization"] = normalization
         for name in ("masks", "scribbles"):
             f.create_dataset(name, (0, h, w), np.uint8, maxshape=(None, h, w), chunks=(1, h, w),
-                             compression="gzip", compression_opts=LABEL_GZIP_LEVEL, fillvalue=IGNORE_INDEX)
+                             compression="gzip", compression_opts=LABEL_GZIP_LEVEL, fillvalue=IGNORE)
         f.create_dataset("label_state", (0, k), np.int8, maxshape=(None, k), chunks=(4096, k))
         if self.keypoint_names:
             p = len(self.keypoint_names)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datakit.choices import CAMUS_RELEASES
 from datakit.errors import DatakitError
 from datakit.synth import check_output_folder
 
@@ -174,8 +175,8 @@ def write_camus_phantoms(out: str | Path, patients: int = 10, release: str = "ni
     ``testing`` (MHD release): how many of the last patients go to ``testing/`` without ground
     truth (default: one in ten). ``progress(1)`` after each patient.
     """
-    if release not in ("nifti", "mhd"):
-        raise DatakitError(f"--release must be nifti or mhd, not {release!r}")
+    if release not in CAMUS_RELEASES:
+        raise DatakitError(f"--release must be {' or '.join(CAMUS_RELEASES)}, not {release!r}")
     if row_spacing <= 0:
         raise DatakitError(f"row spacing must be positive, not {row_spacing}")
     out = Path(out)

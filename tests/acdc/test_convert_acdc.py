@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from datakit.cli import app
 from datakit.store import Store, validate_store
+from tests.cli_help import unboxed
 from tests.conftest import REPO, shared_data
 
 runner = CliRunner()
@@ -334,7 +335,7 @@ def test_real_acdc_converts_and_validates(tmp_path: Path) -> None:
         assert {k: len(set(s.meta["patient"][v])) for k, v in s.splits.items()} == \
             {"train_scribble": 35, "train_masks": 35, "valid": 15, "test": 0}
         assert set(s.meta["scribble_source"]) == {"manual"}
-        # per-class scribble coverage close to the published figures for these scribbles (MAAG.md)
+        # per-class scribble coverage close to the published figures for these scribbles (docs/maag.md)
         scribbles = np.concatenate([b for _, b in s.iter_chunks("scribbles", chunk=512)])
         cover = [(scribbles == c).mean() * 100 for c in range(4)]
         assert 0.3 < cover[0] < 1.3 and all(0.05 < c < 0.4 for c in cover[1:]), cover
@@ -350,10 +351,12 @@ def test_unknown_option_values_are_refused_before_any_work(acdc_phantoms: Path, 
         raise AssertionError(f"patient {item.patient} read before the options were checked")
 
     monkeypatch.setattr(AcdcSource, "read", no_reading)
-    for i, (args, text) in enumerate(((["--on-error", "ignore"], "--on-error must be stop or skip"),
-                       (["--image-compression", "zstd"], "image compression must be one of none, gzip"),
-                       (["--image-dtype", "float64"], "image dtype must be one of float32, float16"),
-                       (["--norm", "histogram"], "unknown --norm 'histogram'"),
+    # a value outside an option's fixed choices is a usage error (exit 2) naming the choices
+    for i, (args, text) in enumerate(((["--on-error", "ignore"], "'ignore' is not one of 'stop', 'skip'"),
+                       (["--image-compression", "zstd"], "'zstd' is not one of 'none', 'gzip'"),
+                       (["--image-dtype", "float64"], "'float64' is not one of 'float32', 'float16'"),
+                       (["--norm", "histogram"], "'histogram' is not one of 'percentile-iqr', 'zscore', 'minmax', "
+                                                 "'scale255', 'none'"),
                        (["--split", "bogus"], "unknown --split 'bogus'"),
                        (["--split", "kfold:5/7"], "expected kfold:K/FOLD"),
                        (["--split", "file:nowhere.json"], "nowhere.json: split file not found"),
@@ -361,6 +364,6 @@ def test_unknown_option_values_are_refused_before_any_work(acdc_phantoms: Path, 
         outdir = tmp_path / str(i)
         outdir.mkdir()
         r = convert(acdc_phantoms, outdir / "s.h5", *args)
-        assert r.exit_code == 1 and text in r.output, (args, r.output)
+        assert r.exit_code == (2 if "is not one of" in text else 1) and text in unboxed(r.output), (args, r.output)
         assert "patient" not in r.output  # refused up front, not while reading a patient
         _nothing_left(outdir)

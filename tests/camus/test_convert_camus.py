@@ -75,7 +75,7 @@ def test_patients_table_from_info_cfg(nifti_store: Path, camus_nifti: Path) -> N
         assert p["frame_rate_4ch"][i] == float(c4["FrameRate"])
         assert p["nb_frames_2ch"][i] == float(c2["NbFrame"]) and p["es_frame_4ch"][i] == float(c4["ES"])
         assert p["ef"].dtype == np.float64 and p["frame_rate_2ch"].dtype == np.float64
-        assert p["frame_rate"][i] == float(c2["FrameRate"])  # STORE.md's patient column: the first view's
+        assert p["frame_rate"][i] == float(c2["FrameRate"])  # docs/store.md's patient column: the first view's
 
 
 def test_every_sample_traces_to_its_own_frame_file(nifti_store: Path, camus_nifti: Path) -> None:

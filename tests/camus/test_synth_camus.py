@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 from typer.testing import CliRunner
 
 from datakit.cli import app
+from datakit.errors import DatakitError
+from datakit.synth.camus import write_camus_phantoms
+from tests.cli_help import unboxed
 
 VIEWS = ("2CH", "4CH")
 
@@ -82,4 +86,6 @@ def test_cli_synth_refuses_non_empty_folder(tmp_path: Path) -> None:
     again = runner.invoke(app, ["synth", "camus", str(out), "--patients", "1"])
     assert again.exit_code == 1 and "not empty" in again.output
     bad = runner.invoke(app, ["synth", "camus", str(tmp_path / "d"), "--release", "dicom"])
-    assert bad.exit_code == 1 and "nifti or mhd" in bad.output
+    assert bad.exit_code == 2 and "'dicom' is not one of 'nifti', 'mhd'" in unboxed(bad.output)
+    with pytest.raises(DatakitError, match="--release must be nifti or mhd, not 'dicom'"):
+        write_camus_phantoms(tmp_path / "e", patients=1, release="dicom")

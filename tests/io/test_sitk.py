@@ -10,7 +10,8 @@ import pytest
 import SimpleITK as sitk
 
 from datakit.errors import DatakitError
-from datakit.io.sitk import check_nifti, read_image
+from datakit.io.nifti_header import check_nifti
+from datakit.io.sitk import read_image
 
 
 def _write(path: Path, shape=(3, 40, 30)) -> np.ndarray:

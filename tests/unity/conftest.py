@@ -57,6 +57,6 @@ def notes_of(f: h5py.File) -> list[str]:
     return json.loads(raw) if isinstance(raw, str) else list(raw)  # an empty list is stored as an array
 
 
-def _instance(entry: dict, label: str) -> dict:
+def label_instance(entry: dict, label: str) -> dict:
     value = entry["labels"][label]
     return value[0] if isinstance(value, list) else value

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from datakit.errors import DatakitError
 from datakit.store import validate_store
+from tests.cli_help import unboxed
 from tests.unity.conftest import convert, leftovers
 
 
@@ -145,7 +147,11 @@ def test_symlinked_folder_leading_outside_src_is_refused(unity_copy: Path, tmp_p
 
 def test_unknown_norm_is_refused_before_any_video_is_read(unity_phantoms: Path, tmp_path: Path) -> None:
     """It used to fail per video (and with --on-error skip, skip them all without saying why)."""
+    from datakit.sources.unity import UnitySource
+
     for extra in ((), ("--on-error", "skip")):
         res = convert(unity_phantoms, tmp_path / "n.h5", "--norm", "bogus", *extra)
-        assert res.exit_code == 1 and "unknown --norm 'bogus'; choose one of" in res.output, res.output
+        assert res.exit_code == 2 and "'bogus' is not one of" in unboxed(res.output), res.output
         assert "patient" not in res.output and not (tmp_path / "n.h5").exists()
+    with pytest.raises(DatakitError, match="unknown --norm 'bogus'; choose one of"):  # the Python API: as early
+        UnitySource(unity_phantoms, norm="bogus")

@@ -1,4 +1,4 @@
-"""Unity Imaging echo: PNG frames in ``png-cache/`` with spline labels in JSON (FORMATS.md).
+"""Unity Imaging echo: PNG frames in ``png-cache/`` with spline labels in JSON (docs/unity.md).
 
 One item per video (the 64-hex code in the file name: ``meta/patient``), so frames of a video
 never straddle splits. Each labelled frame becomes one sample: the PNG letterboxed to ``size`` x

@@ -39,13 +39,14 @@ from typing import Any
 
 import numpy as np
 
+from datakit.choices import UNITY_OFF_AS
 from datakit.errors import DatakitError
 from datakit.sources.unity.classes import ClassMap
 
 MIN_CURVE_POINTS = 3  # a spline; 2 points make a straight segment, drawn by "line" rules only
 MIN_LINE_POINTS = 2
 SEGMENT = "drawn as a straight segment"  # the finding of a 2-point line curve
-OFF_READINGS = ("absent", "unknown")  # what "off" means: known absent (Unity's own training) or unknown
+OFF_READINGS = UNITY_OFF_AS  # what "off" means: known absent (Unity's own training) or unknown
 SAMPLES_PER_PIXEL = 1.25  # spline samples per output pixel of chord length: gaps stay < 1 px
 STATES = ("point", "curve", "off", "blurred")
 
