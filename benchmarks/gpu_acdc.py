@@ -24,9 +24,10 @@ batch 12, the default MAAG settings; concurrently by default: each alone leaves 
 idle) with a ``--time-budget`` that keeps the whole command inside its limit, evaluates the best and
 last checkpoints on the validation patients (3D Dice per class, HD95 mm), measures each method's
 FLOP per iteration (torch's FLOP counter, forward + backward of every network) for MFU against the
-H200's 790 TFLOP/s bf16, prints one table last and writes to OUT: results.json, each method's
-metrics.jsonl and its best checkpoint as half-precision weights (loadable by ``train eval`` and
-``train predict``).
+measured bf16 peak of the GPU it finds (``PEAKS``: an H100's 798 TFLOP/s, an H200's 788, each a
+bf16 8192^3 matrix product on that kind of device machine), prints one table last and writes to
+OUT: results.json, each method's metrics.jsonl and its best checkpoint as half-precision weights
+(loadable by ``train eval`` and ``train predict``).
 """
 
 from __future__ import annotations
@@ -47,7 +48,13 @@ REPO = Path(__file__).resolve().parents[1]
 DEVICE = REPO / ".device"
 STORE = DEVICE / "acdc_maag_gpu.h5"
 WHEELS = DEVICE / "wheels"
-PEAK = 790e12  # H200 bf16 dense, as measured by the device docs (FLOP/s)
+# bf16 dense FLOP/s measured on each kind of device machine (an 8192^3 matrix product), by GPU name
+PEAKS = {"H100": 798e12, "H200": 788e12}
+
+
+def peak_flops(device_name: str) -> float | None:
+    """The measured bf16 peak of the GPU named ``device_name`` (torch.cuda.get_device_name), or None."""
+    return next((v for k, v in PEAKS.items() if k in device_name), None)
 METHODS = ("maag", "pce", "full")
 SHARE = {"maag": 2.0, "pce": 1.0, "full": 1.0}  # sequential budgets: a maag iteration costs about twice the others
 WHEEL_PINS = ("pydantic==2.14.4", "pydantic_core==2.50.5", "annotated-types==0.8.0", "typing-inspection==0.4.5")
@@ -184,18 +191,22 @@ def run(a: argparse.Namespace) -> None:
         _, err = p.communicate()
         if p.returncode:
             print(f"eval {key} failed: {err[-500:]}", flush=True)
+    peak = peak_flops(env["device"])
     for m in methods:
         text = (work / f"{m}.log").read_text()
         done = re.search(r"done: (\d+) steps in ([\d.]+) s", text)
         steps, wall = (int(done.group(1)), float(done.group(2))) if done else (0, walls[m])
         r = {"iterations": steps, "train_wall_s": wall, "it_per_s": steps / max(wall, 1e-9),
-             "flop_per_iteration": flops[m], "mfu": flops[m] * steps / max(wall, 1e-9) / PEAK,
+             "flop_per_iteration": flops[m],
+             "mfu": flops[m] * steps / max(wall, 1e-9) / peak if peak else None,
              "stopped_by_budget": "--time-budget" in text, "exit": procs[m].returncode}
         for which in ("best", "last"):
             j = work / f"{m}_{which}.json"
             if j.is_file():
                 ev = json.loads(j.read_text())
-                r[which] = {"step": ev["step"], "dice": ev["dice"], "hd95_mm": ev["hd95_mm"]}
+                pp = ev.get("postprocessed") or {}
+                r[which] = {"step": ev["step"], "dice": ev["dice"], "hd95_mm": ev["hd95_mm"],
+                            "postprocessed": {k: pp[k] for k in ("dice", "hd95_mm") if k in pp} or None}
         best = work / m / "checkpoints" / "best.pt"
         if best.is_file():
             torch.save(ckpt.weights_only(ckpt.load(best)), out / f"{m}.pt")
@@ -217,8 +228,9 @@ def run(a: argparse.Namespace) -> None:
 def table(results: dict, env: dict, compiled: bool = False) -> str:
     lines = [f"validation patients (15; ED and ES volumes), {env['device']}, torch {env['torch']}, "
              f"{'train run --compile' if compiled else 'eager'}",
-             "| method | RV Dice | MYO Dice | LV Dice | mean Dice | mean HD95 mm | last mean Dice | iterations | "
-             "wall s | it/s | MFU |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| method | RV Dice | MYO Dice | LV Dice | mean Dice | mean HD95 mm | post-processed Dice | "
+             "post-processed HD95 mm | last mean Dice | iterations | wall s | it/s | MFU |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 
     def f(x: float | None, nd: int) -> str:
         return "-" if x is None else f"{x:.{nd}f}"
@@ -226,10 +238,13 @@ def table(results: dict, env: dict, compiled: bool = False) -> str:
     for m, r in results.items():
         b = r.get("best", {"dice": {}, "hd95_mm": {}})
         d, h = b["dice"], b["hd95_mm"]
+        pp = b.get("postprocessed") or {"dice": {}, "hd95_mm": {}}
         last = r.get("last", {"dice": {}})["dice"].get("mean")
+        mfu = "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f} %"
         lines.append(f"| {m} | {f(d.get('RV'), 3)} | {f(d.get('MYO'), 3)} | {f(d.get('LV'), 3)} | "
-                     f"{f(d.get('mean'), 3)} | {f(h.get('mean'), 1)} | {f(last, 3)} | {r['iterations']} | "
-                     f"{r['train_wall_s']:.0f} | {r['it_per_s']:.1f} | {100 * r['mfu']:.1f} % |")
+                     f"{f(d.get('mean'), 3)} | {f(h.get('mean'), 1)} | {f(pp['dice'].get('mean'), 3)} | "
+                     f"{f(pp['hd95_mm'].get('mean'), 1)} | {f(last, 3)} | {r['iterations']} | "
+                     f"{r['train_wall_s']:.0f} | {r['it_per_s']:.1f} | {mfu} |")
     return "\n".join(lines)
 
 

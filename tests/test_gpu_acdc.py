@@ -129,3 +129,15 @@ def test_gpu_script_takes_compile_from_the_environment(tmp_path: Path, compile_e
     p = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_acdc.sh")], capture_output=True, text=True,
                        env={**env, "COMPILE": "yes"}, timeout=60)
     assert p.returncode == 2 and "COMPILE must be 0 or 1" in p.stderr
+
+
+def test_mfu_is_against_the_measured_peak_of_the_gpu_found():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_acdc", Path(__file__).resolve().parents[1] / "benchmarks" /
+                                                  "gpu_acdc.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.peak_flops("NVIDIA H100 80GB HBM3") == 798e12
+    assert mod.peak_flops("NVIDIA H200") == 788e12
+    assert mod.peak_flops("cpu") is None  # no MFU rather than one against the wrong peak

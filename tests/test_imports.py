@@ -11,8 +11,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("datakit", "train")
 
@@ -148,9 +146,6 @@ def test_datakit_never_imports_train() -> None:
     assert not upward, upward
 
 
-@pytest.mark.xfail(strict=True, reason="train.config -> train.methods -> train.loop -> train.config: "
-                                       "being removed on the train side (config validates a method name "
-                                       "through the registry); strict, so the fix turns this marker into a failure")
 def test_train_has_no_import_cycle() -> None:
     found = [c for c in found_cycles() if all(m.split(".")[0] == "train" for m in c)]
     assert not found, "import cycles:\n" + _shown(found)

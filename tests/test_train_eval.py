@@ -96,7 +96,7 @@ def test_largest_component_is_3d_with_full_connectivity_and_2d_for_2d_samples():
 
 
 def test_decision_keeps_the_step_only_where_validation_dice_does_not_drop(small_store: Path):
-    from train.postprocess import decide
+    from train.decisions import decide
 
     s, oracle = _oracle(small_store, island=1, decoy=3)
     d = decide(oracle, s, s.splits["valid"], torch.device("cpu"), step=7)

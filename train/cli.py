@@ -132,11 +132,11 @@ def _run(config: Path | None = None, resume: bool = False, overwrite: bool = Fal
 
 def _decide_postprocessing(cfg: Any) -> None:
     """After training, on rank 0: post-processing decided on the validation split for best.pt and last.pt,
-    recorded in both and in RUN_DIR/postprocessing.json (train/postprocess.py); nothing without validation."""
+    recorded in both and in RUN_DIR/postprocessing.json (train/decisions.py); nothing without validation."""
     import os
 
+    from train.decisions import decide_for_run
     from train.loop import pick_device
-    from train.postprocess import decide_for_run
 
     if not cfg.valid_split:
         return
@@ -437,6 +437,7 @@ def postprocess_cmd(
 ) -> None:
     """Decide post-processing on validation (per class: keep the largest connected component where the
     mean validation Dice does not drop) and record it in the checkpoint(s)."""
+    from train import decisions
     from train import postprocess as pp
     from train.loop import pick_device
 
@@ -446,14 +447,14 @@ def postprocess_cmd(
         if add_plan:
             raise DatakitError("--add-plan is for a single --checkpoint (train run records the plan in its own)")
         ck, ck_path, s, _, _ = _load(None, run, store, device)  # checks the store against the checkpoint's plan
-        decisions = pp.decide_for_run(run, s.path, split, pick_device(device), overwrite=overwrite, log=_err)
-        if decisions is None:
+        decided = decisions.decide_for_run(run, s.path, split, pick_device(device), overwrite=overwrite, log=_err)
+        if decided is None:
             raise DatakitError(f"split {split!r} holds no samples: nothing to decide on", s.path)
-        for name, decision in decisions.items():
+        for name, decision in decided.items():
             _err(f"{name}:")
             for line in pp.describe(decision):
                 typer.echo(line)
-        _err(f"wrote {run / pp.RECORD_FILE} and the decision into {', '.join(decisions)}")
+        _err(f"wrote {run / pp.RECORD_FILE} and the decision into {', '.join(decided)}")
         return
     ck, ck_path, s, model, dev = _load(checkpoint, None, store, device)
     if pp.recorded(ck) is not None and not overwrite:
@@ -471,8 +472,8 @@ def postprocess_cmd(
     indices = _indices(s, split)
     with progress_bar() as bar:
         task = bar.add_task(f"deciding post-processing on {split}", total=len(indices))
-        decision = pp.decide(model, s, indices, dev, int(ck["step"]), progress=lambda n: bar.advance(task, n))
-    pp.record(ck_path, decision, plan)
+        decision = decisions.decide(model, s, indices, dev, int(ck["step"]), progress=lambda n: bar.advance(task, n))
+    decisions.record(ck_path, decision, plan)
     for line in pp.describe(decision):
         typer.echo(line)
     _err(f"recorded in {ck_path}" + (" with the store's plan" if plan is not None else ""))
