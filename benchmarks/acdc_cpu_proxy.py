@@ -23,6 +23,10 @@ the paper to fit hours on 2 cores:
 The script can be stopped and run again with the same options: a finished method is not trained
 again, an unfinished one continues from its last checkpoint (``train run --resume``, exact).
 ``--eval-only`` re-evaluates the finished runs (e.g. after the evaluation gained post-processing).
+Before evaluating, each run's post-processing is decided on the validation patients (``train
+postprocess --run``, for runs that did not decide it themselves). ``--export DIR`` writes each
+method's best checkpoint as half-precision weights with the store's plan and that decision
+(``DIR/<method>.pt``, what results/acdc_cpu_proxy/ holds) and prints its sha256.
 Prints one markdown table and writes OUT/proxy.json and OUT/curves.png (``train plot``). Validation
 patients both select the checkpoint and are scored: the figures are optimistic for that reason too.
 """
@@ -98,11 +102,45 @@ def train_all(a: argparse.Namespace, store: Path, methods: list[str], budget: di
             print(f"{time.strftime('%H:%M')} {m}: done, step {last_step(a.out / m)}, {wall / 60:.1f} min", flush=True)
 
 
-def evaluate(a: argparse.Namespace, m: str) -> dict:
+def postprocess(a: argparse.Namespace, m: str) -> None:
+    """Decide the run's post-processing on validation unless its best checkpoint records it already."""
+    import torch
+
+    rd = a.out / m
+    best = rd / "checkpoints" / ("best.pt" if (rd / "checkpoints" / "best.pt").is_file() else "last.pt")
+    if torch.load(best, map_location="cpu", weights_only=True).get("postprocessing") is None:
+        run([str(Path(sys.executable).parent / "train"), "postprocess", "--run", str(rd), "--split", "valid",
+             "--overwrite"], a.out / f"{m}_postprocess.log")
+
+
+def export(a: argparse.Namespace, m: str, store: Path) -> str:
+    """RUN/checkpoints/best.pt as half-precision weights with the store's plan: ``a.export/<m>.pt``."""
+    import hashlib
+
+    from datakit.store import Store
+    from train import checkpoint as ckpt
+    from train.plan import store_plan
+
+    ck = ckpt.load(a.out / m / "checkpoints" / "best.pt")
+    w = ckpt.weights_only(ck)
+    if w.get("plan") is None:
+        with Store(store) as s:
+            w["plan"] = store_plan(s)
+    a.export.mkdir(parents=True, exist_ok=True)
+    dst = a.export / f"{m}.pt"
+    ckpt.save(dst, {k: v for k, v in w.items() if k not in ("format", "version")})
+    ckpt.load(dst)  # loads and checks as train eval will
+    return hashlib.sha256(dst.read_bytes()).hexdigest()
+
+
+def evaluate(a: argparse.Namespace, m: str, store: Path) -> dict:
+    """The run's best checkpoint on the validation patients (the exported weights with ``--export``)."""
     bin_ = Path(sys.executable).parent
     rd = a.out / m
-    t_eval = run([str(bin_ / "train"), "eval", "--run", str(rd), "--split", "valid", "--json", str(rd / "valid.json"),
-                  "--overwrite"], a.out / f"{m}_eval.log")
+    which = (["--checkpoint", str(a.export / f"{m}.pt"), "--store", str(store)] if a.export is not None
+             else ["--run", str(rd)])
+    t_eval = run([str(bin_ / "train"), "eval", *which, "--split", "valid", "--json", str(rd / "valid.json"),
+                  "--overwrite", "--name", m], a.out / f"{m}_eval.log")
     ev = json.loads((rd / "valid.json").read_text())
     rows = [json.loads(line) for line in (rd / "metrics.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if "samples_per_s" in r]
@@ -131,6 +169,7 @@ def main() -> None:
     ap.add_argument("--methods", default="maag,pce,full", help="comma-separated, or 'all' (every registered one)")
     ap.add_argument("--jobs", type=int, default=1, help="methods trained at once (one torch thread each)")
     ap.add_argument("--eval-only", action="store_true", help="only evaluate finished runs and print the table")
+    ap.add_argument("--export", type=Path, default=None, help="write each best checkpoint as weights here")
     a = ap.parse_args()
     if not a.data.is_dir():
         sys.exit(f"real data {a.data} is absent")
@@ -150,7 +189,13 @@ def main() -> None:
     if not a.eval_only:
         train_all(a, store, methods, budget)
     done = [m for m in methods if (a.out / m / "metrics.jsonl").is_file()]
-    results = {m: evaluate(a, m) for m in done}
+    sha = {}
+    for m in done:
+        postprocess(a, m)
+        if a.export is not None:
+            sha[m] = export(a, m, store)
+            print(f"{a.export / (m + '.pt')}: sha256 {sha[m]}", flush=True)
+    results = {m: {**evaluate(a, m, store), "export_sha256": sha.get(m)} for m in done}
     import torch
 
     info = {"torch": torch.__version__, "cpu": platform.processor() or platform.machine(), "threads": 1,

@@ -118,11 +118,16 @@ def non_finite(payload: dict[str, Any]) -> str | None:
 def weights_only(ck: dict[str, Any], half: bool = True) -> dict[str, Any]:
     """The part of a checkpoint that ``train eval`` and ``train predict`` read: the segmentor's weights
     (half precision by default: a width-32 model is ~15 MiB instead of ~30), its config, classes and
-    step; no discriminator, optimisers or RNG states, so ``--resume`` cannot use it."""
+    step; no discriminator, teacher, auxiliary decoder (predictions use the main one), optimisers or
+    RNG states, so ``--resume`` cannot use it."""
     keep = ("format", "version", "step", "method", "classes", "model_config", "config", "image_size", "best_dice",
-            "best_step", "plan", "postprocessing")
+            "best_step", "plan", "postprocessing", "store_fingerprint")
     out = {k: ck[k] for k in keep if k in ck}
-    out["model"] = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ck["model"].items()}
+    aux = ("aux_decoder.", "aux_head.")
+    out["model"] = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ck["model"].items()
+                    if not k.startswith(aux)}
+    if isinstance(out.get("model_config"), dict) and out["model_config"].get("aux_decoder"):
+        out["model_config"] = {**out["model_config"], "aux_decoder": False}
     out["weights_only"] = True
     return out
 
