@@ -24,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from datakit.constants import IGNORE
 from datakit.errors import DatakitError
 from datakit.safe_io import same_file
 from datakit.store.check import check_label_values
 from datakit.store.chunks import ImageFormat, encode_labels
-from datakit.store.contract import IGNORE_INDEX, META_COLUMNS
+from datakit.store.contract import META_COLUMNS
 from datakit.store.reader import Store
 from datakit.store.writer import (
     EncodedSample,
@@ -86,8 +87,8 @@ def unify_classes(stores: Sequence[Store], spec: Sequence[str] | None) -> tuple[
         for s in stores:
             classes += [c for c in s.classes if c not in classes]
         entries = [(c, {c}) for c in classes]
-    if len(classes) > IGNORE_INDEX:
-        raise DatakitError(f"{len(classes)} merged classes; at most {IGNORE_INDEX} fit the store's uint8 labels")
+    if len(classes) > IGNORE:
+        raise DatakitError(f"{len(classes)} merged classes; at most {IGNORE} fit the store's uint8 labels")
     maps = []
     for s in stores:
         m = np.empty(len(s.classes), np.int64)
@@ -242,7 +243,7 @@ def _merge(paths: list[Path], out: Path, classes: Sequence[str] | None, overwrit
                      attrs={"source_dataset": "merged"}, image_format=fmt) as writer:
         for s, m, lab, prefix in zip(stores, maps, labels, prefixes, strict=True):
             offset = writer.n
-            lut = np.full(256, IGNORE_INDEX, np.uint8)
+            lut = np.full(256, IGNORE, np.uint8)
             lut[: len(m)] = m
             _copy_samples(s, writer, lut, m, len(merged), prefix, extra_keys, kp_names, chunk, copy_compressed)
             rows += _patient_rows(s, lab, prefix)

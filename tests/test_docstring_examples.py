@@ -31,11 +31,16 @@ def _examples(obj: object) -> list[doctest.DocTest]:
     return tests
 
 
-@pytest.mark.parametrize("name", ["Store", "StoreDataset", "LazyFile"])
+@pytest.mark.parametrize("name", ["Store", "StoreDataset", "LazyFile", "Trainer", "Method"])
 def test_docstring_example_runs(name: str, maag_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if name == "StoreDataset":
         pytest.importorskip("torch")
         from datakit.torch import StoreDataset as obj
+    elif name == "Trainer":
+        pytest.importorskip("torch")
+        from train.loop import Trainer as obj
+    elif name == "Method":
+        from train.methods import Method as obj
     else:
         obj = {"Store": Store, "LazyFile": LazyFile}[name]
     monkeypatch.chdir(maag_store.parent)

@@ -86,13 +86,20 @@ class Trainer:
     splits they need, scribbles present, complete masks) and the label values of every sample the
     run reads (its streams' scribbles or masks and the validation masks, within the classes or 255).
 
-    Example::
+    Args: ``cfg`` (the run), ``resume`` (continue RUN_DIR/checkpoints/last.pt), ``log`` (one line per
+    message), ``d`` / ``device`` (decided by :func:`train` once), ``overwrite`` (replace an earlier run
+    at this one's first checkpoint), ``provenance`` (written to RUN_DIR/provenance.json as it starts).
+
+    Example (two pce steps on the store ``acdc.h5``; the CLI's ``train run`` does the same, locked)::
 
         >>> from train.config import TrainConfig
-        >>> cfg = TrainConfig(store="acdc.h5", out="runs/pce", method="pce", max_steps=20, width=8)
-        >>> tr = Trainer(cfg)           # doctest: +SKIP
-        >>> summary = tr.run()          # doctest: +SKIP  (metrics.jsonl, checkpoints/ in runs/pce)
-        >>> tr.close()                  # doctest: +SKIP
+        >>> cfg = TrainConfig(store="acdc.h5", out="runs/pce", method="pce", max_steps=2, width=4,
+        ...                   batch_size=2, valid_split="", progress=False, device="cpu")
+        >>> trainer = Trainer(cfg, log=lambda line: None)
+        >>> summary = trainer.run()
+        >>> trainer.close()
+        >>> summary["step"], sorted(p.name for p in Path("runs/pce").iterdir())
+        (2, ['checkpoints', 'config.toml', 'metrics.jsonl'])
     """
 
     def __init__(self, cfg: TrainConfig, resume: bool = False, log=print, d: Dist | None = None,

@@ -8,13 +8,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from datakit.constants import IGNORE
-
 SCHEMA = "datakit-store"
 SCHEMA_VERSION = 1
-# the store's ignore_index attribute is datakit.constants.IGNORE. This alias is read only by datakit/merge.py
-# (another change is editing it); import IGNORE from datakit.constants instead.
-IGNORE_INDEX = IGNORE
 
 STR = h5py.string_dtype("utf-8")
 

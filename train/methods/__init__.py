@@ -72,6 +72,15 @@ class Method:
         needs_gates: the step reads the attention gates' segmentations (refuses ``--network unet``).
         options: a pydantic model of the method's hyper-parameters; each field is a ``train run``
             option (its name must be unique across methods: prefix it with the method's name).
+
+    Example (a registered method; docs/adding-a-method.md registers a new one)::
+
+        >>> from train import methods
+        >>> em = methods.get("em")
+        >>> em.streams, em.aux_decoder, em.options().em_weight
+        ({'scribble': 'scribble'}, False, 0.1)
+        >>> methods.get("dmpls").aux_decoder, methods.get("ustm").teacher
+        (True, True)
     """
 
     name: str
