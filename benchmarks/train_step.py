@@ -89,12 +89,12 @@ def step_rate(store: Path, method: str, out: Path, steps: int, device: str, prec
     tr = Trainer(cfg, log=lambda m: None)
     tr.prepare_nets()
     batches = tr.batches()
-    tr.method.step(tr, next(batches)[0])  # warm-up (allocations, cudnn autotune)
+    tr.step_fn(tr.ctx, next(batches)[0])  # warm-up (allocations, cudnn autotune)
     sync = torch.cuda.synchronize if tr.device.type == "cuda" else (lambda: None)
     sync()
     t = time.perf_counter()
     for _ in range(steps):
-        tr.method.step(tr, next(batches)[0])
+        tr.step_fn(tr.ctx, next(batches)[0])
     sync()
     return steps * 12 / (time.perf_counter() - t)
 
