@@ -144,6 +144,7 @@ def test_eval_and_predict_cli(small_store: Path, tiny_run: Path, tmp_path: Path,
     files = sorted(pred.glob("*_pred.nii.gz"))  # ACDC stores have meta/source_shape: NIfTI
     s = Store(small_store)
     assert len(files) == 2 * len(set(s.meta["patient"][s.splits["test"]]))
+    assert f"wrote {len(files)} NIfTI files to {pred}" in r.output
     img = nib.load(files[0])  # back on the source grid by default
     first = s.meta["patient"] == files[0].name.split("_")[0]
     assert img.shape[:2] == tuple(s.meta["source_shape"][first][0])
@@ -170,7 +171,7 @@ def test_eval_and_predict_cli(small_store: Path, tiny_run: Path, tmp_path: Path,
     from PIL import Image
 
     pngs = sorted(png.glob("*.png"))
-    assert len(pngs) == len(s.splits["test"])
+    assert len(pngs) == len(s.splits["test"]) and f"wrote {len(pngs)} PNG files" in r.output
     im = Image.open(pngs[0])
     assert im.mode == "P" and im.size == (64, 64)
     shown = Image.open(montage)  # image | mask | prediction for up to 8 test samples

@@ -257,6 +257,8 @@ def _eval_name(run: Path | None, checkpoint: Path, ck: dict[str, Any]) -> str:
     return checkpoint.stem or str(ck.get("method", "model"))
 
 
+FORMAT_NAMES = {"nifti": "NIfTI", "png": "PNG"}  # as the formats spell themselves
+
 POSTPROCESS_HELP = ("auto (what the checkpoint records: its validation decision; none if it records none) | none | "
                     "lcc (the largest connected component of every class).")
 
@@ -398,7 +400,7 @@ def predict_cmd(
         task = bar.add_task(f"predicting {split}", total=len(indices))
         n, kept = write_predictions(model, s, indices, dev, out, fmt, grid, keep=keep,
                                     progress=lambda k: bar.advance(task, k), log=_err, postprocess=ids)
-    _err(f"wrote {n} {fmt.upper()} files to {out}")
+    _err(f"wrote {n} {FORMAT_NAMES[fmt]} files to {out}")
     if preview is not None:
         from datakit.preview import write_preview
 
