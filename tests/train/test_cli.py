@@ -7,6 +7,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +18,75 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 from datakit.store import Store  # noqa: E402
+from tests.cli_help import commands, help_text, option_rows, unboxed  # noqa: E402
 from tests.train.helpers import FAST, invoke, runner  # noqa: E402
+from train.choices import DEVICES, GRIDS, POSTPROCESS, PREDICT_FORMATS, SCORES  # noqa: E402
 from train.cli import app  # noqa: E402
+
+# Options whose value is open text (split and run names, a title): `<str>` is right for them. Any other option
+# shown as `<str>` takes a fixed set of values and must list it (train/choices.py, TrainConfig's Literals).
+FREE_TEXT = {"run --valid-split", "eval --split", "eval --name", "predict --split", "postprocess --split",
+             "compare --reference", "plot --title"}
+
+
+# -- --help and --version, as for datakit (tests/test_cli_help.py) -------------------------------------
+@pytest.mark.parametrize("path", [p for p, _ in commands(app)], ids=lambda p: " ".join(p) or "train")
+def test_every_help_exits_0_and_shows_usage(path: tuple[str, ...]) -> None:
+    assert "Usage: train" in help_text(app, path, prog_name="train")
+
+
+def test_every_option_is_explained() -> None:
+    silent = [f"{r.command} {r.name}" for r in option_rows(app) if not r.help]
+    assert not silent, silent
+
+
+def test_only_free_text_options_show_str() -> None:
+    shown_str = {f"{r.command} {r.name}" for r in option_rows(app) if r.shown == "<str>"}
+    assert shown_str == FREE_TEXT, f"list the choices of: {sorted(shown_str - FREE_TEXT)}; " \
+                                   f"no longer <str>: {sorted(FREE_TEXT - shown_str)}"
+
+
+def test_choices_are_listed_in_help_and_named_by_errors(tmp_path: Path) -> None:
+    rows = {f"{r.command} {r.name}": r for r in option_rows(app)}
+    listed = {"eval --postprocess": POSTPROCESS, "predict --postprocess": POSTPROCESS, "predict --format":
+              PREDICT_FORMATS, "predict --grid": GRIDS, "compare --scores": SCORES, "run --device": DEVICES,
+              **{f"{c} --device": DEVICES for c in ("eval", "predict", "postprocess")}}
+    assert {k: rows[k].shown for k in listed} == {k: f"<{'|'.join(v)}>" for k, v in listed.items()}
+    assert "<auto|none|lcc>" in unboxed(help_text(app, ("eval",), prog_name="train"))
+    missing = tmp_path / "a.json"  # Click refuses the value before the command reads any file
+    r = invoke("compare", missing, missing, "--scores", "best")
+    assert r.exit_code == 2 and "'best' is not one of 'auto', 'raw', 'postprocessed'" in unboxed(r.output), r.output
+    r = invoke("eval", "--run", tmp_path, "--device", "gpu")
+    assert r.exit_code == 2 and "'gpu' is not one of 'auto', 'cpu', 'cuda'" in unboxed(r.output), r.output
+
+
+@pytest.mark.parametrize(("path", "wrong"), [
+    ((), "(MAAG, partial CE, full masks)"),  # the methods are more than these three
+    (("eval",), "auto | cpu | cuda"),  # the choices are listed by --help itself
+])
+def test_no_help_text_that_is_wrong_for_its_command(path: tuple[str, ...], wrong: str) -> None:
+    assert wrong not in unboxed(help_text(app, path, prog_name="train"))
+
+
+def test_each_command_is_summed_up_in_one_line() -> None:
+    """`train --help` lists each command by its first paragraph: a line broken there shows broken."""
+    broken = [p for p, cmd in commands(app) if p and "\n" in (cmd.help or "").strip().split("\n\n")[0]]  # type: ignore[attr-defined]
+    assert not broken, broken
+
+
+def test_version_and_help_do_not_import_torch() -> None:
+    from importlib.metadata import version
+
+    import train
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output == f"train {train.__version__}\n"
+    assert train.__version__ == version("datakit")  # the installed package's version (datakit ships train)
+    code = "import sys; from train.cli import app; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+# -- the commands --------------------------------------------------------------------------------------
 
 
 def test_eval_and_predict_cli(small_store: Path, tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -173,9 +242,13 @@ def test_eval_and_predict_refuse_bad_options(small_store: Path, tiny_run: Path, 
     assert r.exit_code == 1 and "--checkpoint needs --store" in r.output
     r = invoke("predict", "--store", small_store, "--out", tmp_path / "p")  # predict takes --checkpoint alone
     assert r.exit_code == 2 and "--checkpoint" in r.output and not (tmp_path / "p").exists()
-    for opt, bad in (("--format", "tiff"), ("--grid", "world")):
+    # a value outside an option's choices (listed by --help): Click's usage error, exit 2, naming every choice
+    for opt, bad, choices in (("--format", "tiff", PREDICT_FORMATS), ("--grid", "world", GRIDS),
+                              ("--postprocess", "largest", POSTPROCESS), ("--device", "gpu", DEVICES)):
         r = invoke("predict", "--checkpoint", ck, "--store", small_store, "--out", tmp_path / "p", opt, bad)
-        assert r.exit_code == 1 and f"{opt} must be" in r.output and repr(bad) in r.output, r.output
+        said = unboxed(r.output)
+        assert r.exit_code == 2 and f"Invalid value for '{opt}'" in said, r.output
+        assert f"{bad!r} is not one of {', '.join(map(repr, choices))}" in said, r.output
         assert not (tmp_path / "p").exists()
     for name, obj in (("weights.pt", {"model": {"w": torch.zeros(2)}}), ("tensor.pt", torch.zeros(2))):
         foreign = tmp_path / name
@@ -250,7 +323,7 @@ def test_eval_reports_raw_and_postprocessed(pp_run: Path, tmp_path: Path):
     r = invoke("eval", "--run", pp_run, "--split", "valid", "--json", out, "--overwrite", "--postprocess", "lcc")
     assert json.loads(out.read_text())["postprocessing"]["classes"] == ["RV", "MYO", "LV"]
     r = invoke("eval", "--run", pp_run, "--postprocess", "largest")
-    assert r.exit_code == 1 and "--postprocess must be auto, none, lcc" in r.output
+    assert r.exit_code == 2 and "'largest' is not one of 'auto', 'none', 'lcc'" in unboxed(r.output), r.output
 
 
 def test_default_split_is_test_when_it_has_samples_else_valid(pp_run: Path, small_store: Path, tmp_path: Path):
