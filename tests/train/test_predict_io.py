@@ -44,7 +44,7 @@ def test_source_grid_inversion_matches_real_acdc_ground_truth(tmp_path: Path):
     from datakit.pipeline import ConvertOptions, convert
     from datakit.sources.acdc import AcdcSource
     from datakit.store import Store
-    from tests.conftest import shared_data
+    from tests.helpers import shared_data
     from train.metrics import volumes
     from train.predict_io import to_source_grid
 
