@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 from datakit.store import Store  # noqa: E402
-from tests.cli_help import commands, help_text, option_rows, unboxed  # noqa: E402
+from tests.cli_help import commands, free_text_mismatch, help_text, option_rows, unboxed, unexplained  # noqa: E402
 from tests.train.helpers import FAST, invoke, runner  # noqa: E402
 from train.choices import DEVICES, GRIDS, POSTPROCESS, PREDICT_FORMATS, SCORES  # noqa: E402
 from train.cli import app  # noqa: E402
@@ -36,14 +36,11 @@ def test_every_help_exits_0_and_shows_usage(path: tuple[str, ...]) -> None:
 
 
 def test_every_option_is_explained() -> None:
-    silent = [f"{r.command} {r.name}" for r in option_rows(app) if not r.help]
-    assert not silent, silent
+    assert not unexplained(app), unexplained(app)
 
 
 def test_only_free_text_options_show_str() -> None:
-    shown_str = {f"{r.command} {r.name}" for r in option_rows(app) if r.shown == "<str>"}
-    assert shown_str == FREE_TEXT, f"list the choices of: {sorted(shown_str - FREE_TEXT)}; " \
-                                   f"no longer <str>: {sorted(FREE_TEXT - shown_str)}"
+    assert not free_text_mismatch(app, FREE_TEXT), free_text_mismatch(app, FREE_TEXT)
 
 
 def test_choices_are_listed_in_help_and_named_by_errors(tmp_path: Path) -> None:

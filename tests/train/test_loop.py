@@ -22,41 +22,37 @@ from datakit.store import Store  # noqa: E402
 from tests.train.helpers import FAST, invoke, rows  # noqa: E402
 
 
-def test_resume_is_exact(small_store: Path, tmp_path: Path):
-    common = ["--store", small_store, "--method", "maag", "--ckpt-every", 3, "--valid-split", "", *FAST]
+def _run_and_resume(store: Path, tmp_path: Path, method: str, steps: int, parts: tuple[str, ...],
+                    *more: object) -> tuple[dict, dict]:
+    """Run a: ``steps`` steps; run b: half of them, then --resume to ``steps``. Asserts that b resumed, that
+    the checkpoint ``parts`` (model, disc, teacher) of both runs are equal and that both logged the same
+    losses at every step, the resumed half included; returns the runs' last checkpoints."""
+    common = ["--store", store, "--method", method, "--ckpt-every", steps // 2, "--valid-split", "", *FAST, *more]
     a, b = tmp_path / "a", tmp_path / "b"
-    assert invoke("run", *common, "--out", a, "--max-steps", 6).exit_code == 0
-    assert invoke("run", *common, "--out", b, "--max-steps", 3).exit_code == 0
-    r = invoke("run", "--out", b, "--resume", "--max-steps", 6)
+    assert invoke("run", *common, "--out", a, "--max-steps", steps).exit_code == 0
+    assert invoke("run", *common, "--out", b, "--max-steps", steps // 2).exit_code == 0
+    r = invoke("run", "--out", b, "--resume", "--max-steps", steps)
     assert r.exit_code == 0, r.output
     ca = torch.load(a / "checkpoints" / "last.pt", weights_only=True)
     cb = torch.load(b / "checkpoints" / "last.pt", weights_only=True)
-    assert ca["step"] == cb["step"] == 6 and ca["sampler"] == cb["sampler"]
-    for part in ("model", "disc"):
+    for part in parts:
         for k, v in ca[part].items():
             assert torch.equal(v, cb[part][k]), f"{part}.{k} differs after resume"
-    la = [x["loss/total"] for x in rows(a)]
-    lb = [x["loss/total"] for x in rows(b) if "loss/total" in x]
-    assert la == lb  # same losses at every step, the resumed half included
-    assert {"step": 3, "changed": {"max_steps": [3, 6]}} in rows(b)  # the option changed on resume, recorded
+    assert [x["loss/total"] for x in rows(a)] == [x["loss/total"] for x in rows(b) if "loss/total" in x]
+    return ca, cb
+
+
+def test_resume_is_exact(small_store: Path, tmp_path: Path):
+    ca, cb = _run_and_resume(small_store, tmp_path, "maag", 6, ("model", "disc"))
+    assert ca["step"] == cb["step"] == 6 and ca["sampler"] == cb["sampler"]
+    assert {"step": 3, "changed": {"max_steps": [3, 6]}} in rows(tmp_path / "b")  # the option changed, recorded
 
 
 @pytest.mark.parametrize("method", ["ustm", "dmpls"])
 def test_resume_is_exact_with_a_teacher_and_two_decoders(small_store: Path, tmp_path: Path, method: str):
-    common = ["--store", small_store, "--method", method, "--ckpt-every", 2, "--valid-split", "", *FAST]
-    if method == "ustm":
-        common += ["--ustm-passes", 2, "--ustm-weight", 0]  # its ramp spans --max-steps, which differs here
-    a, b = tmp_path / "a", tmp_path / "b"
-    assert invoke("run", *common, "--out", a, "--max-steps", 4).exit_code == 0
-    assert invoke("run", *common, "--out", b, "--max-steps", 2).exit_code == 0
-    r = invoke("run", "--out", b, "--resume", "--max-steps", 4)
-    assert r.exit_code == 0, r.output
-    ca = torch.load(a / "checkpoints" / "last.pt", weights_only=True)
-    cb = torch.load(b / "checkpoints" / "last.pt", weights_only=True)
-    for part in ("model", "teacher") if method == "ustm" else ("model",):
-        for k, v in ca[part].items():
-            assert torch.equal(v, cb[part][k]), f"{part}.{k} differs after resume"
-    assert [x["loss/total"] for x in rows(a)] == [x["loss/total"] for x in rows(b) if "loss/total" in x]
+    # ustm: its ramp spans --max-steps, which differs here
+    more = ["--ustm-passes", 2, "--ustm-weight", 0] if method == "ustm" else []
+    _run_and_resume(small_store, tmp_path, method, 4, ("model", "teacher") if method == "ustm" else ("model",), *more)
 
 
 def test_memory_and_stream_train_identically(small_store: Path, tmp_path: Path):
