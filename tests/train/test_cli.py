@@ -1,5 +1,6 @@
-"""train/cli.py: run, eval, predict and plot as a user calls them (options refused, progress, run
-folders and provenance, temporaries, Ctrl-C, default splits)."""
+"""train/cli.py: --help of every command (choices listed, every option explained, texts right for their
+command) and --version; run, eval, predict and plot as a user calls them (options refused, progress,
+run folders and provenance, temporaries, Ctrl-C, default splits)."""
 
 from __future__ import annotations
 
