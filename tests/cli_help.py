@@ -50,6 +50,20 @@ def option_rows(app: typer.Typer) -> list[OptionRow]:
     return rows
 
 
+def unexplained(app: typer.Typer) -> list[str]:
+    """``command --option`` of every option without a help text."""
+    return [f"{r.command} {r.name}" for r in option_rows(app) if not r.help]
+
+
+def free_text_mismatch(app: typer.Typer, free_text: set[str]) -> str:
+    """What differs between the options ``--help`` shows as ``<str>`` and ``free_text`` (those whose value
+    is open text: names, paths, splits), in words; empty when they are the same."""
+    shown = {f"{r.command} {r.name}" for r in option_rows(app) if r.shown == "<str>"}
+    if shown == free_text:
+        return ""
+    return f"list the choices of: {sorted(shown - free_text)}; no longer <str>: {sorted(free_text - shown)}"
+
+
 def help_text(app: typer.Typer, path: tuple[str, ...], prog_name: str = "datakit") -> str:
     """``--help`` of one command; asserts it exits 0."""
     r = CliRunner().invoke(app, [*path, "--help"], prog_name=prog_name)

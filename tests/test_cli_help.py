@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from datakit.choices import NORMALIZATIONS, SCRIBBLE_ALGORITHMS
 from datakit.cli import ORDER, app
 from datakit.sources.registry import SOURCES
-from tests.cli_help import commands, help_text, option_rows, unboxed
+from tests.cli_help import commands, free_text_mismatch, help_text, option_rows, unboxed, unexplained
 
 # Options whose value is open text (names, paths, lists, specs such as kfold:K/FOLD): `<str>` is right for
 # them. Any other option shown as `<str>` takes a fixed set of values and must list it (datakit.choices).
@@ -29,14 +29,11 @@ def test_every_help_exits_0_and_shows_usage(path: tuple[str, ...]) -> None:
 
 
 def test_every_option_is_explained() -> None:
-    silent = [f"{r.command} {r.name}" for r in option_rows(app) if not r.help]
-    assert not silent, silent
+    assert not unexplained(app), unexplained(app)
 
 
 def test_only_free_text_options_show_str() -> None:
-    shown_str = {f"{r.command} {r.name}" for r in option_rows(app) if r.shown == "<str>"}
-    assert shown_str == FREE_TEXT, f"list the choices of: {sorted(shown_str - FREE_TEXT)}; " \
-                                   f"no longer <str>: {sorted(FREE_TEXT - shown_str)}"
+    assert not free_text_mismatch(app, FREE_TEXT), free_text_mismatch(app, FREE_TEXT)
 
 
 def test_choices_are_listed_in_help_and_named_by_errors(tmp_path) -> None:

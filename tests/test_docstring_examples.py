@@ -12,7 +12,7 @@ from datakit.pipeline import ConvertOptions, convert
 from datakit.sources.acdc import AcdcSource
 from datakit.store import Store
 from datakit.store.handle import LazyFile
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 @pytest.fixture(scope="module")

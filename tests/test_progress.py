@@ -1,6 +1,6 @@
 """Progress bars on long commands (shown on a terminal only, as convert's; FORCE_COLOR=1 makes rich
 treat the captured stderr as one): synth camus and export nnunet here; train eval and predict in
-tests/test_train_run.py."""
+tests/train/test_cli.py."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import pytest
 import datakit
 from datakit.provenance import checkout_root, provenance
 from datakit.store import validate_store
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def test_store_records_versions_and_commit(acdc_store: Path):

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 OUTPUT_OPTIONS = ("--out", "-o", "--json", "--plots", "--preview")
 

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from tests.conftest import shared_data  # noqa: E402
+from tests.helpers import shared_data  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PROXY = ROOT / "results" / "acdc_cpu_proxy"

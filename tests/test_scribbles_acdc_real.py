@@ -15,7 +15,7 @@ from datakit.scribbles import sample_seed, stored_identity, synthesize
 from datakit.scribbles.quality import scribble_quality
 from datakit.sources.acdc import AcdcSource
 from datakit.store import Store, validate_store
-from tests.conftest import shared_data
+from tests.helpers import shared_data
 
 PATIENTS = ["patient001", "patient023", "patient047", "patient066", "patient088"]  # DCM HCM MINF NOR RV
 

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 from datakit.errors import DatakitError  # noqa: E402
 from datakit.store import Store  # noqa: E402
 from datakit.torch import StoreDataset  # noqa: E402
-from tests.conftest import REPO  # noqa: E402
+from tests.helpers import REPO  # noqa: E402
 
 
 def test_items_are_the_stores_samples_as_tensors(acdc_store: Path):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 MANIFESTS = sorted(p.name for p in (REPO / "manifests").glob("*.json"))
 SKIP_DIRS = {".git", ".venv", "build", "dist", "demo", "out", "__pycache__", ".pytest_cache", ".ruff_cache",

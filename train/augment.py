@@ -1,7 +1,7 @@
 """Batched augmentation on the training device: one random affine warp per sample, then intensity.
 
 Images: bilinear, rotation up to +-90 deg, translation up to 10 % of the size, brightness +-0.025,
-contrast x0.95-1.05, Gaussian noise sigma 0.02 (the authors' magnitudes, MAAG.md). Labels share the
+contrast x0.95-1.05, Gaussian noise sigma 0.02 (the authors' magnitudes, docs/maag.md). Labels share the
 image's warp, sampled nearest so no new label values appear; pixels that come from outside the
 image become ``fill`` (255 for scribbles: unknown; 0 for masks).
 """

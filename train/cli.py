@@ -1,7 +1,10 @@
-"""The ``train`` command: ``run`` (train), ``eval`` (3D Dice / HD95 on a split), ``predict`` (label maps).
+"""The ``train`` command: ``run`` (train a method), ``eval`` (3D Dice / HD95 on a split), ``predict``
+(label maps), ``postprocess`` (decide post-processing on validation), ``compare`` (evaluations side by
+side), ``plot`` (training curves); ``--version``.
 
 ``python -m train ...`` and ``torchrun ... -m train run ...`` work the same way. torch is imported
-inside the commands so ``train --help`` stays fast.
+inside the commands so ``train --help`` stays fast. Options with a fixed set of values are ``Literal``
+types of train/choices.py (TrainConfig's own for ``run``): ``--help`` lists them, Click names them.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ from typing import Any, Literal
 import typer
 
 from datakit.cli.common import cli_errors as datakit_errors
-from datakit.cli.common import interrupt_code
+from datakit.cli.common import interrupt_code, version_option
 from datakit.errors import DatakitError
+from train import __version__
+from train.choices import DEVICES, GRIDS, POSTPROCESS, PREDICT_FORMATS, SCORES
 
-app = typer.Typer(help="Train and evaluate segmentation (MAAG, partial CE, full masks) from a datakit store.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+HELP = ("Train scribble-supervised segmentation (MAAG and the other methods of --method) from a datakit store; "
+        "evaluate, predict, compare.")
+app = typer.Typer(help=HELP, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 
 INTERRUPTED = "interrupted: files already written are kept (train run: --resume continues from checkpoints/last.pt)"
 
@@ -40,6 +46,11 @@ def cli_errors(fn):
 
 def _err(msg: str) -> None:
     typer.echo(msg, err=True)
+
+
+@app.callback()
+def _main(version: bool = version_option("train", __version__)) -> None:
+    pass
 
 
 # -- run: every TrainConfig field becomes an option ------------------------------------------------
@@ -172,8 +183,9 @@ def _build_run() -> None:
                                                "in RUN_DIR.")),
     ]
     run.__signature__ = inspect.Signature(_config_options() + extra)  # type: ignore[attr-defined]
-    run.__doc__ = ("Train a method (--method) from a store. Outputs RUN_DIR/config.toml, metrics.jsonl, "
-                   "checkpoints/last.pt and best.pt (best validation Dice).")
+    run.__doc__ = ("Train a method (--method) from a store.\n\nWrites RUN_DIR/config.toml, metrics.jsonl, "
+                   "provenance.json, checkpoints/last.pt and best.pt (best validation Dice), and the "
+                   "post-processing decided on validation (postprocessing.json).")
     app.command("run")(cli_errors(run))
 
 
@@ -257,8 +269,11 @@ def _eval_name(run: Path | None, checkpoint: Path, ck: dict[str, Any]) -> str:
     return checkpoint.stem or str(ck.get("method", "model"))
 
 
-POSTPROCESS_HELP = ("auto (what the checkpoint records: its validation decision; none if it records none) | none | "
-                    "lcc (the largest connected component of every class).")
+FORMAT_NAMES = {"nifti": "NIfTI", "png": "PNG"}  # as the formats spell themselves
+
+POSTPROCESS_HELP = ("auto: what the checkpoint records (its validation decision; none if it records none); none; "
+                    "lcc: the largest connected component of every class.")
+DEVICE_HELP = "auto: cuda when available, else cpu."
 
 
 @app.command("eval")
@@ -269,18 +284,16 @@ def eval_cmd(
     store: Path | None = typer.Option(None, "--store", help="Store to evaluate on (default: the run's)."),
     split: str | None = typer.Option(None, help="Split to evaluate, or 'all' (default: test when it has samples, "
                                      "else valid)."),
-    postprocess: str = typer.Option("auto", "--postprocess", help=POSTPROCESS_HELP),
+    postprocess: Literal[POSTPROCESS] = typer.Option("auto", "--postprocess", help=POSTPROCESS_HELP),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results as JSON here."),
     name: str | None = typer.Option(None, help="Name of this evaluation in train compare (default: the run "
                                     "folder, or the checkpoint's name)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    device: Literal[DEVICES] = typer.Option("auto", help=DEVICE_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
 ) -> None:
-    """3D Dice and HD95 (mm) per class and volume on a split, raw and post-processed; mean and std over volumes."""
-    from train.postprocess import CHOICES
+    """3D Dice and HD95 (mm) per class on a split, raw and post-processed.
 
-    if postprocess not in CHOICES:
-        raise DatakitError(f"--postprocess must be {', '.join(CHOICES)}, not {postprocess!r}")
+    Scored per volume (its slices reassembled); mean and std over volumes; --json keeps every volume's."""
     if json_out is not None and json_out.exists() and not overwrite:
         raise DatakitError("exists; pass --overwrite to replace it", json_out)
     ck, ck_path, s, model, dev = _load(checkpoint, run, store, device)
@@ -341,30 +354,27 @@ def predict_cmd(
                                        "image, or a folder of them; prepared with the checkpoint's plan as "
                                        "datakit convert prepares them, the labels written on each scan's own grid."),
     split: str | None = typer.Option(None, help="Split to predict, or 'all' (default: test when it has samples, "
-                                     "else valid)."),
-    postprocess: str = typer.Option("auto", "--postprocess", help=POSTPROCESS_HELP),
-    fmt: str = typer.Option("auto", "--format", help="auto (NIfTI for slices of volumes with a source "
-                            "geometry, e.g. ACDC; PNG for 2D sources: folder, Unity, CAMUS, merged stores "
-                            "without geometry) | png | nifti (refused where there is no geometry)."),
-    grid: str = typer.Option("source", help="NIfTI grid: source (the source image's voxel grid and affine, "
-                             "from meta/source_*) | stored (the store's pixels, the source's directions)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda."),
-    preview: Path = typer.Option(None, help="Also write a PNG montage: image, ground-truth mask and "
-                                 "prediction of 8 samples of the split.", dir_okay=False),
+                                     "else valid). For --store."),
+    postprocess: Literal[POSTPROCESS] = typer.Option("auto", "--postprocess", help=POSTPROCESS_HELP),
+    fmt: Literal[PREDICT_FORMATS] = typer.Option(
+        "auto", "--format", help="auto: NIfTI for slices of volumes with a source geometry (e.g. ACDC), PNG for 2D "
+        "sources (folder, Unity, CAMUS, merged stores without geometry); png; nifti (refused where there is no "
+        "geometry). For --store."),
+    grid: Literal[GRIDS] = typer.Option(
+        "source", help="The grid of NIfTI files: source (the source image's voxel grid and affine, from "
+        "meta/source_*) or stored (the store's pixels, the source's directions). For --store."),
+    device: Literal[DEVICES] = typer.Option("auto", help=DEVICE_HELP),
+    preview: Path | None = typer.Option(None, help="Also write a PNG montage: image, ground-truth mask and "
+                                        "prediction of 8 samples of the split. For --store.", dir_okay=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into an existing non-empty folder."),
 ) -> None:
-    """Predicted label maps: PNG per slice (palette, pixel value = class) or NIfTI per volume; with --input,
-    one label map per scan on its own grid."""
-    from train.postprocess import CHOICES
+    """Label maps predicted for a store's split, or for new scans (--input).
 
+    From a store: a PNG per slice (palette, pixel value = class) or a NIfTI per volume.
+
+    From --input: one label map per scan, in the scan's own format and grid."""
     if (store is None) == (input_ is None):
         raise DatakitError("give exactly one of --store STORE.h5 or --input FILE_OR_FOLDER")
-    if postprocess not in CHOICES:
-        raise DatakitError(f"--postprocess must be {', '.join(CHOICES)}, not {postprocess!r}")
-    if fmt not in ("auto", "png", "nifti"):
-        raise DatakitError(f"--format must be auto, png or nifti, not {fmt!r}")
-    if grid not in ("source", "stored"):
-        raise DatakitError(f"--grid must be source or stored, not {grid!r}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise DatakitError("output folder exists and is not empty; pass --overwrite", out)
     if input_ is not None:
@@ -398,7 +408,7 @@ def predict_cmd(
         task = bar.add_task(f"predicting {split}", total=len(indices))
         n, kept = write_predictions(model, s, indices, dev, out, fmt, grid, keep=keep,
                                     progress=lambda k: bar.advance(task, k), log=_err, postprocess=ids)
-    _err(f"wrote {n} {fmt.upper()} files to {out}")
+    _err(f"wrote {n} {FORMAT_NAMES[fmt]} files to {out}")
     if preview is not None:
         from datakit.preview import write_preview
 
@@ -432,11 +442,14 @@ def postprocess_cmd(
     split: str = typer.Option("valid", help="Split to decide on (validation patients)."),
     add_plan: bool = typer.Option(False, "--add-plan", help="Also record the store's plan in a checkpoint that has "
                                   "none (older checkpoints): only for the store it was trained on."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    device: Literal[DEVICES] = typer.Option("auto", help=DEVICE_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Decide again where a decision is recorded."),
 ) -> None:
-    """Decide post-processing on validation (per class: keep the largest connected component where the
-    mean validation Dice does not drop) and record it in the checkpoint(s)."""
+    """Decide post-processing on validation and record it in the checkpoint(s).
+
+    Per class: keep the largest connected component where the mean validation Dice does not drop (nnU-Net).
+
+    train run decides at its end; this command is for older runs and checkpoints."""
     from train import decisions
     from train import postprocess as pp
     from train.loop import pick_device
@@ -487,14 +500,15 @@ def compare_cmd(
                                          "(default: the first)."),
     md: Path | None = typer.Option(None, "--md", help="Also write the Markdown table here.", dir_okay=False),
     png: Path | None = typer.Option(None, "--png", help="Box plots per class and metric (PNG).", dir_okay=False),
-    scores: str = typer.Option("auto", help="auto (post-processed where every eval has them, else raw) | raw | "
-                               "postprocessed."),
+    scores: Literal[SCORES] = typer.Option("auto", help="auto: the post-processed scores where every eval has "
+                                           "them, else the raw ones; raw; postprocessed."),
     resamples: int = typer.Option(10000, min=100, help="Bootstrap resamples (over patients)."),
     seed: int = typer.Option(0, help="Seed of the bootstrap."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing --md / --png files."),
 ) -> None:
-    """Paired comparison of evaluations: mean Dice and HD95 per class with 95 % bootstrap intervals over
-    patients, and Wilcoxon signed-rank p-values against a reference run; a Markdown table and box plots."""
+    """Paired comparison of evaluations of one store and split: a Markdown table and box plots.
+
+    Mean Dice and HD95 per class, 95 % bootstrap intervals over patients, Wilcoxon p-values against --reference."""
     from datakit.safe_io import replace_file, write_file
     from datakit.store.writer import check_writable
     from train.compare import box_plots, compare, load_runs, markdown

@@ -25,11 +25,11 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from datakit.errors import DatakitError
+from train.choices import SCORES
 
 METRICS = {"dice": "Dice", "hd95_mm": "HD95 mm"}
 RESAMPLES = 10000
 SEED = 0
-SCORES = ("auto", "raw", "postprocessed")
 
 
 @dataclass

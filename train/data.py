@@ -10,10 +10,10 @@ Two ways to deliver batches, the same batches for the same seed (``MultiStreamSa
   workers, no per-step HDF5 reads or host-device copies.
 - ``make_loader`` (``--data stream``): loader workers read each batch from the store.
 
-Speed of the streaming path: each request is a whole batch. Chunks are one sample each, so a
-sample is read with ``read_direct_chunk`` and decoded by ``datakit.store.chunks`` (the store's one
-chunk codec); label_state (small) is loaded once per worker. Every worker opens the file itself
-(Store re-opens after a fork).
+Both read through :class:`datakit.store.Store`: a sample dataset's rows with :meth:`Store.rows` (one
+chunk read a sample, decoded by ``datakit.store.chunks``), label_state (small) from the table the
+Store reads once (once per loader worker). The Store's handle is a
+:class:`datakit.store.handle.LazyFile`: each loader worker opens the file itself.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from datakit.store import Store
-from datakit.store.chunks import ChunkReader
 from train.methods.streams import Streams
 
 # stream name -> store datasets it reads
@@ -41,54 +40,28 @@ STREAM_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def stack_rows(reader: ChunkReader, idx: list[int] | np.ndarray) -> np.ndarray:
-    """Samples ``idx`` of one per-sample dataset, one chunk read each, stacked (N, ...)."""
-    if not len(idx):
-        return np.zeros((0, *reader.shape), reader.dtype)
-    return np.stack([reader.read(int(i)) for i in idx])
-
-
 def read_rows(store: Store, field: str, idx: list[int] | np.ndarray) -> np.ndarray:
-    """Samples ``idx`` of the store dataset ``field`` from an open store (label_state: one read)."""
+    """Samples ``idx`` of the store dataset ``field``, stacked in the order given: label_state from the
+    table the Store reads once, a sample dataset by :meth:`Store.rows` (one chunk read a sample)."""
     if field == "label_state":
-        return store.file["label_state"][()][np.asarray(idx, np.int64)]
-    return stack_rows(ChunkReader(store.file[field]), idx)
+        return store.label_state[np.asarray(idx, np.int64)]
+    return store.rows(field, idx)
 
 
 class StoreBatches(Dataset):
-    """A map-style dataset whose item is a whole request: {stream: [indices]} -> {stream: {field: array}}."""
+    """A map-style dataset whose item is a whole request: {stream: [indices]} -> {stream: {field: array}}.
+
+    It holds a :class:`Store` (its handle reopened in each loader worker) and nothing else of the file."""
 
     def __init__(self, path: str | Path, streams: dict[str, str]):
         self.store = Store(path)
         self.streams = streams  # stream name -> kind in STREAM_FIELDS
-        self._readers: dict[str, ChunkReader] | None = None
-        self._label_state: np.ndarray | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        s = self.__dict__.copy()
-        s["_readers"] = None
-        s["_label_state"] = None
-        return s
-
-    def _reader(self, name: str) -> ChunkReader:
-        if self._readers is None:
-            self._readers = {}
-        if name not in self._readers:
-            self._readers[name] = ChunkReader(self.store.file[name])
-        return self._readers[name]
-
-    def read(self, field: str, idx: list[int]) -> np.ndarray:
-        if field == "label_state":
-            if self._label_state is None:
-                self._label_state = self.store.file["label_state"][()]
-            return self._label_state[idx]
-        return stack_rows(self._reader(field), idx)
 
     def __getitem__(self, request: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {"state": request["state"]}
         for name, idx in request["batches"].items():
             order = sorted(idx)  # sorted reads walk the file forward
-            out[name] = {f: self.read(f, order) for f in STREAM_FIELDS[self.streams[name]]}
+            out[name] = {f: read_rows(self.store, f, order) for f in STREAM_FIELDS[self.streams[name]]}
         return out
 
 

@@ -1,4 +1,4 @@
-"""Multi-scale discriminator of MAAG, as in the authors' code (`multi_res_discriminator.py`, MAAG.md).
+"""Multi-scale discriminator of MAAG, as in the authors' code (`multi_res_discriminator.py`, docs/maag.md).
 
 Inputs are foreground maps only (K - 1 channels) at full, 1/2, 1/4 and 1/8 resolution: the final
 softmax and the gates' segmentations (fake), or a one-hot mask and its bilinear down-scalings (real).

@@ -136,10 +136,8 @@ class ResidentSplit:
         self.vols = volumes(store, indices)
         order = np.concatenate([v.indices for v in self.vols]) if self.vols else np.zeros(0, np.int64)
         self.order = order
-        from train.data import read_rows
-
-        self.images = torch.from_numpy(read_rows(store, "images", order)).to(device)
-        self.masks = read_rows(store, "masks", order)
+        self.images = torch.from_numpy(store.rows("images", order)).to(device)
+        self.masks = store.rows("masks", order)
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, bf16: bool, with_hd: bool = False) -> dict[str, Any]:

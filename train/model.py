@@ -1,4 +1,4 @@
-"""The segmentor: a UNet with attention gates, as in the authors' code (MAAG.md; Valvano et al. 2021).
+"""The segmentor: a UNet with attention gates, as in the authors' code (docs/maag.md; Valvano et al. 2021).
 
 Encoder 4 x ([3x3 conv, BN, ReLU] x 2, 2x2 max-pool) at widths w, 2w, 4w, 8w (w = 32); a 16w
 bottleneck of two 1x1 convs. Each of the FOUR decoder blocks (8w, 4w, 2w, w; 1/8, 1/4, 1/2 and full

@@ -30,11 +30,11 @@ import numpy as np
 from scipy import ndimage
 
 from datakit.errors import DatakitError
+from train.choices import POSTPROCESS
 
 OPERATION = "largest_component"
 RULE = "kept for a class where its mean validation Dice does not drop (nnU-Net)"
 RECORD_FILE = "postprocessing.json"
-CHOICES = ("auto", "none", "lcc")
 
 
 def keep_largest(pred: np.ndarray, spacing: Sequence[float], class_ids: Iterable[int]) -> np.ndarray:
@@ -75,8 +75,8 @@ def check_record(rec: object, classes: list[str], path: Path) -> None:
 
 def resolve(mode: str, ck: dict[str, Any], classes: list[str]) -> tuple[list[int] | None, str]:
     """``--postprocess MODE`` -> (class indices to post-process, or None for none; what was applied, in words)."""
-    if mode not in CHOICES:
-        raise DatakitError(f"--postprocess must be {', '.join(CHOICES)}, not {mode!r}")
+    if mode not in POSTPROCESS:
+        raise DatakitError(f"--postprocess must be {', '.join(POSTPROCESS)}, not {mode!r}")
     if mode == "none":
         return None, "none (--postprocess none)"
     if mode == "lcc":

@@ -20,6 +20,7 @@ from datakit.cli import (
     store_cmds,
     synth,
 )
+from datakit.cli.common import version_option
 
 # --help lists the commands in the order a user meets them (Typer would list plain commands before groups)
 ORDER = ("convert", "splines-to-masks", "validate", "info", "stats", "preview", "scribble", "merge", "export",
@@ -47,15 +48,9 @@ app.command("merge")(merge.merge)
 app.add_typer(export.app, name="export")
 app.add_typer(synth.app, name="synth")
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"datakit {__version__}")
-        raise typer.Exit()
-
 
 @app.callback()
-def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+def _main(version: bool = version_option("datakit", __version__)) -> None:
     """Medical-image segmentation datasets to one HDF5 store."""
 
 

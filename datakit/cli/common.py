@@ -48,6 +48,18 @@ def interrupt_code(e: KeyboardInterrupt) -> int:
     return 143 if isinstance(e, Terminated) else 130
 
 
+def version_option(prog: str, version: str) -> Any:
+    """A ``--version`` option for an app's callback: prints ``PROG VERSION`` and exits before any
+    command runs (``datakit --version``, ``train --version``)."""
+
+    def show(value: bool) -> None:
+        if value:
+            typer.echo(f"{prog} {version}")
+            raise typer.Exit()
+
+    return typer.Option(False, "--version", callback=show, is_eager=True, help="Print the version and exit.")
+
+
 def cli_errors(fn: F) -> F:
     """Turn a DatakitError into ``error: <file>: <reason>`` on stderr and exit code 1; an OSError
     likewise (a full disk: ``error: <file>: no space left on device``); Ctrl-C / SIGTERM into a

@@ -129,6 +129,11 @@ class Store:
         names = ("label_state", "keypoints") if self.has_keypoints else ("label_state",)
         return {name: self.file[name][()] for name in names}
 
+    @property
+    def label_state(self) -> np.ndarray:
+        """(N, K) int8: per sample and class, 1 present, 0 absent, -1 unknown; read once."""
+        return self._rows["label_state"]
+
     @cached_property
     def splits(self) -> dict[str, np.ndarray]:
         g = self.file.get("splits")

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from datakit.cli import app
 from datakit.store import Store, validate_store
 from tests.cli_help import unboxed
-from tests.conftest import REPO, shared_data
+from tests.helpers import REPO, shared_data
 
 runner = CliRunner()
 

@@ -1,4 +1,4 @@
-"""CAMUS phantoms (both releases, coarse pixels for speed) and helpers shared by the CAMUS tests."""
+"""CAMUS phantoms (both releases, coarse pixels for speed), read-only or copied (helpers: tests/camus/helpers.py)."""
 
 from __future__ import annotations
 
@@ -42,13 +42,3 @@ def mhd_copy(camus_mhd: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "CAMUS_mhd"
     shutil.copytree(camus_mhd, dst)
     return dst
-
-
-def convert_store(src: Path, out: Path, **kwargs) -> Path:
-    from datakit.pipeline import ConvertOptions, convert
-    from datakit.sources.camus import CamusSource
-
-    opts = {k: kwargs.pop(k) for k in ("split", "on_error") if k in kwargs}
-    convert(CamusSource(src, size=kwargs.pop("size", 64), **kwargs),
-            ConvertOptions(out=out, workers=1, progress=False, **opts), log=lambda m: None)
-    return out

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from datakit.cli import app
 from datakit.store import validate_store
 from tests.cli_help import unboxed
-from tests.conftest import tree_digest
+from tests.helpers import tree_digest
 
 runner = CliRunner()
 

@@ -12,7 +12,7 @@ import pytest
 from datakit.errors import DatakitError
 from datakit.sources.camus import CamusSource, find_official_split
 from datakit.store import validate_store
-from tests.camus.conftest import convert_store
+from tests.camus.helpers import convert_store
 
 
 def _split_patients(store: Path) -> dict[str, list[str]]:

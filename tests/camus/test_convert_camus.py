@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from datakit.store import validate_store
-from tests.camus.conftest import convert_store
+from tests.camus.helpers import convert_store
 
 
 @pytest.fixture(scope="module")

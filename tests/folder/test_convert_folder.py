@@ -16,8 +16,8 @@ from datakit.errors import DatakitError
 from datakit.pipeline import ConvertOptions, convert
 from datakit.sources.folder import FolderSource
 from datakit.store import Store, validate_store
-from tests.conftest import shared_data, tree_digest
 from tests.folder_data import disc, grey_image, write_pairs
+from tests.helpers import shared_data, tree_digest
 
 runner = CliRunner()
 

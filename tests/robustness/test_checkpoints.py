@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.robustness.conftest import run_case, train_app
+from tests.robustness.helpers import run_case, train_app
 
 torch = pytest.importorskip("torch")
 

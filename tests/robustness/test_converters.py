@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests.robustness import broken
-from tests.robustness.conftest import copy_source, datakit_app, run_case
+from tests.robustness.helpers import copy_source, datakit_app, run_case
 
 SECRET = "OUTSIDE-SECRET"
 Case = tuple[str, Callable[[Path, Path], list[str]], list[str]]

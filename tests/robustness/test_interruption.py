@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.robustness.conftest import datakit_app, run_case, train_app, tree_state
+from tests.robustness.helpers import datakit_app, dead_within, process_state, run_case, train_app, tree_state
 
 torch = pytest.importorskip("torch")
 
@@ -158,28 +158,6 @@ def _gone(pids: list[int], within: float = 10.0) -> bool:
     return False
 
 
-def _state(pid: int) -> str:
-    """The process's state letter from /proc (R, S, D, Z, ...), or "gone" once it is reaped."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return "gone"
-
-
-def _dead_within(pids: list[int], seconds: float) -> dict[int, str]:
-    """Poll /proc until every process has ended; the states of those still running after ``seconds``.
-
-    A zombie (Z) has ended: it runs nothing and holds no memory or files, only its exit status, kept
-    until whoever adopted it (here the container's PID 1, which collects orphans about every 2 s)
-    reads it. ``os.kill(pid, 0)`` still succeeds on it, which made workers look alive ~1.7 s."""
-    deadline = time.monotonic() + seconds
-    while True:
-        running = {pid: st for pid in pids if (st := _state(pid)) not in ("gone", "Z", "X")}
-        if not running or time.monotonic() > deadline:
-            return running
-        time.sleep(0.005)
-
-
 LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork workers and PR_SET_PDEATHSIG: Linux")
 
 
@@ -201,10 +179,10 @@ def test_kill_9_workers_die_and_the_next_run_removes_the_stale_temporary(acdc3: 
     out = tmp_path / "out" / "x.h5"
     out.parent.mkdir()
     p, workers = _start_slow_conversion(acdc3, out, tmp_path / "pids")
-    assert all(_state(w) in "RSD" for w in workers)  # mid-item (sleeping in read)
+    assert all(process_state(w) in "RSD" for w in workers)  # mid-item (sleeping in read)
     p.kill()
     t0 = time.monotonic()
-    running = _dead_within(workers, 0.5)  # PR_SET_PDEATHSIG: SIGKILL as the parent dies (~10 ms measured)
+    running = dead_within(workers, 0.5)  # PR_SET_PDEATHSIG: SIGKILL as the parent dies (~10 ms measured)
     assert not running, f"worker processes still running {time.monotonic() - t0:.2f} s after kill -9: {running}"
     p.communicate(timeout=30)
     stale = [f.name for f in out.parent.iterdir() if f.name.endswith(".tmp")]

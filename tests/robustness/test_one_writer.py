@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.robustness.conftest import copy_source, datakit_app, run_case
+from tests.robustness.helpers import copy_source, datakit_app, run_case
 
 LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="flock and fork: Linux")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.robustness.conftest import run_case, train_app, tree_state
+from tests.robustness.helpers import dead_within, run_case, train_app, tree_state
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -306,9 +306,7 @@ def test_resume_of_a_live_run_is_refused_and_its_loader_workers_die_with_it(good
         assert len(workers) >= 2
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
-        from tests.robustness.test_interruption import _dead_within
-
-        assert _dead_within(workers, 0.5) == {}
+        assert dead_within(workers, 0.5) == {}
     finally:
         if p.poll() is None:
             p.kill()

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.robustness.conftest import datakit_app, run_case, train_app
+from tests.robustness.helpers import datakit_app, run_case, train_app
 
 torch = pytest.importorskip("torch")
 

@@ -10,6 +10,7 @@ import pytest
 
 from datakit.errors import DatakitError
 from datakit.store import Store, store_info, validate_store
+from datakit.store.chunks import ChunkReader
 from tests.store.toy import toy_samples, write_toy
 
 
@@ -53,3 +54,23 @@ def test_image_format_refuses_what_the_writer_cannot_produce() -> None:
         ImageFormat("float64")
     with pytest.raises(DatakitError, match="image compression must be one of none, gzip, not 'zstd'"):
         ImageFormat("float32", "zstd")
+
+
+@pytest.mark.parametrize("filters", [{}, {"compression": "gzip", "compression_opts": 1},
+                                     {"compression": "gzip", "shuffle": True},
+                                     {"compression": "lzf"}])
+def test_chunk_reader_matches_h5py(tmp_path: Path, filters: dict):
+    rng = np.random.default_rng(0)
+    imgs = rng.normal(size=(5, 1, 12, 10)).astype(np.float32)
+    labs = rng.integers(0, 4, (5, 12, 10)).astype(np.uint8)
+    labs[2] = 255  # a constant chunk
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f.create_dataset("images", data=imgs, chunks=(1, 1, 12, 10), **filters)
+        f.create_dataset("masks", data=labs, chunks=(1, 12, 10), **filters)
+    with h5py.File(tmp_path / "x.h5") as f:
+        for name, ref in (("images", imgs), ("masks", labs)):
+            r = ChunkReader(f[name])
+            assert r.direct == ("lzf" not in filters.values())
+            for i in range(5):
+                a = r.read(i)
+                assert a.dtype == ref.dtype and np.array_equal(a, ref[i])

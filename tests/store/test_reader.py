@@ -74,3 +74,12 @@ def test_rows_come_back_in_the_order_asked(store) -> None:
         for idx in ([3, 4, 5], [5, 2, 0], [4, 1, 4]):
             np.testing.assert_array_equal(s.rows("masks", idx), masks[idx])
         assert s.rows("images", []).shape == (0, 1, 16, 16)
+
+
+def test_label_state_is_the_whole_table_read_once(store, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, samples = store
+    with Store(path) as s:
+        table = s.label_state
+        assert table.dtype == np.int8 and table.tolist() == [x.label_state.tolist() for x in samples]
+        monkeypatch.setattr(h5py.Dataset, "__getitem__", lambda d, key: pytest.fail(f"{d.name} read again"))
+        assert s.label_state is table

@@ -1,22 +1,15 @@
-"""Unity phantoms (five videos, small frames), the converted store, and helpers shared by the Unity tests."""
+"""Unity phantoms (five videos, small frames) and the converted store (helpers: tests/unity/helpers.py)."""
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
 from pathlib import Path
 
-import h5py
 import pytest
-from typer.testing import CliRunner
 
-from datakit.cli import app
 from datakit.synth.unity import write_unity_phantoms
-from tests.conftest import tree_digest
-
-runner = CliRunner()
-HEX = re.compile(r"^[0-9a-f]{64}$")
+from tests.helpers import tree_digest
+from tests.unity.helpers import convert
 
 
 @pytest.fixture(scope="session")
@@ -34,14 +27,6 @@ def unity_copy(unity_phantoms: Path, tmp_path: Path) -> Path:
     return dst
 
 
-def convert(src: Path, out: Path, *extra: str):
-    return runner.invoke(app, ["splines-to-masks", "unity", str(src), "--out", str(out), "-j", "1", *extra])
-
-
-def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.suffix in (".h5", ".tmp") or p.name.endswith(".tmp"))
-
-
 @pytest.fixture(scope="session")
 def unity_store(unity_phantoms: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ustore") / "unity.h5"
@@ -52,11 +37,3 @@ def unity_store(unity_phantoms: Path, tmp_path_factory: pytest.TempPathFactory) 
     return out
 
 
-def notes_of(f: h5py.File) -> list[str]:
-    raw = f.attrs["notes"]
-    return json.loads(raw) if isinstance(raw, str) else list(raw)  # an empty list is stored as an array
-
-
-def label_instance(entry: dict, label: str) -> dict:
-    value = entry["labels"][label]
-    return value[0] if isinstance(value, list) else value

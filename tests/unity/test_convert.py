@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
@@ -13,9 +12,7 @@ import pytest
 
 from datakit.store import validate_store
 from tests.cli_help import unboxed
-from tests.unity.conftest import convert, label_instance, notes_of
-
-HEX = re.compile(r"^[0-9a-f]{64}$")
+from tests.unity.helpers import HEX, convert, label_instance, notes_of
 
 
 def test_store_is_valid_with_masks_states_keypoints(unity_store: Path, unity_phantoms: Path) -> None:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from PIL import Image
 from typer.testing import CliRunner
 
 from datakit.cli import app
+from tests.unity.helpers import HEX
 
 runner = CliRunner()
-HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 def test_synth_writes_the_unity_layout(unity_phantoms: Path) -> None:

@@ -14,7 +14,7 @@ from PIL import Image
 from datakit.errors import DatakitError
 from datakit.store import validate_store
 from tests.cli_help import unboxed
-from tests.unity.conftest import convert, leftovers
+from tests.unity.helpers import convert, leftovers
 
 
 @pytest.mark.parametrize("key", [

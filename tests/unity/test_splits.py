@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 
 from datakit.store import validate_store
-from tests.unity.conftest import convert, leftovers, notes_of
+from tests.unity.helpers import convert, leftovers, notes_of
 
 
 def test_splits_follow_unity_files_and_never_cut_a_video(unity_store: Path, unity_phantoms: Path) -> None:

@@ -1,4 +1,5 @@
-"""The training loader: chunk decoding matches h5py, streams from splits, resumable sampling."""
+"""train/methods/streams.py: each method's streams from the store's splits (halved for MAAG without its
+split), refused without scribbles, unpaired masks only complete ones."""
 
 from __future__ import annotations
 
@@ -12,51 +13,7 @@ pytest.importorskip("torch")
 
 from datakit.errors import DatakitError  # noqa: E402
 from datakit.store import Store  # noqa: E402
-from datakit.store.chunks import ChunkReader  # noqa: E402
-from train.data import MultiStreamSampler  # noqa: E402
 from train.methods import resolve_streams  # noqa: E402
-
-
-@pytest.mark.parametrize("filters", [{}, {"compression": "gzip", "compression_opts": 1},
-                                     {"compression": "gzip", "shuffle": True},
-                                     {"compression": "lzf"}])
-def test_chunk_reader_matches_h5py(tmp_path: Path, filters: dict):
-    rng = np.random.default_rng(0)
-    imgs = rng.normal(size=(5, 1, 12, 10)).astype(np.float32)
-    labs = rng.integers(0, 4, (5, 12, 10)).astype(np.uint8)
-    labs[2] = 255  # a constant chunk
-    with h5py.File(tmp_path / "x.h5", "w") as f:
-        f.create_dataset("images", data=imgs, chunks=(1, 1, 12, 10), **filters)
-        f.create_dataset("masks", data=labs, chunks=(1, 12, 10), **filters)
-    with h5py.File(tmp_path / "x.h5") as f:
-        for name, ref in (("images", imgs), ("masks", labs)):
-            r = ChunkReader(f[name])
-            assert r.direct == ("lzf" not in filters.values())
-            for i in range(5):
-                a = r.read(i)
-                assert a.dtype == ref.dtype and np.array_equal(a, ref[i])
-
-
-def test_sampler_covers_each_epoch_and_resumes_from_its_state():
-    streams = {"a": np.arange(10, 20), "b": np.arange(100, 107)}
-    s = MultiStreamSampler(streams, batch_size=3, seed=0)
-    it = iter(s)
-    reqs = [next(it) for _ in range(7)]
-    first_epoch = sorted(i for r in reqs[:3] for i in r["batches"]["a"])
-    assert len(set(first_epoch)) == 9 and set(first_epoch) <= set(range(10, 20))  # 3 full batches of 10
-    assert reqs[3]["state"]["a"] == [1, 1]  # the 4th batch starts epoch 1
-    assert all(set(r["batches"]["b"]) <= set(range(100, 107)) for r in reqs)
-    again = iter(MultiStreamSampler(streams, 3, 0, state=reqs[3]["state"]))
-    assert [next(again)["batches"] for _ in range(3)] == [r["batches"] for r in reqs[4:7]]
-
-
-def test_sampler_splits_patients_between_ranks():
-    idx = np.arange(40)
-    r0 = iter(MultiStreamSampler({"a": idx}, 4, seed=1, rank=0, world=2))
-    r1 = iter(MultiStreamSampler({"a": idx}, 4, seed=1, rank=1, world=2))
-    seen0 = {i for _ in range(5) for i in next(r0)["batches"]["a"]}
-    seen1 = {i for _ in range(5) for i in next(r1)["batches"]["a"]}
-    assert not seen0 & seen1 and len(seen0 | seen1) == 40
 
 
 def _tiny(root: Path, out: Path, scribbles: str = "auto") -> Path:
