@@ -172,7 +172,7 @@ class Trainer:
             raise DatakitError(f"--resume: the checkpoint's networks are not those of method {self.cfg.method!r}",
                                where)
         self.changed = {k: [saved[k], now[k]] for k in now if k in saved and saved[k] != now[k]
-                        and k not in IDENTITY and k not in ("store", "out")}
+                        and k not in IDENTITY and k not in ("store", "out", "progress")}  # progress: display only
 
     def _check_store(self) -> None:
         """The store's image size, the method's streams and the label values the run reads."""
