@@ -26,7 +26,10 @@ again, an unfinished one continues from its last checkpoint (``train run --resum
 Before evaluating, each run's post-processing is decided on the validation patients (``train
 postprocess --run``, for runs that did not decide it themselves). ``--export DIR`` writes each
 method's best checkpoint as half-precision weights with the store's plan and that decision
-(``DIR/<method>.pt``, what results/acdc_cpu_proxy/ holds) and prints its sha256.
+(``DIR/<method>.pt``, what results/acdc_cpu_proxy/ holds) and prints its sha256. ``--reuse
+M=CHECKPOINT,...`` evaluates a committed checkpoint for method M instead of training it (run 3's maag,
+pce and full). Last, ``train compare`` of every evaluation (reference: maag when present) writes
+OUT/compare.md and OUT/compare.png: 95 % bootstrap intervals over patients, Wilcoxon p-values.
 Prints one markdown table and writes OUT/proxy.json and OUT/curves.png (``train plot``). Validation
 patients both select the checkpoint and are scored: the figures are optimistic for that reason too.
 """
@@ -133,15 +136,22 @@ def export(a: argparse.Namespace, m: str, store: Path) -> str:
     return hashlib.sha256(dst.read_bytes()).hexdigest()
 
 
-def evaluate(a: argparse.Namespace, m: str, store: Path) -> dict:
-    """The run's best checkpoint on the validation patients (the exported weights with ``--export``)."""
+def evaluate(a: argparse.Namespace, m: str, store: Path, reuse: Path | None = None) -> dict:
+    """The run's best checkpoint on the validation patients (the exported weights with ``--export``; the
+    checkpoint ``reuse`` for a method not trained here)."""
     bin_ = Path(sys.executable).parent
     rd = a.out / m
-    which = (["--checkpoint", str(a.export / f"{m}.pt"), "--store", str(store)] if a.export is not None
+    rd.mkdir(exist_ok=True)
+    which = (["--checkpoint", str(reuse), "--store", str(store)] if reuse is not None else
+             ["--checkpoint", str(a.export / f"{m}.pt"), "--store", str(store)] if a.export is not None
              else ["--run", str(rd)])
     t_eval = run([str(bin_ / "train"), "eval", *which, "--split", "valid", "--json", str(rd / "valid.json"),
                   "--overwrite", "--name", m], a.out / f"{m}_eval.log")
     ev = json.loads((rd / "valid.json").read_text())
+    if reuse is not None:
+        return {"steps": None, "wall_s": None, "eval_s": t_eval, "samples_per_s": None, "best_step": ev.get("step"),
+                "dice": ev["dice"], "hd95_mm": ev["hd95_mm"], "postprocessed": ev.get("postprocessed"),
+                "valid_curve": [], "command": f"reused {reuse}"}
     rows = [json.loads(line) for line in (rd / "metrics.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if "samples_per_s" in r]
     rec = json.loads((rd / "train.json").read_text()) if (rd / "train.json").is_file() else {}
@@ -170,12 +180,15 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="methods trained at once (one torch thread each)")
     ap.add_argument("--eval-only", action="store_true", help="only evaluate finished runs and print the table")
     ap.add_argument("--export", type=Path, default=None, help="write each best checkpoint as weights here")
+    ap.add_argument("--reuse", default="", help="METHOD=CHECKPOINT,...: evaluate these instead of training them")
     a = ap.parse_args()
     if not a.data.is_dir():
         sys.exit(f"real data {a.data} is absent")
     from train import methods as registry
 
     methods = registry.names() if a.methods == "all" else a.methods.split(",")
+    reuse = {k: Path(v) for k, v in (x.split("=", 1) for x in a.reuse.split(",") if x)}
+    methods = [m for m in methods if m not in reuse]
     unknown = [m for m in methods if m not in registry.names()]
     if unknown:
         sys.exit(f"unknown method {unknown[0]!r}; known: {', '.join(registry.names())}")
@@ -195,7 +208,13 @@ def main() -> None:
         if a.export is not None:
             sha[m] = export(a, m, store)
             print(f"{a.export / (m + '.pt')}: sha256 {sha[m]}", flush=True)
-    results = {m: {**evaluate(a, m, store), "export_sha256": sha.get(m)} for m in done}
+    results = {m: evaluate(a, m, store, path) for m, path in reuse.items()}
+    results |= {m: {**evaluate(a, m, store), "export_sha256": sha.get(m)} for m in done}
+    evals = [str(a.out / m / "valid.json") for m in results]
+    if len(evals) > 1:  # paired comparison over patients: Markdown table and box plots
+        ref = ["--reference", "maag"] if "maag" in results else []
+        run([str(Path(sys.executable).parent / "train"), "compare", *evals, *ref, "--md", str(a.out / "compare.md"),
+             "--png", str(a.out / "compare.png"), "--overwrite"], a.out / "compare.log")
     import torch
 
     info = {"torch": torch.__version__, "cpu": platform.processor() or platform.machine(), "threads": 1,
@@ -213,8 +232,9 @@ def main() -> None:
         ppd = f"{pp['dice']['mean']:.3f}" if pp else "-"
         pph = f"{pp['hd95_mm']['mean']:.1f}" if pp else "-"
         wall = f"{r['wall_s'] / 60:.1f}" if r["wall_s"] else "-"
+        rate = f"{r['samples_per_s']:.1f}" if r["samples_per_s"] else "-"
         print(f"| {m} | {d['RV']:.3f} | {d['MYO']:.3f} | {d['LV']:.3f} | {d['mean']:.3f} | {h['mean']:.1f} | {ppd} | "
-              f"{pph} | {r['steps']} | {r['best_step']} | {r['samples_per_s']:.1f} | {wall} |")
+              f"{pph} | {r['steps'] or '-'} | {r['best_step']} | {rate} | {wall} |")
 
 
 if __name__ == "__main__":
