@@ -1,6 +1,6 @@
 """train/methods: the registry (a registered method is all the loop needs), every method training a
 few steps through the CLI, and what defines each method's step (MAAG's gradients, the DMPLS mixed
-label, the USTM teacher)."""
+label, the USTM teacher, ShapePU's transform, class ratios and negative loss)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from datakit.errors import DatakitError  # noqa: E402
 from tests.train.helpers import FAST, invoke, rows, trainer  # noqa: E402
 from train import methods  # noqa: E402
 
-NEW = ["em", "tv", "gatedcrf", "mumford_shah", "ustm", "dmpls", "dmsps"]
+NEW = ["em", "tv", "gatedcrf", "mumford_shah", "ustm", "dmpls", "dmsps", "shapepu"]
 
 
 def test_unknown_method_names_the_known_ones(small_store: Path, tmp_path: Path):
@@ -104,7 +104,7 @@ def test_each_scribble_method_trains_and_its_checkpoint_evaluates(small_store: P
     ms = [x for x in rows(run) if "loss/total" in x]
     assert len(ms) == 2 and all(np.isfinite(v) for x in ms for k, v in x.items() if k.startswith("loss/"))
     extra = {"em": "loss/entropy", "tv": "loss/tv", "gatedcrf": "loss/crf", "mumford_shah": "loss/ms",
-             "ustm": "loss/consistency", "dmpls": "loss/pseudo", "dmsps": "loss/pseudo"}[method]
+             "ustm": "loss/consistency", "dmpls": "loss/pseudo", "dmsps": "loss/pseudo", "shapepu": "loss/pu"}[method]
     assert extra in ms[0]
     ck = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ck["method"] == method and ck["disc"] is None
@@ -227,3 +227,59 @@ def test_ustm_uncertainty_is_the_entropy_of_the_teachers_mean():
     assert teacher_uncertainty(Sure(), x, 8, 0.1).max().item() < 1e-3
     assert teacher_uncertainty(Unsure(), x, 8, 0.1).min().item() == pytest.approx(math.log(4), rel=1e-4)
     assert teacher_uncertainty(Unsure(), x, 4, 0.1).shape == (3, 1, 8, 8)
+
+
+# -- ShapePU --------------------------------------------------------------------------------------------
+def test_shapepu_transform_is_undone_by_its_inverse():
+    from train.augment import warp_image
+    from train.methods.shapepu import flip_rotate
+
+    torch.manual_seed(0)
+    fwd, back = flip_rotate(64, torch.device("cpu"), (32, 48))
+    eye = torch.eye(2).expand(64, 2, 2)
+    torch.testing.assert_close(fwd[:, :, :2] @ back[:, :, :2], eye, atol=1e-5, rtol=0)
+    assert fwd[:, 0, 0].std() > 0.3  # random angles
+    dets = torch.linalg.det(fwd[:, :, :2])  # pixel-space rotations keep areas: det 1, a single flip -1
+    assert {round(float(d), 4) for d in dets} == {-1.0, 1.0}
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 48), indexing="ij")
+    img = torch.exp(-4 * (xx ** 2 + yy ** 2))[None, None].expand(64, 1, 32, 48).contiguous()
+    round_trip = warp_image(warp_image(img, fwd), back)
+    centre = (xx ** 2 + yy ** 2) < 0.25  # inside the disc every rotation keeps in view
+    assert (round_trip - img)[:, 0][:, centre].abs().max() < 0.05
+
+
+def test_shapepu_em_recovers_the_unlabelled_mixture():
+    """Scores of a classifier trained at 50/50 on unlabelled pixels that are 90/10: EM finds 0.9/0.1."""
+    from train.methods.shapepu import class_priors
+
+    g = torch.Generator().manual_seed(0)
+    n = 40000
+    truth = (torch.rand(n, generator=g) < 0.1).long()  # 10 % class 1
+    x = torch.randn(n, generator=g) + torch.where(truth == 1, 1.0, -1.0)
+    p1 = torch.sigmoid(2 * x)  # the posterior at equal priors for N(-1, 1) vs N(1, 1)
+    probs = torch.stack([1 - p1, p1]).T.reshape(1, n, 1, 2).permute(0, 3, 1, 2)  # (1, 2, n, 1)
+    prior = class_priors(probs, torch.ones(1, n, 1, dtype=torch.bool), torch.tensor([0.5, 0.5]))
+    assert prior[1].item() == pytest.approx(0.1, abs=0.01) and prior.sum().item() == pytest.approx(1.0)
+
+
+def test_shapepu_negative_loss_excludes_the_least_likely_share_of_each_class():
+    from train.methods.shapepu import pu_negative_loss
+
+    g = torch.Generator().manual_seed(1)
+    probs = torch.softmax(torch.randn(2, 3, 20, 20, generator=g), dim=1).requires_grad_()
+    unlabelled = torch.ones(2, 20, 20, dtype=torch.bool)
+    unlabelled[:, :2] = False  # labelled rows are never excluded
+    ratios = torch.tensor([0.6, 0.25, 0.5])
+    loss = pu_negative_loss(probs, unlabelled, ratios)
+    ex = torch.zeros_like(probs, dtype=torch.bool)  # the definition, written out: "not c" below a quantile
+    for c, r in ((1, 0.25), (2, 0.5)):
+        ex[:, c] = (probs[:, c] < torch.quantile(probs[:, c][unlabelled], 1 - r)) & unlabelled
+    n = int(unlabelled.sum())
+    assert ex[:, 1].sum().item() == pytest.approx(0.75 * n, abs=2) and ex[:, 2].sum().item() == pytest.approx(
+        0.5 * n, abs=2)
+    assert not ex[:, :, :2].any()  # labelled pixels, and the background class, are never excluded
+    allowed = (probs * ~ex).sum(1)
+    flagged = ex.any(1)
+    torch.testing.assert_close(loss, -(torch.log(allowed + 1e-12) * flagged).sum() / flagged.sum())
+    loss.backward()  # it pushes probability away from the excluded classes only
+    assert probs.grad is not None and probs.grad.abs().sum() > 0

@@ -16,7 +16,9 @@ Built in (docs/methods.md says what each is, and where we depart from its author
   minimisation, total variation, the gated CRF loss, the Mumford-Shah functional);
 - ``ustm``: pce + the uncertainty-aware, transformation-consistent mean teacher;
 - ``dmpls``, ``dmsps``: two decoders on one encoder, pce on both + their dynamically mixed pseudo
-  labels (hard + Dice; soft + cross-entropy).
+  labels (hard + Dice; soft + cross-entropy);
+- ``shapepu``: pce + positive-unlabelled learning of the unlabelled pixels + global consistency
+  under cut-out, rotation and flips.
 
 Every scribble method trains on the same stream as pce (the ``train_scribble`` split of MAAG's split,
 else every patient of ``train``), with the same network, augmentation and schedule.
@@ -213,6 +215,18 @@ class DmspsOptions(_Options):
                                 "(PyMIC: the whole run).")
 
 
+class ShapePuOptions(_Options):
+    shapepu_hole: float = Field(0.15, gt=0, lt=1, description="Side of the cut-out square, a fraction of the "
+                                "image side (the authors: 32 px of their 212).")
+    shapepu_consistency_weight: float = Field(0.05, ge=0, description="Weight of the global consistency loss "
+                                              "(the authors: 0.05).")
+    shapepu_pu_weight: float = Field(1.0, ge=0, description="Weight of the PU negative loss (the authors: 1).")
+    shapepu_pu_start: float = Field(0.025, ge=0, le=1, description="Fraction of the run before the PU loss "
+                                    "starts (the authors: epoch 100 of 4000).")
+    shapepu_em_iterations: int = Field(100, ge=1, le=10000, description="EM steps estimating the class "
+                                       "ratios of the unlabelled pixels.")
+
+
 _SCRIBBLE = {"scribble": "scribble"}
 _PICK_SCRIBBLE = "train.methods.streams:pick_scribble"
 
@@ -238,3 +252,5 @@ register(Method("dmpls", "two decoders + dynamically mixed pseudo labels (Luo et
                 _PICK_SCRIBBLE, "train.methods.dual:step_dmpls", aux_decoder=True, options=DmplsOptions))
 register(Method("dmsps", "two decoders + dynamically mixed soft pseudo labels (Han et al. 2024)", _SCRIBBLE,
                 _PICK_SCRIBBLE, "train.methods.dual:step_dmsps", aux_decoder=True, options=DmspsOptions))
+register(Method("shapepu", "PU learning + cut-out global consistency (Zhang and Zhuang 2022)", _SCRIBBLE,
+                _PICK_SCRIBBLE, "train.methods.shapepu:step", options=ShapePuOptions))
