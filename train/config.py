@@ -32,6 +32,10 @@ class TrainConfig(BaseModel):
     network: Literal["attention_unet", "unet"] = Field(
         "attention_unet", description="The segmentor: attention_unet (MAAG's UNet with attention gates) or unet "
         "(the same without gates; not for maag).")
+    scribble_weights: Literal["auto", "batch", "none"] = Field(
+        "auto", description="Class weights of the partial cross-entropy on scribbles: batch (MAAG's N_total / N_c "
+        "from the batch's scribble pixels), none (uniform, as WSL4MIS and PyMIC), auto (the method's authors' "
+        "choice: batch for maag and pce, none for the other scribble methods).")
     max_steps: int = Field(24000, ge=1, description="Training iterations (MAAG: 450 epochs of 54).")
     batch_size: int = Field(12, ge=1, description="Samples per stream per iteration (per rank under DDP).")
     lr: float = Field(1e-4, gt=0, description="Adam learning rate (segmentor and discriminator); the upper "

@@ -128,7 +128,9 @@ class Trainer:
                                                      self.d.rank, self.d.world).epoch_batches(first))
         self.nets = build_nets(cfg, self.method, self.store.channels, self.num_classes, tuple(self.store.image_size),
                                self.device, self.epoch_steps, self.channels_last)
-        self.ctx = StepContext(cfg, cfg.method_options(), self.nets, self.num_classes, self.device, self.bf16)
+        weights = self.method.scribble_weights if cfg.scribble_weights == "auto" else cfg.scribble_weights
+        self.ctx = StepContext(cfg, cfg.method_options(), self.nets, self.num_classes, self.device, self.bf16,
+                               scribble_weighted=weights == "batch")
         self.step_fn = self.method.step_fn()
         self.resume_ck = None
         if resume:

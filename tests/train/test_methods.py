@@ -283,3 +283,33 @@ def test_shapepu_negative_loss_excludes_the_least_likely_share_of_each_class():
     torch.testing.assert_close(loss, -(torch.log(allowed + 1e-12) * flagged).sum() / flagged.sum())
     loss.backward()  # it pushes probability away from the excluded classes only
     assert probs.grad is not None and probs.grad.abs().sum() > 0
+
+
+def test_the_scribble_loss_is_weighted_as_each_methods_authors_have_it(small_store: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch):
+    """auto: MAAG's class weights for maag and pce, uniform for the methods of WSL4MIS / PyMIC; the option
+    sets it for any method, and a step's partial CE follows it."""
+    import train.losses
+
+    expected = {"maag": True, "pce": True, "em": False, "dmpls": False, "shapepu": False}
+    for method, weighted in expected.items():
+        tr = trainer(small_store, tmp_path / method, method=method)
+        assert tr.ctx.scribble_weighted is weighted, method
+        tr.close()
+    tr = trainer(small_store, tmp_path / "em-batch", method="em", scribble_weights="batch")
+    assert tr.ctx.scribble_weighted is True
+    seen = []
+    real = train.losses.partial_ce
+
+    def spy(*a, **k):
+        seen.append(k.get("weighted"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(train.losses, "partial_ce", spy)
+    tr.step_fn(tr.ctx, next(tr.batches())[0])
+    assert seen == [True]
+    tr.close()
+    tr = trainer(small_store, tmp_path / "pce-none", method="pce", scribble_weights="none")
+    tr.step_fn(tr.ctx, next(tr.batches())[0])
+    assert seen == [True, False]
+    tr.close()

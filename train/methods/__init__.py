@@ -72,6 +72,8 @@ class Method:
         aux_decoder: the network gets a second decoder (``model(x, aux=True).aux_logits``).
         teacher: an exponential moving average of the segmentor is kept (``ctx.nets.teacher``).
         needs_gates: the step reads the attention gates' segmentations (refuses ``--network unet``).
+        scribble_weights: the class weights of its partial cross-entropy as its authors have them:
+            ``batch`` (MAAG's N_total / N_c) or ``none`` (uniform); ``--scribble-weights`` overrides.
         options: a pydantic model of the method's hyper-parameters; each field is a ``train run``
             option (its name must be unique across methods: prefix it with the method's name).
 
@@ -94,6 +96,7 @@ class Method:
     aux_decoder: bool = False
     teacher: bool = False
     needs_gates: bool = False
+    scribble_weights: str = "none"
     options: type[BaseModel] | None = None
 
     def pick_fn(self) -> Callable[[Store], Streams]:
@@ -233,9 +236,9 @@ _PICK_SCRIBBLE = "train.methods.streams:pick_scribble"
 register(Method("maag", "scribbles + adversarial attention gates (Valvano et al. 2021)",
                 {"scribble": "scribble", "unlabelled": "unlabelled", "masks": "masks"},
                 "train.methods.streams:pick_maag", "train.methods.maag:step", discriminator=True, needs_gates=True,
-                options=MaagOptions))
-register(Method("pce", "class-weighted partial cross-entropy on scribbles only", _SCRIBBLE, _PICK_SCRIBBLE,
-                "train.methods.supervised:step_pce"))
+                scribble_weights="batch", options=MaagOptions))
+register(Method("pce", "partial cross-entropy on scribbles only (class-weighted, as MAAG's baseline)", _SCRIBBLE,
+                _PICK_SCRIBBLE, "train.methods.supervised:step_pce", scribble_weights="batch"))
 register(Method("full", "cross-entropy on full masks (the upper bound)", {"full": "full"},
                 "train.methods.streams:pick_full", "train.methods.supervised:step_full"))
 register(Method("em", "pce + entropy minimisation (Grandvalet and Bengio 2004)", _SCRIBBLE, _PICK_SCRIBBLE,

@@ -40,7 +40,7 @@ class StepContext:
             x, y = ctx.augment(s["images"], s["scribbles"])
             with ctx.autocast():
                 out = ctx.nets.model(x)
-            ce = partial_ce(out.logits, y, label_state=s["label_state"])
+            ce = ctx.scribble_ce(out.logits, y, s["label_state"])
             return ctx.step_g(ce, {"loss/ce": ce})
     """
 
@@ -50,7 +50,14 @@ class StepContext:
     num_classes: int
     device: torch.device
     bf16: bool
+    scribble_weighted: bool = True  # the partial CE's class weights (--scribble-weights, or the method's own)
     step: int = 0  # iterations done before the one running
+
+    def scribble_ce(self, logits: torch.Tensor, scribbles: torch.Tensor, label_state: torch.Tensor) -> torch.Tensor:
+        """The partial cross-entropy on scribbles, class-weighted or not as the run says."""
+        from train.losses import partial_ce
+
+        return partial_ce(logits, scribbles, weighted=self.scribble_weighted, label_state=label_state)
 
     def autocast(self):
         return autocast(self.device, self.bf16)

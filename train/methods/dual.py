@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from train.losses import dice_loss, mixed_pseudo_label, partial_ce, soft_ce
+from train.losses import dice_loss, mixed_pseudo_label, soft_ce
 from train.methods.context import StepContext
 
 Batch = dict[str, dict[str, torch.Tensor]]
@@ -30,8 +30,7 @@ def _both(ctx: StepContext, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, t
     x, y = ctx.augment(s["images"], s["scribbles"])
     with ctx.autocast():
         out = ctx.nets.model(x, aux=True)
-    ce = 0.5 * (partial_ce(out.logits, y, label_state=s["label_state"])
-                + partial_ce(out.aux_logits, y, label_state=s["label_state"]))
+    ce = 0.5 * (ctx.scribble_ce(out.logits, y, s["label_state"]) + ctx.scribble_ce(out.aux_logits, y, s["label_state"]))
     return ce, torch.softmax(out.logits.float(), dim=1), torch.softmax(out.aux_logits.float(), dim=1)
 
 

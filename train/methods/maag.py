@@ -12,7 +12,7 @@ import torch
 
 from train.augment import augment_masks
 from train.discriminator import fake_scales, real_scales
-from train.losses import dynamic_weighting, lsgan_d, lsgan_g, partial_ce
+from train.losses import dynamic_weighting, lsgan_d, lsgan_g
 from train.methods.context import StepContext
 
 Batch = dict[str, dict[str, torch.Tensor]]
@@ -38,7 +38,7 @@ def step(ctx: StepContext, batch: Batch) -> dict[str, torch.Tensor]:
     ctx.step_d(loss_d)
     with ctx.frozen_disc(), ctx.autocast():  # no D weight gradients in the G step: only the fake path
         g = lsgan_g(n.disc_g(fake))
-    ce = partial_ce(out.logits[:b], y, label_state=s["label_state"])
+    ce = ctx.scribble_ce(out.logits[:b], y, s["label_state"])
     total, w = dynamic_weighting(ce, g, opts.adv_weight)
     return ctx.step_g(total, {"loss/ce": ce, "loss/adv": opts.adv_weight * g.detach(), "loss/disc": loss_d.detach(),
                               "loss/ce_weight": w})

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-from train.losses import entropy, gated_crf, mumford_shah, partial_ce, total_variation
+from train.losses import entropy, gated_crf, mumford_shah, total_variation
 from train.methods.context import StepContext
 
 Batch = dict[str, dict[str, torch.Tensor]]
@@ -21,7 +21,7 @@ def _pce_plus(ctx: StepContext, batch: Batch, name: str, weight: float,
     x, y = ctx.augment(s["images"], s["scribbles"])
     with ctx.autocast():
         out = ctx.nets.model(x)
-    ce = partial_ce(out.logits, y, label_state=s["label_state"])
+    ce = ctx.scribble_ce(out.logits, y, s["label_state"])
     reg = term(torch.softmax(out.logits.float(), dim=1), x)
     return ctx.step_g(ce + weight * reg, {"loss/ce": ce, f"loss/{name}": reg})
 

@@ -31,7 +31,6 @@ from torch.nn import functional as F
 
 from datakit.constants import IGNORE
 from train.augment import rotation_theta, warp_image, warp_labels
-from train.losses import partial_ce
 from train.methods.context import StepContext
 
 Batch = dict[str, dict[str, torch.Tensor]]
@@ -110,8 +109,8 @@ def step(ctx: StepContext, batch: Batch) -> dict[str, torch.Tensor]:
     with ctx.autocast():
         out = n.model(x)
         out_cut = n.model(x_cut)
-    ce = partial_ce(out.logits, y, label_state=ls)
-    ce_cut = partial_ce(out_cut.logits, y_cut, label_state=ls)
+    ce = ctx.scribble_ce(out.logits, y, ls)
+    ce_cut = ctx.scribble_ce(out_cut.logits, y_cut, ls)
     p = torch.softmax(out.logits.float(), dim=1)
     p_back = F.grid_sample(torch.softmax(out_cut.logits.float(), dim=1),
                            F.affine_grid(back, list(p.shape), align_corners=False), mode="bilinear",

@@ -15,7 +15,7 @@ def step_pce(ctx: StepContext, batch: Batch) -> dict[str, torch.Tensor]:
     x, y = ctx.augment(s["images"], s["scribbles"])
     with ctx.autocast():
         out = ctx.nets.model(x)
-    ce = partial_ce(out.logits, y, label_state=s["label_state"])
+    ce = ctx.scribble_ce(out.logits, y, s["label_state"])
     return ctx.step_g(ce, {"loss/ce": ce})
 
 

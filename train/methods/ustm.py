@@ -20,7 +20,6 @@ import math
 
 import torch
 
-from train.losses import partial_ce
 from train.methods.context import StepContext
 
 Batch = dict[str, dict[str, torch.Tensor]]
@@ -50,7 +49,7 @@ def step(ctx: StepContext, batch: Batch) -> dict[str, torch.Tensor]:
     x, y = ctx.augment(s["images"], s["scribbles"])
     with ctx.autocast():
         out = n.model(x)
-    ce = partial_ce(out.logits, y, label_state=s["label_state"])
+    ce = ctx.scribble_ce(out.logits, y, s["label_state"])
     turns = int(torch.randint(4, (1,)))  # the CPU generator: no device sync, and in every checkpoint
     xr = torch.rot90(x, turns, (2, 3))
     with torch.no_grad(), ctx.autocast():
