@@ -82,7 +82,7 @@ def train_all(a: argparse.Namespace, store: Path, methods: list[str], budget: di
             cmd += ["--resume"] if resume else [
                 "--store", str(store), "--method", m, "--max-steps", str(a.steps), "--batch-size", str(a.batch),
                 "--width", str(a.width), "--lr-half-period", str(a.half_period), "--lr", str(a.lr),
-                "--no-progress", "--overwrite", "--log-every", "54"]
+                "--no-progress", "--overwrite", "--log-every", "54", "--scribble-weights", a.scribble_weights]
             cmd += ["--time-budget", str(budget.get(m, a.budget_default))]
             log = (a.out / f"{m}.log").open("a")
             env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "100"}
@@ -178,6 +178,8 @@ def main() -> None:
     ap.add_argument("--budget-default", type=float, default=360.0, help="minutes for methods --budget omits")
     ap.add_argument("--methods", default="maag,pce,full", help="comma-separated, or 'all' (every registered one)")
     ap.add_argument("--jobs", type=int, default=1, help="methods trained at once (one torch thread each)")
+    ap.add_argument("--scribble-weights", default="auto", choices=("auto", "batch", "none"),
+                    help="train run --scribble-weights for every method trained (auto: each method's authors')")
     ap.add_argument("--eval-only", action="store_true", help="only evaluate finished runs and print the table")
     ap.add_argument("--export", type=Path, default=None, help="write each best checkpoint as weights here")
     ap.add_argument("--reuse", default="", help="METHOD=CHECKPOINT,...: evaluate these instead of training them")
@@ -219,7 +221,7 @@ def main() -> None:
 
     info = {"torch": torch.__version__, "cpu": platform.processor() or platform.machine(), "threads": 1,
             "jobs": a.jobs, "size": a.size, "spacing": a.spacing, "width": a.width, "batch": a.batch,
-            "max_steps": a.steps, "half_period": a.half_period, "lr": a.lr}
+            "max_steps": a.steps, "half_period": a.half_period, "lr": a.lr, "scribble_weights": a.scribble_weights}
     (a.out / "proxy.json").write_text(json.dumps({"setup": info, "results": results}, indent=1))
     if done:
         run([str(Path(sys.executable).parent / "train"), "plot", *(str(a.out / m) for m in done), "--out",
