@@ -1,4 +1,5 @@
-"""``pce`` (class-weighted partial cross-entropy on scribbles) and ``full`` (cross-entropy on full masks)."""
+"""``pce`` (partial cross-entropy on scribbles: class-weighted as MAAG's baseline, ``--scribble-weights`` to choose) and
+``full`` (cross-entropy on full masks)."""
 
 from __future__ import annotations
 
