@@ -236,7 +236,12 @@ def _run_store(ck: dict[str, Any], checkpoint: Path) -> Path:
     saved = ck.get("config")
     if not isinstance(saved, dict) or not isinstance(saved.get("store"), str):
         raise DatakitError("the checkpoint records no store path (config.store); pass --store", checkpoint)
-    return Path(saved["store"])
+    store = Path(saved["store"])
+    if not store.is_file():  # a relative path is relative to where train run was started
+        where = "" if store.is_absolute() else ", relative to the directory train run was started in"
+        raise DatakitError(f"the run's store {store} (config.store{where}) is not there; pass --store STORE.h5",
+                           checkpoint)
+    return store
 
 
 def _indices(s, split: str):

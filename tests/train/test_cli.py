@@ -190,6 +190,22 @@ def test_provenance_is_the_checkout_as_the_run_started(small_store: Path, tmp_pa
     assert p["git_commit"] == "a" * 40 and p["git_dirty"] is False
 
 
+def test_a_runs_relative_store_path_elsewhere_says_pass_store(small_store: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """config.store is recorded as given; from another directory eval --run says so instead of 'no such file'."""
+    monkeypatch.chdir(small_store.parent)
+    r = invoke("run", "--store", small_store.name, "--out", tmp_path / "run", "--method", "pce", "--max-steps", 1,
+               *FAST, "--valid-split", "")
+    assert r.exit_code == 0, r.output
+    monkeypatch.chdir(tmp_path)
+    r = invoke("eval", "--run", tmp_path / "run", "--split", "valid")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert f"the run's store {small_store.name} (config.store, relative to the directory train run was started " \
+           "in) is not there; pass --store STORE.h5" in " ".join(r.output.split())
+    r = invoke("eval", "--run", tmp_path / "run", "--split", "valid", "--store", small_store)
+    assert r.exit_code == 0, r.output
+
+
 def test_eval_and_predict_show_progress_on_a_terminal(small_store: Path, tiny_run: Path, tmp_path: Path):
     import re
 
