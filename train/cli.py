@@ -88,7 +88,7 @@ def _config_options() -> list[inspect.Parameter]:
 
 
 def _run(config: Path | None = None, resume: bool = False, overwrite: bool = False, **values: Any) -> None:
-    from train.config import load_toml, resolve
+    from train.config import as_written, load_toml, resolve
     from train.loop import train
     from train.rundir import check_run_dir
 
@@ -98,7 +98,7 @@ def _run(config: Path | None = None, resume: bool = False, overwrite: bool = Fal
         if not (values["out"] / "checkpoints" / "last.pt").is_file():  # checked again under the lock
             check_run_dir(values["out"], True, False)
         saved = values["out"] / "config.toml"
-        file_values = load_toml(saved) if saved.is_file() else {}
+        file_values = as_written(load_toml(saved)) if saved.is_file() else {}
         where = str(saved)
         if config is not None:
             raise DatakitError("--resume continues with RUN_DIR/config.toml; --config is not allowed with it")

@@ -151,6 +151,17 @@ def _wrap(e: ValidationError, where: str, flags: set[str] = frozenset()) -> Data
     return DatakitError(f"{key}: {msg}", where)
 
 
+# Options added after runs were already made, and the value that does what the code before them did
+# (until --scribble-weights, every method took MAAG's batch-weighted partial CE). A --resume of such a
+# run continues with these, not with today's default, so that a run never changes its loss halfway.
+BEFORE_OPTION: dict[str, Any] = {"scribble_weights": "batch"}
+
+
+def as_written(saved: dict[str, Any]) -> dict[str, Any]:
+    """A run's saved configuration with the options it predates set to what its code did."""
+    return {**BEFORE_OPTION, **saved}
+
+
 def load_toml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise DatakitError("no such config file", path)

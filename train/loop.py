@@ -35,7 +35,7 @@ from datakit.store.check import check_label_values
 from datakit.store.identity import fingerprint
 from train import checkpoint as ckpt
 from train import methods
-from train.config import TrainConfig, to_toml
+from train.config import TrainConfig, as_written, to_toml
 from train.data import MultiStreamSampler, ResidentData, label_indices, make_loader, resident_bytes
 from train.inference import ResidentSplit, use_bf16
 from train.methods.context import StepContext
@@ -153,7 +153,7 @@ class Trainer:
         if ck.get("weights_only"):
             raise DatakitError("is a weights-only checkpoint (no optimisers, RNG or data position): it can be "
                                "evaluated, not resumed", where)
-        saved = ck.get("config") if isinstance(ck.get("config"), dict) else {}
+        saved = as_written(ck["config"]) if isinstance(ck.get("config"), dict) else {}
         now = self.cfg.model_dump()
         pairs = [(k, saved.get(k, ck.get(k)), now[k]) for k in IDENTITY]
         pairs += [("store content", ck.get("store_fingerprint"), self.store_fingerprint),

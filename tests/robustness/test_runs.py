@@ -258,6 +258,37 @@ def test_resume_applies_a_changed_lr_and_records_every_changed_option(pce_run: P
     assert ck["opt_g"]["param_groups"][0]["lr"] == pytest.approx(1e-4) and ck["config"]["lr"] == 1e-4
 
 
+def test_resume_of_a_run_older_than_an_option_keeps_what_its_code_did(good_store: Path, tmp_path: Path,
+                                                                     monkeypatch):
+    """A run written before --scribble-weights (no such key in config.toml nor in last.pt's config) took
+    MAAG's batch-weighted partial CE; resumed, it keeps it, not today's default for its method (em: uniform)."""
+    from train.methods.context import StepContext
+
+    run = tmp_path / "run"
+    _train(good_store, run, "--valid-split", "", method="em", steps=2)
+    cfg = run / "config.toml"
+    cfg.write_text("".join(line for line in cfg.read_text().splitlines(keepends=True)
+                           if not line.startswith("scribble_weights")))
+    path = run / "checkpoints" / "last.pt"
+    ck = torch.load(path, weights_only=True)
+    assert ck["config"].pop("scribble_weights") == "auto"
+    torch.save(ck, path)
+    seen = []
+    real = StepContext.__init__
+
+    def spy(self, *a, **k):
+        real(self, *a, **k)
+        seen.append(self.scribble_weighted)
+
+    monkeypatch.setattr(StepContext, "__init__", spy)
+    _resume(run, "--max-steps", 3)
+    assert seen == [True]  # batch weights, as before the option existed
+    assert [r["changed"] for r in _rows(run) if "changed" in r] == [{"max_steps": [2, 3]}]  # the loss did not
+    _resume(run, "--max-steps", 4, "--scribble-weights", "none")  # an explicit change takes effect, recorded
+    assert seen == [True, False]
+    assert {"step": 3, "changed": {"max_steps": [3, 4], "scribble_weights": ["batch", "none"]}} in _rows(run)
+
+
 # -- 7. an empty validation split ---------------------------------------------------------------------------
 def test_an_empty_validation_split_means_no_validation_and_eval_uses_last(acdc3: Path, tmp_path: Path):
     from datakit.pipeline import ConvertOptions, convert
