@@ -69,6 +69,27 @@ def sha256(path: Path) -> str:
 
 
 # -- here: prepare what travels ----------------------------------------------------------------------
+TRAVEL_LIMIT_MIB = 64.0  # the device tool sends the working tree: tracked and untracked-not-ignored files, carry
+
+
+def travel_check(repo: Path, carry: Path, limit_mib: float = TRAVEL_LIMIT_MIB) -> str | None:
+    """None when the working tree of ``repo`` plus ``carry`` fits what the device call sends; else what to
+    set aside (the committed CPU-proxy weights are not needed on the device)."""
+    listed = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    files = [repo / f for f in listed if f and (repo / f).is_file()]
+    files = sorted(set(files) | {p for p in carry.rglob("*") if p.is_file()})  # a carried path may be listed too
+    size = lambda ps: sum(p.stat().st_size for p in ps) / 2**20  # noqa: E731
+    total = size(files)
+    if total <= limit_mib:
+        return None
+    weights = repo / "results" / "acdc_cpu_proxy"
+    aside = size([p for p in files if weights in p.parents])
+    return (f"the working tree and {carry.name}/ come to {total:.1f} MiB, over the device call's "
+            f"{limit_mib:g} MiB by {total - limit_mib:.1f}: set the CPU-proxy weights aside for the call "
+            f"({aside:.1f} MiB: mv results/acdc_cpu_proxy /tmp/, and back afterwards)")
+
+
 def pack(a: argparse.Namespace) -> None:
     from datakit.store import Store, validate_store
     from datakit.store.pack import pack_store
@@ -93,6 +114,8 @@ def pack(a: argparse.Namespace) -> None:
     total = sum(p.stat().st_size for p in DEVICE.rglob("*") if p.is_file()) / 2**20
     print(f"packed {STORE.relative_to(REPO)}: {r['dst_mib']:.1f} MiB (from {r['src_mib']:.1f}), largest image change "
           f"{r['largest_change']:.3g}; .device/ holds {total:.1f} MiB (carry it: carry=[\".device\"])")
+    over = travel_check(REPO, DEVICE)
+    print(over or f"the working tree and .device/ fit the device call ({TRAVEL_LIMIT_MIB:.0f} MiB)")
 
 
 # -- there: run -------------------------------------------------------------------------------------

@@ -131,13 +131,37 @@ def test_gpu_script_takes_compile_from_the_environment(tmp_path: Path, compile_e
     assert p.returncode == 2 and "COMPILE must be 0 or 1" in p.stderr
 
 
-def test_mfu_is_against_the_measured_peak_of_the_gpu_found():
+def _script():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("gpu_acdc", Path(__file__).resolve().parents[1] / "benchmarks" /
-                                                  "gpu_acdc.py")
+    spec = importlib.util.spec_from_file_location("gpu_acdc", REPO / "benchmarks" / "gpu_acdc.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_pack_says_when_what_travels_is_over_the_device_limit(tmp_path: Path):
+    """The device call sends the working tree (tracked and untracked-not-ignored files) and what is carried:
+    counted as such, and over the limit the committed weights are named as what to set aside."""
+    mod = _script()
+    repo = tmp_path / "repo"
+    (repo / "results" / "acdc_cpu_proxy").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".gitignore").write_text("ignored/\n")
+    (repo / "results" / "acdc_cpu_proxy" / "m.pt").write_bytes(b"w" * 2**20)  # untracked, not ignored: travels
+    (repo / "ignored").mkdir()
+    (repo / "ignored" / "big").write_bytes(b"x" * 2**22)  # ignored: stays
+    carry = repo / ".device"
+    carry.mkdir()
+    (carry / "store.h5").write_bytes(b"s" * 2**21)
+    assert mod.travel_check(repo, carry, limit_mib=3.5) is None  # 1 + 2 MiB (+ .gitignore)
+    msg = mod.travel_check(repo, carry, limit_mib=2.5)
+    assert msg is not None and "3.0 MiB, over the device call's 2.5 MiB by 0.5" in msg
+    assert "set the CPU-proxy weights aside for the call (1.0 MiB" in msg
+
+
+def test_mfu_is_against_the_measured_peak_of_the_gpu_found():
+    mod = _script()
     assert mod.peak_flops("NVIDIA H100 80GB HBM3") == 798e12
     assert mod.peak_flops("NVIDIA H200") == 788e12
     assert mod.peak_flops("cpu") is None  # no MFU rather than one against the wrong peak
