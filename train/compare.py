@@ -214,8 +214,9 @@ def box_plots(result: dict[str, Any], used: str, f: BinaryIO) -> None:
 
     classes = result["classes"]
     runs = list(dict.fromkeys(r["run"] for r in result["rows"]))
-    fig, axes = plt.subplots(len(METRICS), len(classes), figsize=(3.2 * len(classes), 3.4 * len(METRICS)),
-                             squeeze=False)
+    many = len(runs) > 4  # names slanted more, each box given room, so that a dozen runs stay legible
+    fig, axes = plt.subplots(len(METRICS), len(classes), squeeze=False,
+                             figsize=(max(3.2, 0.4 * len(runs)) * len(classes), (4.2 if many else 3.4) * len(METRICS)))
     for i, (metric, label) in enumerate(METRICS.items()):
         for j, c in enumerate(classes):
             ax = axes[i][j]
@@ -225,7 +226,7 @@ def box_plots(result: dict[str, Any], used: str, f: BinaryIO) -> None:
                 v = np.asarray(row[metric]["values"], np.float64)
                 data.append(v[np.isfinite(v)])
             ax.boxplot(data, showmeans=True)
-            ax.set_xticks(range(1, len(runs) + 1), runs, rotation=20)
+            ax.set_xticks(range(1, len(runs) + 1), runs, rotation=60 if many else 20, ha="right" if many else "center")
             ax.set_title(f"{c}: {label}", fontsize=10)
             ax.grid(axis="y", alpha=0.3)
     fig.suptitle(f"{used} scores per patient ({result['patients']} patients; reference {result['reference']})",
