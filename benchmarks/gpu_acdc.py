@@ -77,14 +77,13 @@ def travel_check(repo: Path, carry: Path, limit_mib: float = TRAVEL_LIMIT_MIB) -
     set aside (the committed CPU-proxy weights are not needed on the device)."""
     listed = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                             capture_output=True, check=True).stdout.decode().split("\0")
-    files = [repo / f for f in listed if f and (repo / f).is_file()]
-    files = sorted(set(files) | {p for p in carry.rglob("*") if p.is_file()})  # a carried path may be listed too
-    size = lambda ps: sum(p.stat().st_size for p in ps) / 2**20  # noqa: E731
-    total = size(files)
+    # a set: a carried file that git does not ignore is listed by both, and is sent once
+    mib = {p: p.stat().st_size / 2**20 for p in [*(repo / f for f in listed if f), *carry.rglob("*")] if p.is_file()}
+    total = sum(mib.values())
     if total <= limit_mib:
         return None
     weights = repo / "results" / "acdc_cpu_proxy"
-    aside = size([p for p in files if weights in p.parents])
+    aside = sum(v for p, v in mib.items() if weights in p.parents)
     return (f"the working tree and {carry.name}/ come to {total:.1f} MiB, over the device call's "
             f"{limit_mib:g} MiB by {total - limit_mib:.1f}: set the CPU-proxy weights aside for the call "
             f"({aside:.1f} MiB: mv results/acdc_cpu_proxy /tmp/, and back afterwards)")

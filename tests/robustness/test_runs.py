@@ -168,11 +168,11 @@ def test_overwrite_refused_up_front_removes_nothing(earlier: Path, good_store: P
 
 def test_overwrite_that_fails_before_its_first_checkpoint_keeps_the_earlier_run(earlier: Path, good_store: Path,
                                                                                 monkeypatch):
-    import train.losses as losses  # StepContext.scribble_ce, every method's scribble CE, calls it from here
+    import train.methods.context as context  # StepContext.scribble_ce: every method's scribble CE
 
     before = tree_state(earlier)
-    real = losses.partial_ce
-    monkeypatch.setattr(losses, "partial_ce", lambda *a, **k: real(*a, **k) * float("nan"))
+    real = context.partial_ce
+    monkeypatch.setattr(context, "partial_ce", lambda *a, **k: real(*a, **k) * float("nan"))
     _train(good_store, earlier, "--overwrite", "--valid-split", "", steps=3, code=1,
            names=["loss/total is nan at step 1", "earlier run in RUN_DIR is kept"], outputs=())
     assert tree_state(earlier) == before  # no staging folder left either

@@ -158,14 +158,14 @@ def test_run_refuses_bad_labels_it_reads_and_only_those(small_store: Path, tmp_p
 
 def test_nan_loss_stops_with_clear_message_keeping_checkpoint(small_store: Path, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch):
-    import train.losses as losses  # StepContext.scribble_ce, every method's scribble CE, calls it from here
+    import train.methods.context as context  # StepContext.scribble_ce: every method's scribble CE
 
     run = tmp_path / "run"
     common = ["--store", small_store, "--method", "pce", "--valid-split", "", *FAST]
     assert invoke("run", *common, "--out", run, "--max-steps", 2).exit_code == 0
     before = (run / "checkpoints" / "last.pt").read_bytes()
-    real = losses.partial_ce
-    monkeypatch.setattr(losses, "partial_ce", lambda *a, **k: real(*a, **k) * float("nan"))
+    real = context.partial_ce
+    monkeypatch.setattr(context, "partial_ce", lambda *a, **k: real(*a, **k) * float("nan"))
     r = invoke("run", "--out", run, "--resume", "--max-steps", 4)
     assert r.exit_code == 1
     assert "loss/total is nan at step 3" in r.output and "last good checkpoint" in r.output

@@ -289,7 +289,7 @@ def test_the_scribble_loss_is_weighted_as_each_methods_authors_have_it(small_sto
                                                                         monkeypatch: pytest.MonkeyPatch):
     """auto: MAAG's class weights for maag and pce, uniform for the methods of WSL4MIS / PyMIC; the option
     sets it for any method, and a step's partial CE follows it."""
-    import train.losses
+    import train.methods.context as context
 
     expected = {"maag": True, "pce": True, "em": False, "dmpls": False, "shapepu": False}
     for method, weighted in expected.items():
@@ -299,13 +299,13 @@ def test_the_scribble_loss_is_weighted_as_each_methods_authors_have_it(small_sto
     tr = trainer(small_store, tmp_path / "em-batch", method="em", scribble_weights="batch")
     assert tr.ctx.scribble_weighted is True
     seen = []
-    real = train.losses.partial_ce
+    real = context.partial_ce
 
     def spy(*a, **k):
         seen.append(k.get("weighted"))
         return real(*a, **k)
 
-    monkeypatch.setattr(train.losses, "partial_ce", spy)
+    monkeypatch.setattr(context, "partial_ce", spy)
     tr.step_fn(tr.ctx, next(tr.batches())[0])
     assert seen == [True]
     tr.close()
@@ -313,3 +313,13 @@ def test_the_scribble_loss_is_weighted_as_each_methods_authors_have_it(small_sto
     tr.step_fn(tr.ctx, next(tr.batches())[0])
     assert seen == [True, False]
     tr.close()
+
+
+def test_a_method_declares_batch_or_uniform_scribble_weights():
+    """Anything but 'batch' would otherwise mean uniform without a word: register refuses it."""
+    from train.methods import Method, register
+
+    bad = Method("typo", "a method whose authors' weighting is misspelt", {"scribble": "scribble"},
+                 "train.methods.streams:pick_scribble", "train.methods.supervised:step_pce", scribble_weights="Batch")
+    with pytest.raises(ValueError, match="method 'typo': scribble_weights 'Batch' is not 'batch' nor 'none'"):
+        register(bad)

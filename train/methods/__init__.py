@@ -45,7 +45,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -96,7 +96,7 @@ class Method:
     aux_decoder: bool = False
     teacher: bool = False
     needs_gates: bool = False
-    scribble_weights: str = "none"
+    scribble_weights: Literal["batch", "none"] = "none"
     options: type[BaseModel] | None = None
 
     def pick_fn(self) -> Callable[[Store], Streams]:
@@ -121,6 +121,9 @@ METHODS: dict[str, Method] = {}
 
 def register(method: Method) -> Method:
     """Add ``method`` (or replace one of the same name). Its option names must be new."""
+    if method.scribble_weights not in ("batch", "none"):  # anything else would silently mean uniform
+        raise ValueError(f"method {method.name!r}: scribble_weights {method.scribble_weights!r} is not 'batch' "
+                         "nor 'none'")
     if method.options is not None:
         for other in METHODS.values():
             if other.name != method.name and other.options is not None:

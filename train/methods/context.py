@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from train.inference import autocast
+from train.losses import partial_ce
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -55,8 +56,6 @@ class StepContext:
 
     def scribble_ce(self, logits: torch.Tensor, scribbles: torch.Tensor, label_state: torch.Tensor) -> torch.Tensor:
         """The partial cross-entropy on scribbles, class-weighted or not as the run says."""
-        from train.losses import partial_ce
-
         return partial_ce(logits, scribbles, weighted=self.scribble_weighted, label_state=label_state)
 
     def autocast(self):
